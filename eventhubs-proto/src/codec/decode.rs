@@ -57,7 +57,7 @@ impl<'a> Decoder<'a> {
 
     /// Offset of the next byte to read, from the start of the buffer.
     pub fn offset(&self) -> usize {
-        self.input.as_ptr() as usize - self.src.as_ptr() as usize
+        (self.input.as_ptr() as usize).saturating_sub(self.src.as_ptr() as usize)
     }
 
     /// Bytes not yet read.

@@ -200,10 +200,10 @@ impl Frame {
     /// hold exactly one frame (as split off by [`split_frame`]). Any
     /// extended header is skipped.
     pub fn decode(frame: &Bytes) -> Result<Frame, DecodeError> {
-        let header = FrameHeader::parse(frame, u32::MAX)?.ok_or(DecodeError {
+        let header = FrameHeader::parse(frame, u32::MAX)?.ok_or_else(|| DecodeError {
             offset: frame.len(),
             kind: DecodeErrorKind::UnexpectedEnd {
-                needed: 8 - frame.len(),
+                needed: FRAME_HEADER_LEN - frame.len(),
             },
         })?;
         if header.size as usize != frame.len() {

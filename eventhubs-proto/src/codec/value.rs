@@ -90,12 +90,21 @@ impl Described {
 ///
 /// The element format code is kept as decoded, so re-encoding reproduces the
 /// peer's bytes; the encoder widens it (smalluint to uint, sym8 to sym32,
-/// and so on) when an element no longer fits.
-#[derive(Clone, PartialEq, Debug)]
+/// and so on) when an element no longer fits. Equality compares the element
+/// type, not the width of its encoding.
+#[derive(Clone, Debug)]
 pub struct Array {
     descriptor: Option<Descriptor>,
     code: u8,
     items: Vec<Value>,
+}
+
+impl PartialEq for Array {
+    fn eq(&self, other: &Self) -> bool {
+        self.descriptor == other.descriptor
+            && element_family(self.code) == element_family(other.code)
+            && self.items == other.items
+    }
 }
 
 impl Array {
@@ -161,23 +170,26 @@ impl Array {
     }
 
     /// The code the elements are written with: the stored code when every
-    /// element fits it, else the widest code of the same type.
+    /// element fits it, else the widest code of the same type. Zero-width
+    /// constructors (uint0, ulong0, true, false, list0) are never written
+    /// for elements: the decoder holds element counts to the array's size,
+    /// and one byte per element keeps such arrays decodable.
     fn effective_code(&self) -> u8 {
         let items = &self.items;
         let all = |f: &dyn Fn(&Value) -> bool| items.iter().all(f);
         match self.code {
-            fc::UINT0 if all(&|v| matches!(v, Value::Uint(0))) => fc::UINT0,
-            fc::SMALLUINT if all(&|v| matches!(v, Value::Uint(0..=255))) => fc::SMALLUINT,
+            fc::UINT0 | fc::SMALLUINT if all(&|v| matches!(v, Value::Uint(0..=255))) => {
+                fc::SMALLUINT
+            }
             fc::UINT0 | fc::SMALLUINT | fc::UINT => fc::UINT,
-            fc::ULONG0 if all(&|v| matches!(v, Value::Ulong(0))) => fc::ULONG0,
-            fc::SMALLULONG if all(&|v| matches!(v, Value::Ulong(0..=255))) => fc::SMALLULONG,
+            fc::ULONG0 | fc::SMALLULONG if all(&|v| matches!(v, Value::Ulong(0..=255))) => {
+                fc::SMALLULONG
+            }
             fc::ULONG0 | fc::SMALLULONG | fc::ULONG => fc::ULONG,
             fc::SMALLINT if all(&|v| matches!(v, Value::Int(-128..=127))) => fc::SMALLINT,
             fc::SMALLINT | fc::INT => fc::INT,
             fc::SMALLLONG if all(&|v| matches!(v, Value::Long(-128..=127))) => fc::SMALLLONG,
             fc::SMALLLONG | fc::LONG => fc::LONG,
-            fc::BOOLEAN_TRUE if all(&|v| matches!(v, Value::Bool(true))) => fc::BOOLEAN_TRUE,
-            fc::BOOLEAN_FALSE if all(&|v| matches!(v, Value::Bool(false))) => fc::BOOLEAN_FALSE,
             fc::BOOLEAN_TRUE | fc::BOOLEAN_FALSE | fc::BOOLEAN => fc::BOOLEAN,
             c @ (fc::VBIN8 | fc::STR8 | fc::SYM8) => {
                 if all(&|v| v.variable_payload_len() <= 255) {
@@ -186,21 +198,12 @@ impl Array {
                     c + 0x10
                 }
             }
-            fc::LIST0 if all(&|v| matches!(v, Value::List(l) if l.is_empty())) => fc::LIST0,
-            fc::LIST0 | fc::LIST8 | fc::MAP8 | fc::ARRAY8 => {
-                let wide = if self.code == fc::LIST0 {
-                    fc::LIST32
-                } else {
-                    self.code + 0x10
-                };
+            c @ (fc::LIST0 | fc::LIST8 | fc::MAP8 | fc::ARRAY8) => {
+                let small = if c == fc::LIST0 { fc::LIST8 } else { c };
                 if all(&|v| v.fits_8bit_compound()) {
-                    if self.code == fc::LIST0 {
-                        fc::LIST8
-                    } else {
-                        self.code
-                    }
+                    small
                 } else {
-                    wide
+                    small + 0x10
                 }
             }
             c => c,
@@ -224,6 +227,13 @@ impl Array {
     fn content_len(&self, code: u8) -> usize {
         let ctor = 1 + self.descriptor.as_ref().map_or(0, |d| 1 + d.encoded_len());
         ctor + self.items.iter().map(|v| v.body_len(code)).sum::<usize>()
+    }
+
+    /// Whether the array8 form carries `content` bytes of constructor and
+    /// elements: count and size fit a byte, and the count is at most the
+    /// size, which `array_body` demands of zero-width elements.
+    fn fits_8bit(&self, content: usize) -> bool {
+        self.items.len() <= 255 && content < 255 && self.items.len() <= content + 1
     }
 }
 
@@ -341,10 +351,7 @@ impl Value {
                 l.len() <= 255 && l.iter().map(Value::encoded_len).sum::<usize>() < 255
             }
             Value::Map(m) => m.len() * 2 <= 255 && map_body_len(m) < 255,
-            Value::Array(a) => {
-                let code = a.effective_code();
-                a.items.len() <= 255 && a.content_len(code) < 255
-            }
+            Value::Array(a) => a.fits_8bit(a.content_len(a.effective_code())),
             _ => true,
         }
     }
@@ -550,7 +557,7 @@ impl Encode for Array {
     fn encoded_len_as(&self, _: Form) -> usize {
         let code = self.effective_code();
         let content = self.content_len(code);
-        if self.items.len() <= 255 && content < 255 {
+        if self.fits_8bit(content) {
             3 + content
         } else {
             9 + content
@@ -559,7 +566,7 @@ impl Encode for Array {
 
     fn encode_as<B: BufMut>(&self, _: Form, buf: &mut B) {
         let content = self.content_len(self.effective_code());
-        let small = self.items.len() <= 255 && content < 255;
+        let small = self.fits_8bit(content);
         buf.put_u8(if small { fc::ARRAY8 } else { fc::ARRAY32 });
         self.put_body(small, buf);
     }
@@ -673,11 +680,14 @@ fn array_body(d: &mut Decoder<'_>, code: u8) -> R<Array> {
             return Err(d.unexpected("an array element constructor", ecode));
         }
         // Every element takes at least one byte, except those of zero-width
-        // types; for those the count is held to the array's size so that a
-        // few bytes cannot demand a huge allocation.
+        // types; for those the count is held to the size of the array32
+        // encoding the encoder would write (size and count fields 4 bytes,
+        // descriptor canonical), so that a few bytes cannot demand a huge
+        // allocation and whatever decodes re-encodes to bytes that decode.
         let min = fixed_width(ecode).unwrap_or(1);
         let fits = if min == 0 {
-            count <= size
+            let ctor = 1 + descriptor.as_ref().map_or(0, |d| 1 + d.encoded_len());
+            count as usize <= 4 + ctor
         } else {
             (count as usize).saturating_mul(min) <= d.remaining()
         };
