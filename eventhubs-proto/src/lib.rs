@@ -8,7 +8,10 @@
 //! - [`codec`]: the AMQP 1.0 type system, performatives, message sections and
 //!   frames (OASIS AMQP 1.0 parts 1, 2, 3 and 5), decoded zero-copy from
 //!   [`bytes::Bytes`] and encoded into any [`bytes::BufMut`].
+//! - [`engine`]: the AMQP connection state machine (SASL, open, close,
+//!   heartbeats), driven by bytes and time from the caller.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod codec;
+pub mod engine;

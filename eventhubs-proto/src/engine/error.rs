@@ -1,0 +1,73 @@
+//! Engine errors, split by whose fault they are.
+
+use crate::codec::performatives::AmqpError;
+use crate::codec::sasl::SaslCode;
+use crate::codec::DecodeError;
+
+/// Why a connection failed or ended.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectionError {
+    /// Bytes from the peer did not decode. The engine has queued a close
+    /// with `amqp:decode-error` when the AMQP layer was reached.
+    #[error("peer sent bytes that do not decode: {0}")]
+    Decode(#[from] DecodeError),
+    /// The peer broke the protocol; the engine has queued a close carrying
+    /// this condition.
+    #[error("peer violated the protocol: {}", describe(.0))]
+    Protocol(AmqpError),
+    /// The peer closed the connection, with its error if it gave one.
+    #[error("peer closed the connection{}", .0.as_ref().map(|e| format!(": {}", describe(e))).unwrap_or_default())]
+    RemoteClosed(Option<AmqpError>),
+    /// The peer's protocol header named a protocol or version we do not
+    /// speak.
+    #[error("peer asked for protocol header {0:02x?}")]
+    UnsupportedProtocol([u8; 8]),
+    /// SASL authentication failed.
+    #[error("SASL authentication failed with code {0:?}")]
+    SaslFailed(SaslCode),
+    /// The peer offered none of the SASL mechanisms we can use.
+    #[error("no acceptable SASL mechanism among {0:?}")]
+    NoSaslMechanism(Vec<String>),
+    /// The peer said nothing for longer than our idle time-out.
+    #[error("peer idle for longer than the idle time-out")]
+    IdleTimeout,
+    /// The caller used the API in a way the current state does not allow.
+    #[error("{0}")]
+    Usage(&'static str),
+}
+
+fn describe(e: &AmqpError) -> String {
+    match &e.description {
+        Some(d) => format!("{} ({d})", e.condition),
+        None => e.condition.to_string(),
+    }
+}
+
+/// AMQP error conditions (2.8.15, 2.8.16) the engine raises.
+pub mod condition {
+    #![allow(missing_docs)]
+    use crate::codec::Symbol;
+    pub const INTERNAL_ERROR: Symbol = Symbol::from_static("amqp:internal-error");
+    pub const NOT_FOUND: Symbol = Symbol::from_static("amqp:not-found");
+    pub const UNAUTHORIZED_ACCESS: Symbol = Symbol::from_static("amqp:unauthorized-access");
+    pub const DECODE_ERROR: Symbol = Symbol::from_static("amqp:decode-error");
+    pub const RESOURCE_LIMIT_EXCEEDED: Symbol = Symbol::from_static("amqp:resource-limit-exceeded");
+    pub const NOT_ALLOWED: Symbol = Symbol::from_static("amqp:not-allowed");
+    pub const INVALID_FIELD: Symbol = Symbol::from_static("amqp:invalid-field");
+    pub const NOT_IMPLEMENTED: Symbol = Symbol::from_static("amqp:not-implemented");
+    pub const ILLEGAL_STATE: Symbol = Symbol::from_static("amqp:illegal-state");
+    pub const FRAME_SIZE_TOO_SMALL: Symbol = Symbol::from_static("amqp:frame-size-too-small");
+    pub const CONNECTION_FORCED: Symbol = Symbol::from_static("amqp:connection:forced");
+    pub const FRAMING_ERROR: Symbol = Symbol::from_static("amqp:connection:framing-error");
+    pub const WINDOW_VIOLATION: Symbol = Symbol::from_static("amqp:session:window-violation");
+    pub const ERRANT_LINK: Symbol = Symbol::from_static("amqp:session:errant-link");
+    pub const HANDLE_IN_USE: Symbol = Symbol::from_static("amqp:session:handle-in-use");
+    pub const UNATTACHED_HANDLE: Symbol = Symbol::from_static("amqp:session:unattached-handle");
+    pub const DETACH_FORCED: Symbol = Symbol::from_static("amqp:link:detach-forced");
+    pub const TRANSFER_LIMIT_EXCEEDED: Symbol =
+        Symbol::from_static("amqp:link:transfer-limit-exceeded");
+    pub const MESSAGE_SIZE_EXCEEDED: Symbol =
+        Symbol::from_static("amqp:link:message-size-exceeded");
+    pub const LINK_STOLEN: Symbol = Symbol::from_static("amqp:link:stolen");
+}

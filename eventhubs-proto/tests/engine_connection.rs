@@ -1,0 +1,343 @@
+//! The connection engine in a deterministic in-memory pair: a client and a
+//! server engine wired together under a virtual clock.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use eventhubs_proto::codec::frame::{split_frame, Frame, ProtocolHeader};
+use eventhubs_proto::codec::performatives::{AmqpError, Performative};
+use eventhubs_proto::codec::sasl::SaslCode;
+use eventhubs_proto::codec::Symbol;
+use eventhubs_proto::engine::connection::PlainCheck;
+use eventhubs_proto::engine::{
+    Connection, ConnectionConfig, ConnectionError, Event, SaslConfig, SaslMechanism, Side,
+};
+
+struct Pair {
+    now: Instant,
+    client: Connection,
+    server: Connection,
+    client_events: Vec<Event>,
+    server_events: Vec<Event>,
+    /// Deliver this many bytes per hop (usize::MAX: everything).
+    chunk: usize,
+    /// Bytes the client sent that were dropped instead of delivered.
+    mute_client: bool,
+    /// Everything the server sent, for inspection.
+    server_wire: Vec<u8>,
+}
+
+fn client_config(sasl: Vec<SaslMechanism>) -> ConnectionConfig {
+    let mut c = ConnectionConfig::new(Side::Client, "client-1");
+    c.hostname = Some("localhost".into());
+    c.sasl = SaslConfig::Client(sasl);
+    c
+}
+
+fn server_config(mechanisms: &[&'static str], plain_check: Option<PlainCheck>) -> ConnectionConfig {
+    let mut c = ConnectionConfig::new(Side::Server, "server-1");
+    c.sasl = SaslConfig::Server {
+        mechanisms: mechanisms.iter().map(|m| Symbol::from_static(m)).collect(),
+        plain_check,
+    };
+    c
+}
+
+impl Pair {
+    fn new(client: ConnectionConfig, server: ConnectionConfig) -> Pair {
+        let now = Instant::now();
+        Pair {
+            now,
+            client: Connection::new(client, now),
+            server: Connection::new(server, now),
+            client_events: vec![],
+            server_events: vec![],
+            chunk: usize::MAX,
+            mute_client: false,
+            server_wire: vec![],
+        }
+    }
+
+    /// Moves bytes both ways until neither side has anything to send; the
+    /// server answers the client's open with its own.
+    fn run(&mut self) {
+        for _ in 0..10_000 {
+            let mut c2s = Vec::new();
+            let _ = self.client.poll_transmit(self.now, &mut c2s);
+            let mut s2c = Vec::new();
+            let _ = self.server.poll_transmit(self.now, &mut s2c);
+            self.server_wire.extend_from_slice(&s2c);
+            if c2s.is_empty() && s2c.is_empty() {
+                return;
+            }
+            if !self.mute_client {
+                for piece in c2s.chunks(self.chunk.min(c2s.len().max(1))) {
+                    self.server.handle_input(self.now, piece);
+                }
+            }
+            for piece in s2c.chunks(self.chunk.min(s2c.len().max(1))) {
+                self.client.handle_input(self.now, piece);
+            }
+            while let Some(e) = self.client.poll_event() {
+                self.client_events.push(e);
+            }
+            while let Some(e) = self.server.poll_event() {
+                if matches!(e, Event::Opened(_)) {
+                    self.server.open().unwrap();
+                }
+                self.server_events.push(e);
+            }
+        }
+        panic!("pair did not settle");
+    }
+
+    /// Advances the virtual clock to `until`, firing timers and moving bytes.
+    fn advance(&mut self, until: Instant) {
+        loop {
+            let next = [self.client.poll_timeout(), self.server.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+            match next {
+                Some(t) if t <= until => {
+                    self.now = self.now.max(t);
+                    self.client.handle_timeout(self.now);
+                    self.server.handle_timeout(self.now);
+                    self.run();
+                }
+                _ => {
+                    self.now = until;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn opened(events: &[Event]) -> bool {
+    events.iter().any(|e| matches!(e, Event::Opened(_)))
+}
+
+#[test]
+fn sasl_anonymous_open_and_close() {
+    let mut p = Pair::new(
+        client_config(vec![SaslMechanism::Anonymous]),
+        server_config(&["MSSBCBS", "ANONYMOUS"], None),
+    );
+    p.client.open().unwrap();
+    p.run();
+    assert_eq!(
+        p.client_events[0],
+        Event::Authenticated {
+            mechanism: Symbol::from_static("ANONYMOUS"),
+            user: None
+        }
+    );
+    assert!(opened(&p.client_events) && opened(&p.server_events));
+    let remote = p.client.remote_open().unwrap();
+    assert_eq!(remote.container_id, "server-1");
+    assert_eq!(p.client.peer_max_frame_size(), 64 * 1024);
+    assert_eq!(
+        p.server.remote_open().unwrap().hostname.as_deref(),
+        Some("localhost")
+    );
+
+    p.client
+        .close(Some(AmqpError::new("amqp:internal-error", "bye")))
+        .unwrap();
+    p.run();
+    assert!(p
+        .server_events
+        .iter()
+        .any(|e| matches!(e, Event::Closed(Some(err)) if err.condition == "amqp:internal-error")));
+    assert!(p
+        .client_events
+        .iter()
+        .any(|e| matches!(e, Event::Closed(None))));
+    assert!(p.client.is_closed() && p.server.is_closed());
+}
+
+#[test]
+fn sasl_plain_accepted_and_refused() {
+    let check = || -> PlainCheck {
+        Box::new(|u: &str, pw: &str| u == "RootManageSharedAccessKey" && pw == "secret")
+    };
+    let plain = |pw: &str| SaslMechanism::Plain {
+        username: "RootManageSharedAccessKey".into(),
+        password: pw.into(),
+    };
+
+    let mut p = Pair::new(
+        client_config(vec![plain("secret")]),
+        server_config(&["PLAIN"], Some(check())),
+    );
+    p.client.open().unwrap();
+    p.run();
+    assert!(p.server_events.contains(&Event::Authenticated {
+        mechanism: Symbol::from_static("PLAIN"),
+        user: Some("RootManageSharedAccessKey".into())
+    }));
+    assert!(opened(&p.client_events));
+
+    let mut p = Pair::new(
+        client_config(vec![plain("wrong")]),
+        server_config(&["PLAIN"], Some(check())),
+    );
+    p.client.open().unwrap();
+    p.run();
+    assert!(p
+        .client_events
+        .contains(&Event::Failed(ConnectionError::SaslFailed(SaslCode::Auth))));
+    assert!(p
+        .server_events
+        .contains(&Event::Failed(ConnectionError::SaslFailed(SaslCode::Auth))));
+    assert!(
+        !opened(&p.server_events),
+        "no AMQP after a failed SASL outcome"
+    );
+    // The password never shows in Debug output.
+    assert!(!format!("{:?}", plain("hunter2")).contains("hunter2"));
+}
+
+#[test]
+fn no_common_mechanism_fails_the_client() {
+    let mut p = Pair::new(
+        client_config(vec![SaslMechanism::External]),
+        server_config(&["ANONYMOUS"], None),
+    );
+    p.run();
+    assert!(
+        matches!(p.client_events.last(), Some(Event::Failed(ConnectionError::NoSaslMechanism(m))) if m == &["ANONYMOUS"])
+    );
+}
+
+#[test]
+fn handshake_byte_at_a_time_without_sasl() {
+    let mut cc = ConnectionConfig::new(Side::Client, "c");
+    cc.sasl = SaslConfig::None;
+    let mut p = Pair::new(cc, ConnectionConfig::new(Side::Server, "s"));
+    p.chunk = 1;
+    p.client.open().unwrap();
+    p.run();
+    assert!(opened(&p.client_events) && opened(&p.server_events));
+}
+
+#[test]
+fn idle_peer_is_closed_with_resource_limit_exceeded() {
+    let mut sc = server_config(&["ANONYMOUS"], None);
+    sc.idle_time_out = Some(Duration::from_secs(4));
+    let mut p = Pair::new(client_config(vec![SaslMechanism::Anonymous]), sc);
+    p.client.open().unwrap();
+    p.run();
+    // While both talk, heartbeats keep the connection up for ten minutes.
+    let start = p.now;
+    p.advance(start + Duration::from_secs(600));
+    assert!(!p.server.is_closed(), "{:?}", p.server_events);
+    let empties = count_empty_frames(&p.server_wire);
+    assert!(
+        empties > 0,
+        "server sends heartbeats at half the client's 60 s"
+    );
+    // Now the client goes silent: the server gives up after 4 s.
+    p.mute_client = true;
+    let silent_from = p.now;
+    p.advance(silent_from + Duration::from_secs(10));
+    assert!(p
+        .server_events
+        .contains(&Event::Failed(ConnectionError::IdleTimeout)));
+    let last = last_performative(&p.server_wire).unwrap();
+    assert!(
+        matches!(&last, Performative::Close(c) if c.error.as_ref().unwrap().condition == "amqp:resource-limit-exceeded"),
+        "{last:?}"
+    );
+}
+
+#[test]
+fn oversized_frame_is_refused_from_its_header() {
+    let mut sc = ConnectionConfig::new(Side::Server, "s");
+    sc.max_frame_size = 512;
+    let mut cc = ConnectionConfig::new(Side::Client, "c");
+    cc.sasl = SaslConfig::None;
+    let mut p = Pair::new(cc, sc);
+    p.client.open().unwrap();
+    p.run();
+    // A frame header announcing 1 GiB: refused before any body arrives.
+    let now = p.now;
+    p.server.handle_input(now, &[0x40, 0, 0, 0, 2, 0, 0, 0]);
+    let e = p.server.poll_event().unwrap();
+    assert!(
+        matches!(&e, Event::Failed(ConnectionError::Protocol(err)) if err.condition == "amqp:connection:framing-error"),
+        "{e:?}"
+    );
+    let mut out = Vec::new();
+    let _ = p.server.poll_transmit(now, &mut out);
+    let last = last_performative(&out).unwrap();
+    assert!(
+        matches!(&last, Performative::Close(c) if c.error.as_ref().unwrap().condition == "amqp:connection:framing-error")
+    );
+}
+
+#[test]
+fn wrong_protocol_header_is_answered_then_refused() {
+    let mut s = Connection::new(server_config(&["ANONYMOUS"], None), Instant::now());
+    let now = Instant::now();
+    s.handle_input(now, b"AMQP\x00\x01\x00\x00");
+    assert!(matches!(
+        s.poll_event(),
+        Some(Event::Failed(ConnectionError::UnsupportedProtocol(_)))
+    ));
+    let mut out = Vec::new();
+    let _ = s.poll_transmit(now, &mut out);
+    assert_eq!(&out[..], &ProtocolHeader::SASL.to_bytes());
+    let mut s = Connection::new(server_config(&["ANONYMOUS"], None), now);
+    s.handle_input(now, b"GET / HTTP/1.1\r\n");
+    assert!(matches!(
+        s.poll_event(),
+        Some(Event::Failed(ConnectionError::UnsupportedProtocol(_)))
+    ));
+}
+
+#[test]
+fn garbage_after_open_closes_with_decode_error() {
+    let mut cc = ConnectionConfig::new(Side::Client, "c");
+    cc.sasl = SaslConfig::None;
+    let mut p = Pair::new(cc, ConnectionConfig::new(Side::Server, "s"));
+    p.client.open().unwrap();
+    p.run();
+    let now = p.now;
+    // A well-framed frame whose body is not a performative.
+    p.server
+        .handle_input(now, &[0, 0, 0, 10, 2, 0, 0, 0, 0x57, 0x00]);
+    assert!(matches!(
+        p.server.poll_event(),
+        Some(Event::Failed(ConnectionError::Protocol(e))) if e.condition == "amqp:decode-error"
+    ));
+}
+
+fn frames(wire: &[u8]) -> Vec<Frame> {
+    let mut buf = BytesMut::from(wire);
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        if buf.starts_with(b"AMQP") {
+            let _ = buf.split_to(8);
+            continue;
+        }
+        let f: Bytes = split_frame(&mut buf, u32::MAX).unwrap().unwrap();
+        out.push(Frame::decode(&f).unwrap());
+    }
+    out
+}
+
+fn count_empty_frames(wire: &[u8]) -> usize {
+    frames(wire)
+        .iter()
+        .filter(|f| matches!(f, Frame::Empty { .. }))
+        .count()
+}
+
+fn last_performative(wire: &[u8]) -> Option<Performative> {
+    frames(wire).into_iter().rev().find_map(|f| match f {
+        Frame::Amqp { performative, .. } => Some(performative),
+        _ => None,
+    })
+}
