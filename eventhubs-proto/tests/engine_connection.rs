@@ -1,10 +1,12 @@
 //! The connection engine in a deterministic in-memory pair: a client and a
 //! server engine wired together under a virtual clock.
 
+mod engine_support;
+
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use eventhubs_proto::codec::frame::{split_frame, Frame, ProtocolHeader};
+use engine_support::*;
+use eventhubs_proto::codec::frame::{Frame, ProtocolHeader};
 use eventhubs_proto::codec::performatives::{AmqpError, Performative};
 use eventhubs_proto::codec::sasl::SaslCode;
 use eventhubs_proto::codec::Symbol;
@@ -12,111 +14,6 @@ use eventhubs_proto::engine::connection::PlainCheck;
 use eventhubs_proto::engine::{
     Connection, ConnectionConfig, ConnectionError, Event, SaslConfig, SaslMechanism, Side,
 };
-
-struct Pair {
-    now: Instant,
-    client: Connection,
-    server: Connection,
-    client_events: Vec<Event>,
-    server_events: Vec<Event>,
-    /// Deliver this many bytes per hop (usize::MAX: everything).
-    chunk: usize,
-    /// Bytes the client sent that were dropped instead of delivered.
-    mute_client: bool,
-    /// Everything the server sent, for inspection.
-    server_wire: Vec<u8>,
-}
-
-fn client_config(sasl: Vec<SaslMechanism>) -> ConnectionConfig {
-    let mut c = ConnectionConfig::new(Side::Client, "client-1");
-    c.hostname = Some("localhost".into());
-    c.sasl = SaslConfig::Client(sasl);
-    c
-}
-
-fn server_config(mechanisms: &[&'static str], plain_check: Option<PlainCheck>) -> ConnectionConfig {
-    let mut c = ConnectionConfig::new(Side::Server, "server-1");
-    c.sasl = SaslConfig::Server {
-        mechanisms: mechanisms.iter().map(|m| Symbol::from_static(m)).collect(),
-        plain_check,
-    };
-    c
-}
-
-impl Pair {
-    fn new(client: ConnectionConfig, server: ConnectionConfig) -> Pair {
-        let now = Instant::now();
-        Pair {
-            now,
-            client: Connection::new(client, now),
-            server: Connection::new(server, now),
-            client_events: vec![],
-            server_events: vec![],
-            chunk: usize::MAX,
-            mute_client: false,
-            server_wire: vec![],
-        }
-    }
-
-    /// Moves bytes both ways until neither side has anything to send; the
-    /// server answers the client's open with its own.
-    fn run(&mut self) {
-        for _ in 0..10_000 {
-            let mut c2s = Vec::new();
-            let _ = self.client.poll_transmit(self.now, &mut c2s);
-            let mut s2c = Vec::new();
-            let _ = self.server.poll_transmit(self.now, &mut s2c);
-            self.server_wire.extend_from_slice(&s2c);
-            if c2s.is_empty() && s2c.is_empty() {
-                return;
-            }
-            if !self.mute_client {
-                for piece in c2s.chunks(self.chunk.min(c2s.len().max(1))) {
-                    self.server.handle_input(self.now, piece);
-                }
-            }
-            for piece in s2c.chunks(self.chunk.min(s2c.len().max(1))) {
-                self.client.handle_input(self.now, piece);
-            }
-            while let Some(e) = self.client.poll_event() {
-                self.client_events.push(e);
-            }
-            while let Some(e) = self.server.poll_event() {
-                if matches!(e, Event::Opened(_)) {
-                    self.server.open().unwrap();
-                }
-                self.server_events.push(e);
-            }
-        }
-        panic!("pair did not settle");
-    }
-
-    /// Advances the virtual clock to `until`, firing timers and moving bytes.
-    fn advance(&mut self, until: Instant) {
-        loop {
-            let next = [self.client.poll_timeout(), self.server.poll_timeout()]
-                .into_iter()
-                .flatten()
-                .min();
-            match next {
-                Some(t) if t <= until => {
-                    self.now = self.now.max(t);
-                    self.client.handle_timeout(self.now);
-                    self.server.handle_timeout(self.now);
-                    self.run();
-                }
-                _ => {
-                    self.now = until;
-                    return;
-                }
-            }
-        }
-    }
-}
-
-fn opened(events: &[Event]) -> bool {
-    events.iter().any(|e| matches!(e, Event::Opened(_)))
-}
 
 #[test]
 fn sasl_anonymous_open_and_close() {
@@ -314,20 +211,6 @@ fn garbage_after_open_closes_with_decode_error() {
     ));
 }
 
-fn frames(wire: &[u8]) -> Vec<Frame> {
-    let mut buf = BytesMut::from(wire);
-    let mut out = Vec::new();
-    while !buf.is_empty() {
-        if buf.starts_with(b"AMQP") {
-            let _ = buf.split_to(8);
-            continue;
-        }
-        let f: Bytes = split_frame(&mut buf, u32::MAX).unwrap().unwrap();
-        out.push(Frame::decode(&f).unwrap());
-    }
-    out
-}
-
 fn count_empty_frames(wire: &[u8]) -> usize {
     frames(wire)
         .iter()
@@ -336,8 +219,5 @@ fn count_empty_frames(wire: &[u8]) -> usize {
 }
 
 fn last_performative(wire: &[u8]) -> Option<Performative> {
-    frames(wire).into_iter().rev().find_map(|f| match f {
-        Frame::Amqp { performative, .. } => Some(performative),
-        _ => None,
-    })
+    performatives(wire).pop()
 }

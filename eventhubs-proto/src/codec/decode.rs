@@ -45,6 +45,9 @@ pub struct Decoder<'a> {
 
 type R<T> = Result<T, DecodeError>;
 
+/// A nom parser of one big-endian number, erroring with `()`.
+type NumParser<'a, T> = fn(&'a [u8]) -> IResult<&'a [u8], T, ()>;
+
 impl<'a> Decoder<'a> {
     /// A decoder over the whole of `src`.
     pub fn new(src: &'a Bytes) -> Self {
@@ -98,7 +101,7 @@ impl<'a> Decoder<'a> {
     }
 
     #[inline]
-    fn run<T>(&mut self, need: usize, f: fn(&'a [u8]) -> IResult<&'a [u8], T, ()>) -> R<T> {
+    fn run<T>(&mut self, need: usize, f: NumParser<'a, T>) -> R<T> {
         match f(self.input) {
             Ok((rest, v)) => {
                 self.input = rest;

@@ -2,21 +2,24 @@
 //! exchange, SASL as client or server, open/close negotiation, max-frame-size
 //! enforcement, heartbeats and idle time-out.
 //!
-//! Sessions and links sit on top of this layer; frames on channels are
-//! handed up as [`Event::Frame`] until they are.
+//! Sessions and links (in `session.rs`) are reached through this type's
+//! commands and reported through its [`Event`]s.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 
-use super::error::{condition, ConnectionError};
+use super::error::{condition, ConnectionError, SendError};
+use super::session::{Fault, LinkConfig, LinkId, Session, SessionConfig};
 use crate::codec::frame::{
     self, split_frame, Frame, ProtocolHeader, ProtocolId, MIN_MAX_FRAME_SIZE,
 };
-use crate::codec::performatives::{AmqpError, Close, Fields, Open, Performative};
+use crate::codec::messaging::DeliveryState;
+use crate::codec::performatives::{AmqpError, Attach, Close, Fields, Open, Performative};
+use crate::codec::performatives::{End, Role};
 use crate::codec::sasl::{SaslCode, SaslFrame, SaslInit, SaslMechanisms, SaslOutcome};
 use crate::codec::{Form, Symbol};
 
@@ -187,14 +190,110 @@ pub enum Event {
     },
     /// The peer's open arrived.
     Opened(Box<Open>),
-    /// A frame on a channel, for the session layer.
-    Frame {
-        /// The channel.
+    /// The peer's begin arrived: the answer to ours, or a session the peer
+    /// started (answered by the engine at once).
+    SessionBegun {
+        /// Local channel.
         channel: u16,
-        /// The performative.
-        performative: Performative,
-        /// Transfer payload, sharing the input buffer.
+        /// True when the peer started the session.
+        peer_initiated: bool,
+    },
+    /// The peer ended the session (our end is queued if it was not sent).
+    SessionEnded {
+        /// Local channel.
+        channel: u16,
+        /// The peer's error.
+        error: Option<AmqpError>,
+    },
+    /// We ended the session because the peer broke a session rule.
+    SessionError {
+        /// Local channel.
+        channel: u16,
+        /// The error sent in our end.
+        error: AmqpError,
+    },
+    /// The peer's attach arrived. When `peer_initiated`, the caller MUST
+    /// answer with [`Connection::accept_link`] or [`Connection::refuse_link`].
+    LinkAttached {
+        /// The link.
+        link: LinkId,
+        /// The peer's attach (source, target, properties, capabilities).
+        attach: Box<Attach>,
+        /// True when the peer started the link.
+        peer_initiated: bool,
+    },
+    /// The peer detached the link (our detach is queued if it was not sent).
+    LinkDetached {
+        /// The link.
+        link: LinkId,
+        /// Whether the peer closed it.
+        closed: bool,
+        /// The peer's error.
+        error: Option<AmqpError>,
+    },
+    /// We detached the link because the peer broke a link rule.
+    LinkError {
+        /// The link.
+        link: LinkId,
+        /// The error sent in our detach.
+        error: AmqpError,
+    },
+    /// A sending link's credit changed.
+    Credit {
+        /// The link.
+        link: LinkId,
+        /// Credit now available.
+        credit: u32,
+        /// The receiver asked us to use up the credit or give it back.
+        drain: bool,
+    },
+    /// The sender's flow state for one of our receiving links.
+    Flow {
+        /// The link.
+        link: LinkId,
+        /// The sender's delivery-count.
+        delivery_count: u32,
+        /// Credit left.
+        link_credit: u32,
+        /// Messages the sender has available.
+        available: u32,
+        /// A drain we asked for has completed.
+        drained: bool,
+    },
+    /// A complete delivery arrived on a receiving link.
+    Delivery {
+        /// The link.
+        link: LinkId,
+        /// The delivery id, for dispositions.
+        delivery_id: u32,
+        /// The delivery tag.
+        delivery_tag: Bytes,
+        /// The message format (0, or 0x80013700 for an Event Hubs batch).
+        message_format: u32,
+        /// Whether the sender settled it.
+        settled: bool,
+        /// The encoded message; shares the input buffer when it arrived in
+        /// one frame.
         payload: Bytes,
+    },
+    /// The sender aborted a delivery; its partial data was dropped.
+    Aborted {
+        /// The link.
+        link: LinkId,
+        /// The delivery id.
+        delivery_id: u32,
+    },
+    /// The peer updated the state of a delivery (our sent deliveries for a
+    /// sender, received ones for a receiver).
+    Disposition {
+        /// The link.
+        link: LinkId,
+        /// The delivery id.
+        delivery_id: u32,
+        /// The new state (outcome).
+        state: Option<DeliveryState>,
+        /// Whether the peer settled it.
+        settled: bool,
     },
     /// The peer closed the connection (with its error, if any); if we had
     /// not closed yet, our close is already queued.
@@ -212,7 +311,7 @@ enum Expect {
 }
 
 #[derive(Debug)]
-enum Out {
+pub(crate) enum Out {
     Header(ProtocolHeader),
     Sasl(SaslFrame),
     Amqp {
@@ -251,6 +350,10 @@ pub struct Connection {
     last_received: Instant,
     last_sent: Instant,
     failed: bool,
+    sessions: Vec<Option<Session>>,
+    remote_channels: HashMap<u16, u16>,
+    /// Settings for sessions the peer begins.
+    pub session_defaults: SessionConfig,
 }
 
 impl fmt::Debug for Connection {
@@ -293,6 +396,9 @@ impl Connection {
             last_received: now,
             last_sent: now,
             failed: false,
+            sessions: Vec::new(),
+            remote_channels: HashMap::new(),
+            session_defaults: SessionConfig::default(),
             config,
         };
         if c.config.side == Side::Client {
@@ -351,6 +457,12 @@ impl Connection {
             performative: open.into(),
             payload: Bytes::new(),
         });
+        // Sessions the peer began before our open are answered now.
+        for s in self.sessions.iter_mut().flatten() {
+            if s.remote_begun && !s.local_begun {
+                self.out.push_back(s.begin_frame());
+            }
+        }
         Ok(())
     }
 
@@ -688,12 +800,7 @@ impl Connection {
                         "channel above channel-max",
                     ));
                 }
-                self.events.push_back(Event::Frame {
-                    channel,
-                    performative,
-                    payload,
-                });
-                Ok(())
+                self.on_session_frame(channel, performative, payload)
             }
         }
     }
@@ -746,6 +853,14 @@ impl Connection {
         };
         while let Some(o) = self.out_sasl.pop_front() {
             emit(o, buf);
+        }
+        if self.sasl_done && !self.failed {
+            let max = self.peer_max_frame_size;
+            for s in self.sessions.iter_mut().flatten() {
+                if s.has_queued() && !s.local_ended {
+                    s.pump(max, form, &mut self.out);
+                }
+            }
         }
         if self.sasl_done {
             while let Some(o) = self.out.pop_front() {
@@ -812,6 +927,348 @@ impl Connection {
                 self.out.push_back(Out::Empty);
             }
         }
+    }
+}
+
+impl Connection {
+    fn session_mut(&mut self, channel: u16) -> Result<&mut Session, ConnectionError> {
+        self.sessions
+            .get_mut(channel as usize)
+            .and_then(Option::as_mut)
+            .ok_or(ConnectionError::Usage("no such session"))
+    }
+
+    fn check_open(&self) -> Result<(), ConnectionError> {
+        if !self.local_open || self.local_closed || self.failed {
+            return Err(ConnectionError::Usage("connection is not open for sending"));
+        }
+        Ok(())
+    }
+
+    fn alloc_channel(&mut self) -> Result<u16, ConnectionError> {
+        let max = self
+            .remote_open
+            .as_ref()
+            .map_or(self.config.channel_max, |o| {
+                o.channel_max.min(self.config.channel_max)
+            });
+        let i = self
+            .sessions
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or(self.sessions.len());
+        if i > max as usize {
+            return Err(ConnectionError::Usage("all channels are in use"));
+        }
+        if i == self.sessions.len() {
+            self.sessions.push(None);
+        }
+        Ok(i as u16)
+    }
+
+    /// Begins a session; returns its local channel.
+    pub fn begin_session(&mut self, config: SessionConfig) -> Result<u16, ConnectionError> {
+        self.check_open()?;
+        let channel = self.alloc_channel()?;
+        let mut s = Session::new(channel, config);
+        self.out.push_back(s.begin_frame());
+        self.sessions[channel as usize] = Some(s);
+        Ok(channel)
+    }
+
+    /// Ends a session, with an error if there is one.
+    pub fn end_session(
+        &mut self,
+        channel: u16,
+        error: Option<AmqpError>,
+    ) -> Result<(), ConnectionError> {
+        self.check_open()?;
+        let s = self.session_mut(channel)?;
+        if s.local_ended {
+            return Err(ConnectionError::Usage("session already ended"));
+        }
+        let f = s.end_frame(error);
+        let done = s.is_done();
+        self.out.push_back(f);
+        if done {
+            self.free_session(channel);
+        }
+        Ok(())
+    }
+
+    fn free_session(&mut self, channel: u16) {
+        if let Some(s) = self
+            .sessions
+            .get_mut(channel as usize)
+            .and_then(Option::take)
+        {
+            if let Some(r) = s.remote_channel {
+                self.remote_channels.remove(&r);
+            }
+        }
+    }
+
+    /// Attaches a link on session `channel`.
+    pub fn attach(&mut self, channel: u16, config: LinkConfig) -> Result<LinkId, ConnectionError> {
+        self.check_open()?;
+        let form = self.config.form;
+        let Some(s) = self
+            .sessions
+            .get_mut(channel as usize)
+            .and_then(Option::as_mut)
+        else {
+            return Err(ConnectionError::Usage("no such session"));
+        };
+        if s.local_ended {
+            return Err(ConnectionError::Usage("session already ended"));
+        }
+        let handle = s
+            .attach(config, form, &mut self.out)
+            .ok_or(ConnectionError::Usage("no free link handle"))?;
+        Ok(LinkId { channel, handle })
+    }
+
+    /// Answers a peer-initiated attach with our own (our role is the
+    /// opposite of the peer's; `config.role` is ignored).
+    pub fn accept_link(
+        &mut self,
+        link: LinkId,
+        mut config: LinkConfig,
+    ) -> Result<(), ConnectionError> {
+        self.check_open()?;
+        let form = self.config.form;
+        let s = self.session_mut(link.channel)?;
+        let l = s
+            .link(link.handle)
+            .ok_or(ConnectionError::Usage("no such link"))?;
+        config.role = l.role();
+        config.name = l.name().to_string();
+        let mut out = VecDeque::new();
+        s.send_attach(link.handle, config, form, &mut out);
+        self.out.extend(out);
+        Ok(())
+    }
+
+    /// Refuses a peer-initiated attach: an attach without terminus, then a
+    /// detach carrying `error` (2.6.3).
+    pub fn refuse_link(&mut self, link: LinkId, error: AmqpError) -> Result<(), ConnectionError> {
+        self.accept_link(link, LinkConfig::default())?;
+        self.detach(link, true, Some(error))
+    }
+
+    /// Detaches (or, with `closed`, closes) a link.
+    pub fn detach(
+        &mut self,
+        link: LinkId,
+        closed: bool,
+        error: Option<AmqpError>,
+    ) -> Result<(), ConnectionError> {
+        self.check_open()?;
+        let s = self.session_mut(link.channel)?;
+        let mut out = VecDeque::new();
+        if !s.detach(link.handle, closed, error, &mut out) {
+            return Err(ConnectionError::Usage("no such attached link"));
+        }
+        self.out.extend(out);
+        Ok(())
+    }
+
+    /// Sets the credit of a receiving link (absolute), optionally draining.
+    pub fn flow(&mut self, link: LinkId, credit: u32, drain: bool) -> Result<(), ConnectionError> {
+        self.check_open()?;
+        let s = self.session_mut(link.channel)?;
+        let mut out = VecDeque::new();
+        if !s.flow(link.handle, credit, drain, &mut out) {
+            return Err(ConnectionError::Usage("no such receiving link"));
+        }
+        self.out.extend(out);
+        Ok(())
+    }
+
+    /// Credit available on a sending link.
+    pub fn credit(&self, link: LinkId) -> u32 {
+        self.sessions
+            .get(link.channel as usize)
+            .and_then(Option::as_ref)
+            .and_then(|s| s.link(link.handle))
+            .map_or(0, |l| l.credit())
+    }
+
+    /// Sends an encoded message on a sending link; uses one credit and
+    /// returns the delivery id. Frames are split to the peer's
+    /// max-frame-size and go out as the session window allows.
+    pub fn send(
+        &mut self,
+        link: LinkId,
+        delivery_tag: Bytes,
+        message_format: u32,
+        settled: bool,
+        payload: Bytes,
+    ) -> Result<u32, SendError> {
+        self.check_open().map_err(|_| SendError::NotAttached)?;
+        let s = self
+            .session_mut(link.channel)
+            .map_err(|_| SendError::UnknownLink)?;
+        s.send(link.handle, delivery_tag, message_format, settled, payload)
+    }
+
+    /// Sends a disposition for the deliveries `first..=last` on session
+    /// `channel`, in our `role` (receiver: about deliveries we received).
+    pub fn disposition(
+        &mut self,
+        channel: u16,
+        role: Role,
+        first: u32,
+        last: u32,
+        settled: bool,
+        state: Option<DeliveryState>,
+    ) -> Result<(), ConnectionError> {
+        self.check_open()?;
+        let s = self.session_mut(channel)?;
+        let mut out = VecDeque::new();
+        s.disposition(role, first, last, settled, state, &mut out);
+        self.out.extend(out);
+        Ok(())
+    }
+
+    fn on_session_frame(
+        &mut self,
+        channel: u16,
+        p: Performative,
+        payload: Bytes,
+    ) -> Result<(), ConnectionError> {
+        if let Performative::Begin(b) = p {
+            return self.on_begin(channel, b);
+        }
+        let Some(&local) = self.remote_channels.get(&channel) else {
+            return Err(protocol(
+                condition::NOT_FOUND,
+                "frame on a channel with no session",
+            ));
+        };
+        let Some(s) = self
+            .sessions
+            .get_mut(local as usize)
+            .and_then(Option::as_mut)
+        else {
+            return Err(protocol(
+                condition::NOT_FOUND,
+                "frame on a channel with no session",
+            ));
+        };
+        if s.remote_ended {
+            return Err(protocol(
+                condition::ILLEGAL_STATE,
+                "frame on an ended session",
+            ));
+        }
+        if s.local_ended && !matches!(p, Performative::End(_)) {
+            return Ok(()); // in flight when we ended
+        }
+        let (out, events) = (&mut self.out, &mut self.events);
+        let r = match p {
+            Performative::End(End { error }) => {
+                s.remote_ended = true;
+                if !s.local_ended {
+                    out.push_back(s.end_frame(None));
+                }
+                events.push_back(Event::SessionEnded {
+                    channel: local,
+                    error,
+                });
+                self.remote_channels.remove(&channel);
+                self.free_session(local);
+                return Ok(());
+            }
+            Performative::Attach(a) => s.on_attach(a, events),
+            Performative::Detach(d) => s.on_detach(d, out, events),
+            Performative::Flow(f) => s.on_flow(f, out, events),
+            Performative::Transfer(t) => s.on_transfer(t, payload, out, events),
+            Performative::Disposition(d) => {
+                s.on_disposition(d, events);
+                Ok(())
+            }
+            _ => Err(Fault::Connection(AmqpError::new(
+                condition::ILLEGAL_STATE,
+                "unexpected performative",
+            ))),
+        };
+        match r {
+            Ok(()) => Ok(()),
+            Err(Fault::Connection(e)) => Err(ConnectionError::Protocol(e)),
+            Err(Fault::Session(e)) => {
+                out.push_back(s.end_frame(Some(e.clone())));
+                events.push_back(Event::SessionError {
+                    channel: local,
+                    error: e,
+                });
+                Ok(())
+            }
+            Err(Fault::Link(handle, e)) => {
+                s.detach(handle, true, Some(e.clone()), out);
+                events.push_back(Event::LinkError {
+                    link: LinkId {
+                        channel: local,
+                        handle,
+                    },
+                    error: e,
+                });
+                Ok(())
+            }
+        }
+    }
+
+    fn on_begin(
+        &mut self,
+        channel: u16,
+        b: crate::codec::performatives::Begin,
+    ) -> Result<(), ConnectionError> {
+        if self.remote_channels.contains_key(&channel) {
+            return Err(protocol(
+                condition::ILLEGAL_STATE,
+                "begin on a channel in use",
+            ));
+        }
+        let (local, peer_initiated) = match b.remote_channel {
+            Some(ours) => {
+                let ok = self
+                    .sessions
+                    .get(ours as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|s| s.local_begun && !s.remote_begun);
+                if !ok {
+                    return Err(protocol(
+                        condition::ILLEGAL_STATE,
+                        "begin answers no session of ours",
+                    ));
+                }
+                (ours, false)
+            }
+            None => {
+                if self.local_closed {
+                    return Err(protocol(condition::ILLEGAL_STATE, "begin after our close"));
+                }
+                let ch = self.alloc_channel()?;
+                self.sessions[ch as usize] = Some(Session::new(ch, self.session_defaults.clone()));
+                (ch, true)
+            }
+        };
+        self.remote_channels.insert(channel, local);
+        let s = self.sessions[local as usize]
+            .as_mut()
+            .expect("checked above");
+        s.remote_channel = Some(channel);
+        s.on_begin(&b);
+        // A pipelined begin may arrive before we have opened; the answer
+        // then follows our open.
+        if peer_initiated && self.local_open {
+            self.out.push_back(s.begin_frame());
+        }
+        self.events.push_back(Event::SessionBegun {
+            channel: local,
+            peer_initiated,
+        });
+        Ok(())
     }
 }
 

@@ -37,6 +37,32 @@ pub enum ConnectionError {
     Usage(&'static str),
 }
 
+/// Why a message could not be queued on a link.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// No such link.
+    #[error("no such link")]
+    UnknownLink,
+    /// The link receives; it cannot send.
+    #[error("the link is a receiver")]
+    NotASender,
+    /// The link is not attached at both ends, or is detached.
+    #[error("the link is not attached")]
+    NotAttached,
+    /// The receiver has granted no credit.
+    #[error("no link credit")]
+    NoCredit,
+    /// The message is larger than the peer's max-message-size.
+    #[error("message of {size} bytes exceeds the peer's max-message-size of {max}")]
+    MessageTooLarge {
+        /// The encoded message size.
+        size: u64,
+        /// The peer's limit.
+        max: u64,
+    },
+}
+
 fn describe(e: &AmqpError) -> String {
     match &e.description {
         Some(d) => format!("{} ({d})", e.condition),

@@ -1,0 +1,577 @@
+//! Sessions, links, credit and deliveries in the deterministic pair.
+
+mod engine_support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use engine_support::*;
+use eventhubs_proto::codec::messaging::{Accepted, DeliveryState, Rejected, Source, Target};
+use eventhubs_proto::codec::performatives::{AmqpError, Performative, Role, SenderSettleMode};
+use eventhubs_proto::engine::{Event, LinkConfig, LinkId, SendError, SessionConfig};
+
+fn sender(name: &str, address: &str) -> LinkConfig {
+    LinkConfig {
+        name: name.into(),
+        role: Role::Sender,
+        source: Some(Source::with_address(name)),
+        target: Some(Target::with_address(address)),
+        ..Default::default()
+    }
+}
+
+fn receiver(name: &str, address: &str) -> LinkConfig {
+    LinkConfig {
+        name: name.into(),
+        role: Role::Receiver,
+        source: Some(Source::with_address(address)),
+        target: Some(Target::with_address(name)),
+        ..Default::default()
+    }
+}
+
+fn broker(credit: u32) -> Pair {
+    Pair::opened(
+        client_config(vec![]),
+        server_config(&[], None),
+        ServerMode::Broker { credit },
+    )
+}
+
+fn credit_of(events: &[Event], link: LinkId) -> Option<u32> {
+    events.iter().rev().find_map(|e| match e {
+        Event::Credit {
+            link: l, credit, ..
+        } if *l == link => Some(*credit),
+        _ => None,
+    })
+}
+
+fn deliveries(events: &[Event]) -> Vec<(LinkId, u32, Bytes, bool)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Delivery {
+                link,
+                delivery_id,
+                payload,
+                settled,
+                ..
+            } => Some((*link, *delivery_id, payload.clone(), *settled)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn accepted(events: &[Event]) -> usize {
+    events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::Disposition {
+                    state: Some(DeliveryState::Accepted(_)),
+                    settled: true,
+                    ..
+                }
+            )
+        })
+        .count()
+}
+
+#[test]
+fn pipelined_open_begin_attach_and_orderly_teardown() {
+    // Everything is sent before the server has said a word.
+    let mut p = Pair::new(
+        client_config(anonymous()),
+        server_config(&["ANONYMOUS"], None),
+    );
+    p.mode = ServerMode::Broker { credit: 10 };
+    p.client.open().unwrap();
+    let ch = p.client.begin_session(SessionConfig::default()).unwrap();
+    let link = p.client.attach(ch, sender("s1", "q1")).unwrap();
+    p.run();
+    let ev = p.take_client_events();
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        Event::SessionBegun {
+            channel: 0,
+            peer_initiated: false
+        }
+    )));
+    assert!(ev.iter().any(
+        |e| matches!(e, Event::LinkAttached { link: l, peer_initiated: false, .. } if *l == link)
+    ));
+    assert_eq!(credit_of(&ev, link), Some(10));
+    assert!(p.server_events.iter().any(|e| matches!(
+        e,
+        Event::SessionBegun {
+            peer_initiated: true,
+            ..
+        }
+    )));
+
+    p.client.detach(link, true, None).unwrap();
+    p.client.end_session(ch, None).unwrap();
+    p.client.close(None).unwrap();
+    p.run();
+    assert!(p
+        .server_events
+        .iter()
+        .any(|e| matches!(e, Event::LinkDetached { closed: true, .. })));
+    assert!(p
+        .server_events
+        .iter()
+        .any(|e| matches!(e, Event::SessionEnded { error: None, .. })));
+    assert!(p.client.is_closed() && p.server.is_closed());
+    // Every performative the client sent, in order.
+    let names: Vec<&str> = performatives(&p.client_wire)
+        .iter()
+        .map(Performative::name)
+        .collect();
+    assert_eq!(names, ["open", "begin", "attach", "detach", "end", "close"]);
+}
+
+#[test]
+fn credit_is_used_up_and_refilled() {
+    let mut p = broker(3);
+    let ch = p.client.begin_session(SessionConfig::default()).unwrap();
+    let link = p.client.attach(ch, sender("s", "q")).unwrap();
+    p.run();
+    assert_eq!(p.client.credit(link), 3);
+    for i in 0..3u8 {
+        p.client
+            .send(
+                link,
+                Bytes::from(vec![i]),
+                0,
+                false,
+                Bytes::from(vec![i; 10]),
+            )
+            .unwrap();
+    }
+    assert_eq!(p.client.credit(link), 0);
+    assert_eq!(
+        p.client.send(link, Bytes::new(), 0, false, Bytes::new()),
+        Err(SendError::NoCredit)
+    );
+    p.run();
+    // The broker accepted all three and refilled the credit.
+    assert_eq!(accepted(&p.client_events), 3);
+    assert_eq!(p.client.credit(link), 3);
+    assert_eq!(p.stored.len(), 3);
+}
+
+#[test]
+fn unsettled_and_presettled_round_trip_through_the_broker() {
+    let mut p = broker(100);
+    let ch = p.client.begin_session(SessionConfig::default()).unwrap();
+    let tx = p.client.attach(ch, sender("tx", "q")).unwrap();
+    p.run();
+    for i in 0..50u32 {
+        let settled = i % 2 == 0;
+        let id = p
+            .client
+            .send(
+                tx,
+                Bytes::from(i.to_be_bytes().to_vec()),
+                0,
+                settled,
+                Bytes::from(format!("m{i}")),
+            )
+            .unwrap();
+        assert_eq!(id, i, "delivery ids count up per session");
+    }
+    p.run();
+    assert_eq!(
+        accepted(&p.client_events),
+        25,
+        "only unsettled deliveries get an outcome"
+    );
+
+    let rx = p.client.attach(ch, receiver("rx", "q")).unwrap();
+    p.run();
+    p.client.flow(rx, 20, false).unwrap();
+    p.run();
+    let got = deliveries(&p.client_events);
+    assert_eq!(got.len(), 20, "exactly the credit granted");
+    assert_eq!(&got[0].2[..], b"m0");
+    assert_eq!(&got[19].2[..], b"m19");
+    // Settle a range with one disposition.
+    let (first, last) = (got[0].1, got[19].1);
+    p.client
+        .disposition(
+            ch,
+            Role::Receiver,
+            first,
+            last,
+            true,
+            Some(DeliveryState::Accepted(Accepted {})),
+        )
+        .unwrap();
+    p.run();
+    let d = performatives(&p.client_wire)
+        .into_iter()
+        .rev()
+        .find_map(|p| match p {
+            Performative::Disposition(d) => Some(d),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!((d.first, d.last), (first, Some(last)));
+    assert!(
+        p.server_events
+            .iter()
+            .filter(|e| matches!(e, Event::Disposition { .. }))
+            .count()
+            >= 20
+    );
+}
+
+#[test]
+fn one_mebibyte_messages_at_512_byte_frames() {
+    let mut cc = client_config(vec![]);
+    cc.max_frame_size = 512;
+    let mut sc = server_config(&[], None);
+    sc.max_frame_size = 512;
+    let mut p = Pair::opened(cc, sc, ServerMode::Broker { credit: 10 });
+    let ch = p.client.begin_session(SessionConfig::default()).unwrap();
+    let tx = p.client.attach(ch, sender("tx", "q")).unwrap();
+    p.run();
+    let big: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let big = Bytes::from(big);
+    p.client
+        .send(tx, Bytes::from_static(b"t"), 0, false, big.clone())
+        .unwrap();
+    p.client
+        .send(tx, Bytes::from_static(b"u"), 0, false, big.clone())
+        .unwrap();
+    p.run();
+    assert_eq!(accepted(&p.client_events), 2);
+    assert_eq!(p.stored.len(), 2);
+    assert_eq!(p.stored[0], big);
+    // Every frame respected 512 bytes; the message took over 2,000 of them.
+    let transfers = frames(&p.client_wire)
+        .into_iter()
+        .filter(|f| {
+            matches!(
+                f,
+                eventhubs_proto::codec::frame::Frame::Amqp {
+                    performative: Performative::Transfer(_),
+                    ..
+                }
+            )
+        })
+        .count();
+    assert!(transfers > 4000, "{transfers} transfer frames");
+    let mut stream = bytes::BytesMut::from(&p.client_wire[8..]);
+    while !stream.is_empty() {
+        let f = eventhubs_proto::codec::frame::split_frame(&mut stream, 512)
+            .unwrap()
+            .unwrap();
+        assert!(f.len() <= 512);
+    }
+    // And back to a client receiver, reassembled.
+    let rx = p.client.attach(ch, receiver("rx", "q")).unwrap();
+    p.run();
+    p.client.flow(rx, 2, false).unwrap();
+    p.run();
+    let got = deliveries(&p.client_events);
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].2, big);
+}
+
+#[test]
+fn byte_at_a_time_with_latency() {
+    let mut p = broker(5);
+    p.chunk = 1;
+    p.latency = Duration::from_millis(20);
+    let ch = p.client.begin_session(SessionConfig::default()).unwrap();
+    let tx = p.client.attach(ch, sender("tx", "q")).unwrap();
+    p.run();
+    for i in 0..5u8 {
+        p.client
+            .send(
+                tx,
+                Bytes::from(vec![i]),
+                0,
+                false,
+                Bytes::from(vec![i; 300]),
+            )
+            .unwrap();
+    }
+    p.run();
+    assert_eq!(accepted(&p.client_events), 5);
+}
+
+#[test]
+fn a_thousand_interleaved_links() {
+    let mut p = broker(2);
+    let ch = p.client.begin_session(SessionConfig::default()).unwrap();
+    let links: Vec<LinkId> = (0..1000)
+        .map(|i| p.client.attach(ch, sender(&format!("s{i}"), "q")).unwrap())
+        .collect();
+    p.run();
+    assert!(links.iter().all(|l| p.client.credit(*l) == 2));
+    for round in 0..2u8 {
+        for (i, l) in links.iter().enumerate() {
+            let body = format!("{i}:{round}");
+            p.client
+                .send(*l, Bytes::from(body.clone()), 0, false, Bytes::from(body))
+                .unwrap();
+        }
+    }
+    p.run();
+    assert_eq!(accepted(&p.client_events), 2000);
+    assert_eq!(p.stored.len(), 2000);
+    // Interleaved: link 0's second message comes after link 999's first.
+    assert_eq!(&p.stored[999][..], b"999:0");
+    assert_eq!(&p.stored[1000][..], b"0:1");
+}
+
+#[test]
+fn small_session_window_is_refilled_by_flow() {
+    let mut p = broker(1000);
+    p.server.session_defaults.incoming_window = 4;
+    let ch = p.client.begin_session(SessionConfig::default()).unwrap();
+    let tx = p.client.attach(ch, sender("tx", "q")).unwrap();
+    p.run();
+    for i in 0..200u32 {
+        p.client
+            .send(
+                tx,
+                Bytes::from(i.to_be_bytes().to_vec()),
+                0,
+                false,
+                Bytes::from_static(b"x"),
+            )
+            .unwrap();
+    }
+    p.run();
+    assert_eq!(accepted(&p.client_events), 200);
+}
+
+#[test]
+fn drain_uses_up_credit_when_nothing_is_available() {
+    let mut p = broker(0);
+    let ch = p.client.begin_session(SessionConfig::default()).unwrap();
+    let rx = p.client.attach(ch, receiver("rx", "empty")).unwrap();
+    p.run();
+    p.client.flow(rx, 50, true).unwrap();
+    p.run();
+    let drained = p.client_events.iter().any(|e| {
+        matches!(e, Event::Flow { link, link_credit: 0, drained: true, delivery_count: 50, .. } if *link == rx)
+    });
+    assert!(drained, "{:#?}", p.client_events);
+}
+
+#[test]
+fn transfer_without_credit_detaches_with_transfer_limit_exceeded() {
+    // The server grants no credit; a misbehaving client sends anyway.
+    let mut p = broker(0);
+    let ch = p.client.begin_session(SessionConfig::default()).unwrap();
+    let tx = p.client.attach(ch, sender("tx", "q")).unwrap();
+    p.run();
+    assert_eq!(
+        p.client.send(tx, Bytes::new(), 0, false, Bytes::new()),
+        Err(SendError::NoCredit)
+    );
+    // Forge the transfer on the wire.
+    let mut raw = Vec::new();
+    eventhubs_proto::codec::frame::encode_amqp_frame(
+        &mut raw,
+        0,
+        &eventhubs_proto::codec::performatives::Transfer {
+            handle: 0,
+            delivery_id: Some(0),
+            delivery_tag: Some(Bytes::new()),
+            ..Default::default()
+        }
+        .into(),
+        b"",
+        eventhubs_proto::codec::Form::Compact,
+    );
+    let now = p.now;
+    p.server.handle_input(now, &raw);
+    p.run();
+    assert!(p.server_events.iter().any(|e| matches!(e, Event::LinkError { error, .. } if error.condition == "amqp:link:transfer-limit-exceeded")));
+    assert!(p.client_events.iter().any(|e| matches!(e, Event::LinkDetached { error: Some(err), .. } if err.condition == "amqp:link:transfer-limit-exceeded")));
+}
+
+#[test]
+fn max_message_size_is_enforced_on_both_sides() {
+    let mut p = Pair::opened(
+        client_config(vec![]),
+        server_config(&[], None),
+        ServerMode::Passive,
+    );
+    let ch = p.client.begin_session(SessionConfig::default()).unwrap();
+    let tx = p.client.attach(ch, sender("tx", "q")).unwrap();
+    p.run();
+    // The server accepts with a 1 KiB limit and grants credit.
+    let link = p
+        .server_events
+        .iter()
+        .find_map(|e| match e {
+            Event::LinkAttached {
+                link,
+                peer_initiated: true,
+                ..
+            } => Some(*link),
+            _ => None,
+        })
+        .unwrap();
+    p.server
+        .accept_link(
+            link,
+            LinkConfig {
+                max_message_size: Some(1024),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    p.server.flow(link, 10, false).unwrap();
+    p.run();
+    // Sender side: refused before sending.
+    assert_eq!(
+        p.client
+            .send(tx, Bytes::new(), 0, false, Bytes::from(vec![0; 2000])),
+        Err(SendError::MessageTooLarge {
+            size: 2000,
+            max: 1024
+        })
+    );
+    // Receiver side: a peer that ignores the limit gets detached.
+    let raw_link = p
+        .client
+        .attach(
+            ch,
+            LinkConfig {
+                name: "raw".into(),
+                ..sender("raw", "q")
+            },
+        )
+        .unwrap();
+    let _ = raw_link;
+    p.run();
+    let mut raw = Vec::new();
+    eventhubs_proto::codec::frame::encode_amqp_frame(
+        &mut raw,
+        0,
+        &eventhubs_proto::codec::performatives::Transfer {
+            handle: 0,
+            delivery_id: Some(0),
+            delivery_tag: Some(Bytes::new()),
+            ..Default::default()
+        }
+        .into(),
+        &vec![0u8; 2000],
+        eventhubs_proto::codec::Form::Compact,
+    );
+    let now = p.now;
+    p.server.handle_input(now, &raw);
+    p.run();
+    assert!(p.server_events.iter().any(|e| matches!(e, Event::LinkError { error, .. } if error.condition == "amqp:link:message-size-exceeded")));
+}
+
+#[test]
+fn refused_link_reaches_the_client_with_the_error() {
+    let mut p = Pair::opened(
+        client_config(vec![]),
+        server_config(&[], None),
+        ServerMode::Passive,
+    );
+    let ch = p.client.begin_session(SessionConfig::default()).unwrap();
+    let rx = p.client.attach(ch, receiver("rx", "nowhere")).unwrap();
+    p.run();
+    let link = p
+        .server_events
+        .iter()
+        .find_map(|e| match e {
+            Event::LinkAttached {
+                link,
+                peer_initiated: true,
+                ..
+            } => Some(*link),
+            _ => None,
+        })
+        .unwrap();
+    p.server
+        .refuse_link(link, AmqpError::new("amqp:not-found", "no such node"))
+        .unwrap();
+    p.run();
+    assert!(p.client_events.iter().any(|e| matches!(e,
+        Event::LinkDetached { link, closed: true, error: Some(err) } if *link == rx && err.condition == "amqp:not-found")));
+}
+
+#[test]
+fn rejected_outcome_reaches_the_sender() {
+    let mut p = Pair::opened(
+        client_config(vec![]),
+        server_config(&[], None),
+        ServerMode::Passive,
+    );
+    let ch = p.client.begin_session(SessionConfig::default()).unwrap();
+    let tx = p
+        .client
+        .attach(
+            ch,
+            LinkConfig {
+                snd_settle_mode: SenderSettleMode::Unsettled,
+                ..sender("tx", "q")
+            },
+        )
+        .unwrap();
+    p.run();
+    let link = p
+        .server_events
+        .iter()
+        .find_map(|e| match e {
+            Event::LinkAttached {
+                link,
+                peer_initiated: true,
+                ..
+            } => Some(*link),
+            _ => None,
+        })
+        .unwrap();
+    p.server.accept_link(link, LinkConfig::default()).unwrap();
+    p.server.flow(link, 1, false).unwrap();
+    p.run();
+    let id = p
+        .client
+        .send(
+            tx,
+            Bytes::from_static(b"t"),
+            0,
+            true,
+            Bytes::from_static(b"x"),
+        )
+        .unwrap();
+    p.run();
+    let (sch, did) = p
+        .server_events
+        .iter()
+        .find_map(|e| match e {
+            Event::Delivery {
+                link,
+                delivery_id,
+                settled,
+                ..
+            } => {
+                assert!(!settled, "snd-settle-mode unsettled overrides the caller");
+                Some((link.channel, *delivery_id))
+            }
+            _ => None,
+        })
+        .unwrap();
+    let rejected = DeliveryState::Rejected(Rejected {
+        error: Some(AmqpError::new("amqp:link:message-size-exceeded", "too big")),
+    });
+    p.server
+        .disposition(sch, Role::Receiver, did, did, true, Some(rejected.clone()))
+        .unwrap();
+    p.run();
+    assert!(p.client_events.iter().any(|e| matches!(e,
+        Event::Disposition { link, delivery_id, state: Some(s), settled: true } if *link == tx && *delivery_id == id && *s == rejected)));
+}
