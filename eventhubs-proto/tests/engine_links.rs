@@ -575,3 +575,142 @@ fn rejected_outcome_reaches_the_sender() {
     assert!(p.client_events.iter().any(|e| matches!(e,
         Event::Disposition { link, delivery_id, state: Some(s), settled: true } if *link == tx && *delivery_id == id && *s == rejected)));
 }
+
+#[test]
+fn aborted_delivery_is_dropped_and_the_next_arrives() {
+    let mut cc = client_config(vec![]);
+    cc.max_frame_size = 512;
+    let mut sc = server_config(&[], None);
+    sc.max_frame_size = 512;
+    let mut p = Pair::opened(cc, sc, ServerMode::Broker { credit: 10 });
+    // A 4-frame window: a 100 KiB message cannot go out at once.
+    p.server.session_defaults.incoming_window = 4;
+    let ch = p.client.begin_session(SessionConfig::default()).unwrap();
+    let tx = p.client.attach(ch, sender("tx", "q")).unwrap();
+    p.run();
+    let big = p
+        .client
+        .send(
+            tx,
+            Bytes::from_static(b"big"),
+            0,
+            false,
+            Bytes::from(vec![7u8; 100 * 1024]),
+        )
+        .unwrap();
+    // Let a few frames out, then abort.
+    let mut wire = Vec::new();
+    let _ = p.client.poll_transmit(p.now, &mut wire);
+    let now = p.now;
+    p.server.handle_input(now, &wire);
+    p.client.abort(tx, big).unwrap();
+    p.client
+        .send(
+            tx,
+            Bytes::from_static(b"small"),
+            0,
+            false,
+            Bytes::from_static(b"after"),
+        )
+        .unwrap();
+    p.run();
+    assert!(p
+        .server_events
+        .iter()
+        .any(|e| matches!(e, Event::Aborted { delivery_id, .. } if *delivery_id == big)));
+    assert_eq!(p.stored.len(), 1);
+    assert_eq!(&p.stored[0][..], b"after");
+    // Too late to abort what has gone out whole.
+    assert!(p.client.abort(tx, big + 1).is_err());
+}
+
+#[test]
+fn remote_detach_without_closed_and_end_with_error_reach_the_caller() {
+    let mut p = broker(5);
+    let ch = p.client.begin_session(SessionConfig::default()).unwrap();
+    let tx = p.client.attach(ch, sender("tx", "q")).unwrap();
+    p.run();
+    let server_link = p
+        .server_events
+        .iter()
+        .find_map(|e| match e {
+            Event::LinkAttached { link, .. } => Some(*link),
+            _ => None,
+        })
+        .unwrap();
+    p.server
+        .detach(
+            server_link,
+            false,
+            Some(AmqpError::new("amqp:link:detach-forced", "idle")),
+        )
+        .unwrap();
+    p.run();
+    assert!(p.client_events.iter().any(|e| matches!(e,
+        Event::LinkDetached { link, closed: false, error: Some(err) } if *link == tx && err.condition == "amqp:link:detach-forced")));
+    // The client answered with a detach of its own (closed=false echoed).
+    let last_detach = performatives(&p.client_wire)
+        .into_iter()
+        .rev()
+        .find_map(|p| match p {
+            Performative::Detach(d) => Some(d),
+            _ => None,
+        });
+    assert_eq!(last_detach.map(|d| d.closed), Some(false));
+    p.server
+        .end_session(
+            server_link.channel,
+            Some(AmqpError::new("amqp:internal-error", "bye")),
+        )
+        .unwrap();
+    p.run();
+    assert!(p.client_events.iter().any(|e| matches!(e, Event::SessionEnded { channel, error: Some(err) } if *channel == ch && err.condition == "amqp:internal-error")));
+    // Channel and handle are free again.
+    let ch2 = p.client.begin_session(SessionConfig::default()).unwrap();
+    assert_eq!(ch2, ch);
+}
+
+#[test]
+fn echo_flow_is_answered() {
+    let mut p = broker(5);
+    let ch = p.client.begin_session(SessionConfig::default()).unwrap();
+    let tx = p.client.attach(ch, sender("tx", "q")).unwrap();
+    p.run();
+    let before = performatives(&p.client_wire)
+        .iter()
+        .filter(|p| matches!(p, Performative::Flow(_)))
+        .count();
+    // The server asks for the sender's state.
+    let mut raw = Vec::new();
+    eventhubs_proto::codec::frame::encode_amqp_frame(
+        &mut raw,
+        0,
+        &eventhubs_proto::codec::performatives::Flow {
+            next_incoming_id: Some(0),
+            incoming_window: 100,
+            next_outgoing_id: 0,
+            outgoing_window: 100,
+            handle: Some(0),
+            delivery_count: Some(0),
+            link_credit: Some(7),
+            echo: true,
+            ..Default::default()
+        }
+        .into(),
+        b"",
+        eventhubs_proto::codec::Form::Compact,
+    );
+    let now = p.now;
+    p.client.handle_input(now, &raw);
+    p.run();
+    assert_eq!(p.client.credit(tx), 7);
+    let flows: Vec<_> = performatives(&p.client_wire)
+        .into_iter()
+        .filter_map(|p| match p {
+            Performative::Flow(f) => Some(f),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(flows.len(), before + 1);
+    assert_eq!(flows.last().unwrap().link_credit, Some(7));
+}

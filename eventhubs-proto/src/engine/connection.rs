@@ -1112,6 +1112,20 @@ impl Connection {
         s.send(link.handle, delivery_tag, message_format, settled, payload)
     }
 
+    /// Aborts a delivery that has not been sent in full: the peer drops
+    /// what it received of it. An error when it has already gone out whole.
+    pub fn abort(&mut self, link: LinkId, delivery_id: u32) -> Result<(), ConnectionError> {
+        self.check_open()?;
+        let s = self.session_mut(link.channel)?;
+        if s.abort(link.handle, delivery_id) {
+            Ok(())
+        } else {
+            Err(ConnectionError::Usage(
+                "delivery already sent in full, or unknown",
+            ))
+        }
+    }
+
     /// Sends a disposition for the deliveries `first..=last` on session
     /// `channel`, in our `role` (receiver: about deliveries we received).
     pub fn disposition(

@@ -88,6 +88,8 @@ struct Pending {
     sent: usize,
     /// The first frame has been sent.
     started: bool,
+    /// The caller aborted it; one aborted transfer frame ends it.
+    aborted: bool,
 }
 
 /// A delivery being received over several transfer frames.
@@ -689,6 +691,7 @@ impl Session {
             payload,
             sent: 0,
             started: false,
+            aborted: false,
         });
         Ok(delivery_id)
     }
@@ -700,6 +703,28 @@ impl Session {
             let Some(p) = self.outgoing.front_mut() else {
                 return;
             };
+            if p.aborted {
+                // 2.6.14: an aborted delivery ends with aborted=true (and is
+                // settled); any data already sent is discarded by the peer.
+                let t = Transfer {
+                    handle: p.handle,
+                    delivery_id: (!p.started).then_some(p.delivery_id),
+                    delivery_tag: (!p.started).then(|| p.tag.clone()),
+                    message_format: (!p.started).then_some(p.format),
+                    settled: Some(true),
+                    aborted: true,
+                    ..Default::default()
+                };
+                out.push_back(Out::Amqp {
+                    channel: self.channel,
+                    performative: t.into(),
+                    payload: Bytes::new(),
+                });
+                self.next_outgoing_id = self.next_outgoing_id.wrapping_add(1);
+                self.remote_incoming_window -= 1;
+                self.outgoing.pop_front();
+                continue;
+            }
             let mut t = Transfer {
                 handle: p.handle,
                 delivery_id: (!p.started).then_some(p.delivery_id),
@@ -730,6 +755,21 @@ impl Session {
                 self.outgoing.pop_front();
             }
         }
+    }
+
+    /// Aborts a delivery not yet fully sent. False when it has gone out
+    /// whole (or never existed): too late to abort.
+    pub(crate) fn abort(&mut self, handle: u32, delivery_id: u32) -> bool {
+        let Some(p) = self
+            .outgoing
+            .iter_mut()
+            .find(|p| p.handle == handle && p.delivery_id == delivery_id)
+        else {
+            return false;
+        };
+        p.aborted = true;
+        self.unsettled_out.remove(&delivery_id);
+        true
     }
 
     /// True when transfers wait for the peer's window.
