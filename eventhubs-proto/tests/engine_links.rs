@@ -714,3 +714,37 @@ fn echo_flow_is_answered() {
     assert_eq!(flows.len(), before + 1);
     assert_eq!(flows.last().unwrap().link_credit, Some(7));
 }
+
+#[test]
+fn dropped_connection_is_noticed_by_the_idle_timer_on_both_sides() {
+    let mut cc = client_config(vec![]);
+    cc.idle_time_out = Some(Duration::from_secs(10));
+    let mut sc = server_config(&[], None);
+    sc.idle_time_out = Some(Duration::from_secs(10));
+    let mut p = Pair::opened(cc, sc, ServerMode::Broker { credit: 100 });
+    let ch = p.client.begin_session(SessionConfig::default()).unwrap();
+    let tx = p.client.attach(ch, sender("tx", "q")).unwrap();
+    p.run();
+    p.client
+        .send(
+            tx,
+            Bytes::from_static(b"1"),
+            0,
+            false,
+            Bytes::from(vec![1u8; 100_000]),
+        )
+        .unwrap();
+    // The network goes away mid-transfer.
+    p.dropped = true;
+    let t = p.now;
+    p.advance(t + Duration::from_secs(30));
+    assert!(p.client_events.contains(&Event::Failed(
+        eventhubs_proto::engine::ConnectionError::IdleTimeout
+    )));
+    assert!(p.server_events.contains(&Event::Failed(
+        eventhubs_proto::engine::ConnectionError::IdleTimeout
+    )));
+    assert!(p.client.is_closed() && p.server.is_closed());
+    // Nothing the client sent was acknowledged.
+    assert_eq!(accepted(&p.client_events), 0);
+}
