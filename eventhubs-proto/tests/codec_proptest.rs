@@ -446,44 +446,86 @@ fn message() -> impl Strategy<Value = Message> {
         })
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+/// Runs `cases` cases of `strategy` through `test` on a thread with a
+/// large stack: proptest's recursive value generation and shrinking go deep
+/// in debug builds and overflowed libtest's default 2 MiB thread stack.
+fn check<S>(strategy: fn() -> S, cases: u32, test: impl Fn(S::Value) + Send + 'static)
+where
+    S: Strategy + 'static,
+    S::Value: std::fmt::Debug,
+{
+    std::thread::Builder::new()
+        .stack_size(256 << 20)
+        .spawn(move || {
+            let strategy = strategy();
+            let config = ProptestConfig {
+                cases,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            };
+            let mut runner = proptest::test_runner::TestRunner::new(config);
+            let result = runner.run(&strategy, |v| {
+                test(v);
+                Ok(())
+            });
+            if let Err(e) = result {
+                panic!("{e}");
+            }
+        })
+        .expect("spawn")
+        .join()
+        .expect("property holds");
+}
 
-    #[test]
-    fn values_roundtrip(v in value()) {
-        roundtrip(&v);
-    }
+#[test]
+fn values_roundtrip() {
+    check(value, 512, |v| roundtrip(&v));
+}
 
-    #[test]
-    fn performatives_roundtrip(p in performative()) {
-        roundtrip(&p);
-    }
+#[test]
+fn performatives_roundtrip() {
+    check(performative, 512, |p| roundtrip(&p));
+}
 
-    #[test]
-    fn messages_roundtrip(m in message()) {
-        roundtrip(&m);
-    }
+#[test]
+fn messages_roundtrip() {
+    check(message, 512, |m| roundtrip(&m));
+}
 
-    #[test]
-    fn batches_roundtrip(envelope in message(), events in vec(message(), 0..5)) {
-        let batch = Batch { envelope: &envelope, events: &events };
-        let bytes = batch.to_bytes();
-        prop_assert_eq!(bytes.len(), batch.encoded_len());
-        let outer = Message::decode_all(&bytes).unwrap();
-        prop_assert_eq!(&outer.message_annotations, &envelope.message_annotations);
-        prop_assert_eq!(&outer.properties, &envelope.properties);
-        if !events.is_empty() {
-            prop_assert_eq!(outer.unbatch().unwrap(), events);
-        }
-    }
+#[test]
+fn batches_roundtrip() {
+    check(
+        || (message(), vec(message(), 0..5)),
+        256,
+        |(envelope, events)| {
+            let batch = Batch {
+                envelope: &envelope,
+                events: &events,
+            };
+            let bytes = batch.to_bytes();
+            assert_eq!(bytes.len(), batch.encoded_len());
+            let outer = Message::decode_all(&bytes).unwrap();
+            assert_eq!(&outer.message_annotations, &envelope.message_annotations);
+            assert_eq!(&outer.properties, &envelope.properties);
+            if !events.is_empty() {
+                assert_eq!(outer.unbatch().unwrap(), events);
+            }
+        },
+    );
+}
 
-    /// Arbitrary bytes never panic the decoders.
-    #[test]
-    fn arbitrary_bytes_never_panic(b in vec(any::<u8>(), 0..512)) {
-        let b = Bytes::from(b);
-        let _ = Value::decode_all(&b);
-        let _ = Message::decode_all(&b);
-        let _ = Performative::decode_all(&b);
-        let _ = eventhubs_proto::codec::frame::Frame::decode(&b);
-    }
+/// Arbitrary bytes never panic the decoders.
+#[test]
+fn arbitrary_bytes_never_panic() {
+    check(
+        || vec(any::<u8>(), 0..512),
+        2048,
+        |b| {
+            let b = Bytes::from(b);
+            let _ = Value::decode_all(&b);
+            let _ = Message::decode_all(&b);
+            let _ = Performative::decode_all(&b);
+            let _ = eventhubs_proto::codec::frame::Frame::decode(&b);
+        },
+    );
 }

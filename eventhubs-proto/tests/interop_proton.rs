@@ -7,14 +7,8 @@ mod interop_support;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use bytes::Bytes;
-use eventhubs_proto::codec::message::{Body, Message};
-use eventhubs_proto::codec::messaging::{Accepted, DeliveryState, Source, Target};
-use eventhubs_proto::codec::performatives::Role;
-use eventhubs_proto::codec::{Decode, Encode};
 use eventhubs_proto::engine::{
-    ConnectionConfig, ConnectionError, Event, LinkConfig, SaslConfig, SaslMechanism, SessionConfig,
-    Side,
+    ConnectionConfig, ConnectionError, Event, SaslConfig, SaslMechanism, Side,
 };
 use interop_support::*;
 

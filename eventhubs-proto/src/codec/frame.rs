@@ -1,6 +1,8 @@
 //! Part 2.3 framing: protocol headers, frame headers and frame bodies.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use nom::number::complete::{be_u16, be_u32, be_u8};
+use nom::Parser;
 
 use super::decode::{Decode, Decoder};
 use super::encode::{Encode, Form};
@@ -67,27 +69,35 @@ impl ProtocolHeader {
     /// Parses a protocol header. Returns `Ok(None)` while fewer than 8 bytes
     /// are available.
     pub fn parse(buf: &[u8]) -> Result<Option<ProtocolHeader>, DecodeError> {
-        let Some(h) = buf.get(..Self::LEN) else {
-            if !b"AMQP".starts_with(&buf[..buf.len().min(4)]) {
-                return Err(bad_header(buf));
+        type E<'a> = nom::error::Error<&'a [u8]>;
+        let mut header = (
+            nom::bytes::complete::tag::<_, _, E<'_>>(&b"AMQP"[..]),
+            be_u8,
+            be_u8,
+            be_u8,
+            be_u8,
+        );
+        match header.parse(buf) {
+            Ok((_, (_, id, major, minor, revision))) => {
+                let id = match id {
+                    0 => ProtocolId::Amqp,
+                    2 => ProtocolId::Tls,
+                    3 => ProtocolId::Sasl,
+                    _ => return Err(bad_header(buf)),
+                };
+                Ok(Some(ProtocolHeader {
+                    id,
+                    major,
+                    minor,
+                    revision,
+                }))
             }
-            return Ok(None);
-        };
-        let id = match h[4] {
-            0 => ProtocolId::Amqp,
-            2 => ProtocolId::Tls,
-            3 => ProtocolId::Sasl,
-            _ => return Err(bad_header(h)),
-        };
-        if &h[..4] != b"AMQP" {
-            return Err(bad_header(h));
+            // Fewer than 8 bytes that so far agree with "AMQP": wait.
+            Err(_) if buf.len() < Self::LEN && b"AMQP".starts_with(&buf[..buf.len().min(4)]) => {
+                Ok(None)
+            }
+            Err(_) => Err(bad_header(buf)),
         }
-        Ok(Some(ProtocolHeader {
-            id,
-            major: h[5],
-            minor: h[6],
-            revision: h[7],
-        }))
     }
 
     /// The eight bytes on the wire.
@@ -138,15 +148,17 @@ impl FrameHeader {
     /// than 8 bytes are available. The size is checked against
     /// `max_frame_size` here, before anything is buffered for the body.
     pub fn parse(buf: &[u8], max_frame_size: u32) -> Result<Option<FrameHeader>, DecodeError> {
-        let Some(h) = buf.get(..FRAME_HEADER_LEN) else {
+        type E<'a> = nom::error::Error<&'a [u8]>;
+        let Ok((_, (size, doff, frame_type, channel))) =
+            (be_u32::<_, E<'_>>, be_u8, be_u8, be_u16).parse(buf)
+        else {
             return Ok(None);
         };
-        let size = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
         let header = FrameHeader {
             size,
-            doff: h[4],
-            frame_type: h[5],
-            channel: u16::from_be_bytes([h[6], h[7]]),
+            doff,
+            frame_type,
+            channel,
         };
         let fail = |offset, why| {
             Err(DecodeError {

@@ -143,7 +143,15 @@ impl Message {
     /// The inner messages share this message's buffer.
     pub fn unbatch(&self) -> Result<Vec<Message>, DecodeError> {
         match &self.body {
-            Body::Data(sections) => sections.iter().map(Message::decode_all).collect(),
+            Body::Data(sections) => {
+                // Sized once: a message is several hundred bytes, and growing
+                // the vector by doubling would copy each one again.
+                let mut events = Vec::with_capacity(sections.len());
+                for s in sections {
+                    events.push(Message::decode_all(s)?);
+                }
+                Ok(events)
+            }
             _ => Err(DecodeError {
                 offset: 0,
                 kind: DecodeErrorKind::UnexpectedDescriptor {

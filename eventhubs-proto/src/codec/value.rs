@@ -199,21 +199,40 @@ impl Array {
                 }
             }
             c @ (fc::LIST0 | fc::LIST8 | fc::MAP8 | fc::ARRAY8) => {
-                let small = if c == fc::LIST0 { fc::LIST8 } else { c };
-                if all(&|v| v.fits_8bit_compound()) {
-                    small
-                } else {
-                    small + 0x10
-                }
+                compound_element_code(c, all(&|v| v.fits_8bit_compound()))
             }
             c => c,
         }
     }
 
+    /// The element code written and the content length (constructor and
+    /// elements) under it. Each element's length is computed once: for
+    /// compound elements, `effective_code` then `content_len` would compute
+    /// it twice, doubling the work at every level of nesting.
+    fn layout(&self) -> (u8, usize) {
+        if !matches!(element_family(self.code), fc::LIST8 | fc::MAP8 | fc::ARRAY8) {
+            let code = self.effective_code();
+            return (code, self.content_len(code));
+        }
+        let (mut fit, mut elements) = (true, 0);
+        for v in &self.items {
+            let (f, content) = v.compound_layout();
+            fit &= f;
+            elements += content;
+        }
+        let code = match self.code {
+            c @ (fc::LIST0 | fc::LIST8 | fc::MAP8 | fc::ARRAY8) => compound_element_code(c, fit),
+            c => c,
+        };
+        let width = if code & 0x10 == 0 { 2 } else { 8 };
+        let ctor = 1 + self.descriptor.as_ref().map_or(0, |d| 1 + d.encoded_len());
+        (code, ctor + elements + width * self.items.len())
+    }
+
     /// Writes size, count, constructor and elements.
     fn put_body<B: BufMut>(&self, small: bool, buf: &mut B) {
-        let ecode = self.effective_code();
-        put_size_count(buf, small, self.content_len(ecode), self.items.len());
+        let (ecode, content) = self.layout();
+        put_size_count(buf, small, content, self.items.len());
         if let Some(d) = &self.descriptor {
             buf.put_u8(fc::DESCRIBED);
             d.encode(buf);
@@ -234,6 +253,17 @@ impl Array {
     /// size, which `array_body` demands of zero-width elements.
     fn fits_8bit(&self, content: usize) -> bool {
         self.items.len() <= 255 && content < 255 && self.items.len() <= content + 1
+    }
+}
+
+/// The element code of an array of lists, maps or arrays whose stored code
+/// is the 8-bit (or list0) one: 8-bit when every element `fit`s it.
+fn compound_element_code(code: u8, fit: bool) -> u8 {
+    let small = if code == fc::LIST0 { fc::LIST8 } else { code };
+    if fit {
+        small
+    } else {
+        small + 0x10
     }
 }
 
@@ -346,13 +376,27 @@ impl Value {
 
     /// Whether a list, map or array fits its 8-bit size and count form.
     fn fits_8bit_compound(&self) -> bool {
+        self.compound_layout().0
+    }
+
+    /// For a list, map or array: whether it fits its 8-bit size and count
+    /// form, and the length of what follows its count. Each element's
+    /// length is computed once, so this is linear in the size of the value.
+    fn compound_layout(&self) -> (bool, usize) {
         match self {
             Value::List(l) => {
-                l.len() <= 255 && l.iter().map(Value::encoded_len).sum::<usize>() < 255
+                let content = l.iter().map(Value::encoded_len).sum::<usize>();
+                (l.len() <= 255 && content < 255, content)
             }
-            Value::Map(m) => m.len() * 2 <= 255 && map_body_len(m) < 255,
-            Value::Array(a) => a.fits_8bit(a.content_len(a.effective_code())),
-            _ => true,
+            Value::Map(m) => {
+                let content = map_body_len(m);
+                (m.len() * 2 <= 255 && content < 255, content)
+            }
+            Value::Array(a) => {
+                let content = a.layout().1;
+                (a.fits_8bit(content), content)
+            }
+            _ => (true, 0),
         }
     }
 
@@ -374,7 +418,7 @@ impl Value {
             }
             (fc::ARRAY8 | fc::ARRAY32, Value::Array(a)) => {
                 let w = if code == fc::ARRAY8 { 2 } else { 8 };
-                w + a.content_len(a.effective_code())
+                w + a.layout().1
             }
             (fc::DESCRIBED, Value::Described(d)) => {
                 d.descriptor.encoded_len() + d.value.encoded_len()
@@ -518,7 +562,16 @@ fn put_size_count<B: BufMut>(buf: &mut B, small: bool, body: usize, count: usize
 
 impl Encode for Value {
     fn encoded_len_as(&self, _: Form) -> usize {
-        1 + self.body_len(self.natural_code())
+        match self {
+            // One pass over the elements: natural_code and body_len would
+            // each make one, doubling the work at every level of nesting.
+            Value::List(l) if l.is_empty() => 1,
+            Value::List(_) | Value::Map(_) | Value::Array(_) => {
+                let (small, content) = self.compound_layout();
+                content + if small { 3 } else { 9 }
+            }
+            _ => 1 + self.body_len(self.natural_code()),
+        }
     }
 
     fn encode_as<B: BufMut>(&self, _: Form, buf: &mut B) {
@@ -555,8 +608,7 @@ impl Encode for Vec<Value> {
 
 impl Encode for Array {
     fn encoded_len_as(&self, _: Form) -> usize {
-        let code = self.effective_code();
-        let content = self.content_len(code);
+        let content = self.layout().1;
         if self.fits_8bit(content) {
             3 + content
         } else {
@@ -565,7 +617,7 @@ impl Encode for Array {
     }
 
     fn encode_as<B: BufMut>(&self, _: Form, buf: &mut B) {
-        let content = self.content_len(self.effective_code());
+        let content = self.layout().1;
         let small = self.fits_8bit(content);
         buf.put_u8(if small { fc::ARRAY8 } else { fc::ARRAY32 });
         self.put_body(small, buf);
