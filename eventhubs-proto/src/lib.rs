@@ -10,8 +10,12 @@
 //!   [`bytes::Bytes`] and encoded into any [`bytes::BufMut`].
 //! - [`engine`]: the AMQP connection state machine (SASL, open, close,
 //!   heartbeats), driven by bytes and time from the caller.
+//! - [`eventhubs`]: pure Event Hubs pieces: connection strings and Azure
+//!   environments, SAS tokens and token providers, partition-key hashing,
+//!   start-position filters, error classification and retry policy.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod codec;
 pub mod engine;
+pub mod eventhubs;
