@@ -906,11 +906,8 @@ impl Session {
             } else {
                 &mut self.unsettled_out
             };
-            let ids: Vec<u32> = map
-                .range(first..=last.max(first))
-                .map(|(k, _)| *k)
-                .collect();
-            for k in ids {
+            let last = last.max(first);
+            while let Some((&k, _)) = map.range(first..=last).next() {
                 map.remove(&k);
             }
         }
@@ -933,8 +930,13 @@ impl Session {
             &mut self.unsettled_in
         };
         let last = d.last.unwrap_or(d.first).max(d.first);
-        let hits: Vec<(u32, u32)> = map.range(d.first..=last).map(|(k, v)| (*k, *v)).collect();
-        for (delivery_id, handle) in hits {
+        // Walk the range one hit at a time: no intermediate allocation.
+        let mut next = d.first;
+        // (BTreeMap::range panics on an inverted range: check first.)
+        while next <= last {
+            let Some((&delivery_id, &handle)) = map.range(next..=last).next() else {
+                break;
+            };
             if d.settled {
                 map.remove(&delivery_id);
             }
@@ -947,6 +949,10 @@ impl Session {
                 state: d.state.clone(),
                 settled: d.settled,
             });
+            match delivery_id.checked_add(1) {
+                Some(n) => next = n,
+                None => break,
+            }
         }
     }
 }
