@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Seeds fuzz/corpus/<target>/ from the checked-in fixtures. The corpus
+# directories are gitignored; run this once before fuzzing (it only adds
+# files, so running it again over a grown corpus is harmless).
+#
+#   frame_decode   <- proton/streams/*.bin and traces/**/*.bin as whole
+#                     streams, plus every frame of them on its own
+#   message_decode <- proton/messages/*.bin, plus every transfer payload of
+#                     the streams (Event Hubs batches among them)
+#   value_decode   <- proton/values/*.bin, plus every performative and SASL
+#                     body of the streams and every section of the messages
+#
+# Needs python3 (standard library only) to split streams into frames.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+fixtures="$here/../eventhubs-proto/tests/fixtures"
+corpus="$here/corpus"
+
+mkdir -p "$corpus/frame_decode" "$corpus/message_decode" "$corpus/value_decode"
+
+copy() { # copy DEST_TARGET FILE...: named after the fixture's path
+    local dest="$corpus/$1"
+    shift
+    local f rel
+    for f in "$@"; do
+        rel="${f#"$fixtures"/}"
+        cp "$f" "$dest/${rel//\//__}"
+    done
+}
+
+shopt -s nullglob globstar
+copy frame_decode "$fixtures"/proton/streams/*.bin "$fixtures"/traces/**/*.bin
+copy message_decode "$fixtures"/proton/messages/*.bin
+copy value_decode "$fixtures"/proton/values/*.bin
+
+python3 - "$fixtures" "$corpus" <<'PY'
+import glob, os, struct, sys
+
+fixtures, corpus = sys.argv[1], sys.argv[2]
+
+def skip(b, i):
+    """Offset just past the AMQP value that starts at b[i]."""
+    code = b[i]
+    i += 1
+    if code == 0x00:                       # described: descriptor, value
+        return skip(b, skip(b, i))
+    hi = code & 0xF0
+    if hi == 0x40:
+        return i
+    if hi in (0x50, 0x60, 0x70, 0x80, 0x90):
+        return i + {0x50: 1, 0x60: 2, 0x70: 4, 0x80: 8, 0x90: 16}[hi]
+    if hi in (0xA0, 0xC0, 0xE0):           # 1-byte length or size
+        return i + 1 + b[i]
+    if hi in (0xB0, 0xD0, 0xF0):           # 4-byte length or size
+        return i + 4 + struct.unpack(">I", b[i:i + 4])[0]
+    raise ValueError(f"format code {code:#x}")
+
+def write(target, name, data):
+    with open(os.path.join(corpus, target, name), "wb") as f:
+        f.write(data)
+
+def frames(b):
+    """(index, frame bytes) of a stream, protocol headers skipped."""
+    i = n = 0
+    while i + 8 <= len(b):
+        if b[i:i + 4] == b"AMQP":
+            i += 8
+            continue
+        size = struct.unpack(">I", b[i:i + 4])[0]
+        if size < 8 or i + size > len(b):
+            return
+        yield n, b[i:i + size]
+        i += size
+        n += 1
+
+streams = glob.glob(f"{fixtures}/proton/streams/*.bin")
+streams += glob.glob(f"{fixtures}/traces/**/*.bin", recursive=True)
+for path in sorted(streams):
+    stem = os.path.relpath(path, fixtures).replace("/", "__")[:-4]
+    for n, fr in frames(open(path, "rb").read()):
+        write("frame_decode", f"{stem}__frame{n:04}.bin", fr)
+        body = fr[fr[4] * 4:]
+        if not body:
+            continue                       # heartbeat
+        try:
+            end = skip(body, 0)
+        except (ValueError, IndexError, struct.error):
+            continue
+        write("value_decode", f"{stem}__frame{n:04}__body.bin", body[:end])
+        if fr[5] == 0 and body[:3] == b"\x00\x53\x14" and end < len(body):
+            write("message_decode", f"{stem}__frame{n:04}__payload.bin", body[end:])
+
+for path in sorted(glob.glob(f"{fixtures}/proton/messages/*.bin")):
+    stem = os.path.relpath(path, fixtures).replace("/", "__")[:-4]
+    b = open(path, "rb").read()
+    i = n = 0
+    try:
+        while i < len(b):
+            end = skip(b, i)
+            write("value_decode", f"{stem}__section{n}.bin", b[i:end])
+            i, n = end, n + 1
+    except (ValueError, IndexError, struct.error):
+        pass
+PY
+
+# engine_server: client byte streams, raw (mode 0) and after the target's
+# own handshake (mode 1).
+mkdir -p "$corpus/engine_server"
+for f in "$fixtures"/proton/streams/*.client.bin "$fixtures"/traces/**/*.client.bin; do
+    base=$(basename "$f" .bin)
+    { printf '\x00'; cat "$f"; } > "$corpus/engine_server/$base.raw"
+    { printf '\x01'; cat "$f"; } > "$corpus/engine_server/$base.handshake"
+done
+
+for t in frame_decode message_decode value_decode engine_server; do
+    echo "$t: $(find "$corpus/$t" -type f | wc -l) files"
+done
