@@ -12,4 +12,4 @@ mod session;
 
 pub use connection::{Connection, ConnectionConfig, Event, SaslConfig, SaslMechanism, Side};
 pub use error::{ConnectionError, SendError};
-pub use session::{LinkConfig, LinkId, SessionConfig};
+pub use session::{LinkConfig, LinkId, SessionConfig, DEFAULT_MAX_MESSAGE_SIZE};

@@ -49,8 +49,13 @@ impl Default for SessionConfig {
     }
 }
 
+/// The max-message-size a link announces and enforces unless configured
+/// otherwise: 256 MiB. Some bound is always enforced, so that a peer cannot
+/// make a receiving link buffer without limit.
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 256 * 1024 * 1024;
+
 /// Settings for a link we attach (or answer).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct LinkConfig {
     /// The link name, unique per direction within the connection.
     pub name: String,
@@ -64,8 +69,9 @@ pub struct LinkConfig {
     pub snd_settle_mode: SenderSettleMode,
     /// Receiver settle mode.
     pub rcv_settle_mode: ReceiverSettleMode,
-    /// Largest message we accept (receivers) or announce (senders); `None`
-    /// means no limit.
+    /// Largest message we accept (receivers) or announce (senders).
+    /// `None` announces no limit, but a receiving link still refuses
+    /// messages above [`DEFAULT_MAX_MESSAGE_SIZE`].
     pub max_message_size: Option<u64>,
     /// Link properties.
     pub properties: Option<Fields>,
@@ -73,6 +79,23 @@ pub struct LinkConfig {
     pub offered_capabilities: Vec<Symbol>,
     /// Capabilities we desire.
     pub desired_capabilities: Vec<Symbol>,
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        LinkConfig {
+            name: String::new(),
+            role: Role::Sender,
+            source: None,
+            target: None,
+            snd_settle_mode: SenderSettleMode::Mixed,
+            rcv_settle_mode: ReceiverSettleMode::First,
+            max_message_size: Some(DEFAULT_MAX_MESSAGE_SIZE),
+            properties: None,
+            offered_capabilities: Vec::new(),
+            desired_capabilities: Vec::new(),
+        }
+    }
 }
 
 /// A delivery waiting in the session's outgoing queue.
@@ -860,17 +883,16 @@ impl Session {
             });
             return Ok(());
         }
-        if let Some(max) = link.max_message_size {
-            if p.len() as u64 > max {
-                link.partial = None;
-                return Err(Fault::Link(
-                    handle,
-                    err(
-                        condition::MESSAGE_SIZE_EXCEEDED,
-                        "message above max-message-size",
-                    ),
-                ));
-            }
+        let max = link.max_message_size.unwrap_or(DEFAULT_MAX_MESSAGE_SIZE);
+        if p.len() as u64 > max {
+            link.partial = None;
+            return Err(Fault::Link(
+                handle,
+                err(
+                    condition::MESSAGE_SIZE_EXCEEDED,
+                    "message above max-message-size",
+                ),
+            ));
         }
         if t.more {
             return Ok(());
