@@ -221,3 +221,26 @@ fn count_empty_frames(wire: &[u8]) -> usize {
 fn last_performative(wire: &[u8]) -> Option<Performative> {
     performatives(wire).pop()
 }
+
+#[test]
+fn sasl_external_and_mssbcbs() {
+    for (client, server) in [
+        (SaslMechanism::External, "EXTERNAL"),
+        (SaslMechanism::MssbCbs, "MSSBCBS"),
+    ] {
+        let mut p = Pair::new(
+            client_config(vec![client]),
+            server_config(&["PLAIN", server], None),
+        );
+        p.client.open().unwrap();
+        p.run();
+        assert!(p.server_events.contains(&Event::Authenticated {
+            mechanism: Symbol::from_static(server),
+            user: None
+        }));
+        assert!(
+            opened(&p.client_events) && opened(&p.server_events),
+            "{server}"
+        );
+    }
+}

@@ -748,3 +748,33 @@ fn dropped_connection_is_noticed_by_the_idle_timer_on_both_sides() {
     // Nothing the client sent was acknowledged.
     assert_eq!(accepted(&p.client_events), 0);
 }
+
+#[test]
+fn peer_channel_max_and_handle_max_bound_what_we_allocate() {
+    let mut sc = server_config(&[], None);
+    sc.channel_max = 1;
+    let mut p = Pair::opened(client_config(vec![]), sc, ServerMode::Broker { credit: 1 });
+    p.server.session_defaults.handle_max = 1;
+    let a = p.client.begin_session(SessionConfig::default()).unwrap();
+    let b = p.client.begin_session(SessionConfig::default()).unwrap();
+    assert_eq!((a, b), (0, 1));
+    assert!(
+        p.client.begin_session(SessionConfig::default()).is_err(),
+        "channel-max 1 allows channels 0 and 1"
+    );
+    p.run();
+    assert!(p.client.attach(a, sender("h0", "q")).is_ok());
+    assert!(p.client.attach(a, sender("h1", "q")).is_ok());
+    assert!(
+        p.client.attach(a, sender("h2", "q")).is_err(),
+        "the server's handle-max is 1"
+    );
+    p.run();
+    assert!(
+        p.server_events
+            .iter()
+            .filter(|e| matches!(e, Event::LinkAttached { .. }))
+            .count()
+            == 2
+    );
+}

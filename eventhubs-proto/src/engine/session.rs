@@ -240,6 +240,8 @@ pub(crate) struct Session {
     next_incoming_id: u32,
     incoming_window: u32,
     next_delivery_id: u32,
+    /// The peer's handle-max: our handles must not exceed it.
+    remote_handle_max: u32,
     links: Vec<Option<Link>>,
     remote_handles: HashMap<u32, u32>,
     outgoing: VecDeque<Pending>,
@@ -263,6 +265,7 @@ impl Session {
             next_incoming_id: 0,
             incoming_window: config.incoming_window,
             next_delivery_id: 0,
+            remote_handle_max: u32::MAX,
             links: Vec::new(),
             remote_handles: HashMap::new(),
             outgoing: VecDeque::new(),
@@ -303,6 +306,7 @@ impl Session {
         self.remote_begun = true;
         self.next_incoming_id = begin.next_outgoing_id;
         self.remote_incoming_window = begin.incoming_window;
+        self.remote_handle_max = begin.handle_max;
     }
 
     pub(crate) fn is_done(&self) -> bool {
@@ -327,7 +331,9 @@ impl Session {
             .iter()
             .position(Option::is_none)
             .unwrap_or(self.links.len());
-        if i as u64 > self.config.handle_max as u64 {
+        // Our handles name links in our attaches: the peer's handle-max
+        // bounds them (2.7.2), as ours bounds the peer's.
+        if i as u64 > self.config.handle_max.min(self.remote_handle_max) as u64 {
             return None;
         }
         if i == self.links.len() {
