@@ -778,3 +778,53 @@ fn peer_channel_max_and_handle_max_bound_what_we_allocate() {
             == 2
     );
 }
+
+#[test]
+fn a_stray_frame_after_the_peer_ended_its_session_is_dropped() {
+    // The official Python SDK sends a detach on a channel it has just ended.
+    let mut p = broker(5);
+    let ch = p.client.begin_session(SessionConfig::default()).unwrap();
+    let tx = p.client.attach(ch, sender("tx", "q")).unwrap();
+    p.run();
+    p.client.end_session(ch, None).unwrap();
+    p.run();
+    let mut raw = Vec::new();
+    eventhubs_proto::codec::frame::encode_amqp_frame(
+        &mut raw,
+        ch,
+        &eventhubs_proto::codec::performatives::Detach {
+            handle: tx.handle,
+            closed: false,
+            error: None,
+        }
+        .into(),
+        b"",
+        eventhubs_proto::codec::Form::Compact,
+    );
+    let now = p.now;
+    p.server.handle_input(now, &raw);
+    p.run();
+    assert!(
+        !p.server_events
+            .iter()
+            .any(|e| matches!(e, Event::Failed(_))),
+        "{:?}",
+        p.server_events
+    );
+    // A frame on a channel that never had a session is still fatal.
+    let mut raw = Vec::new();
+    eventhubs_proto::codec::frame::encode_amqp_frame(
+        &mut raw,
+        77,
+        &eventhubs_proto::codec::performatives::Detach {
+            handle: 0,
+            closed: false,
+            error: None,
+        }
+        .into(),
+        b"",
+        eventhubs_proto::codec::Form::Compact,
+    );
+    p.server.handle_input(now, &raw);
+    assert!(matches!(p.server.poll_event(), Some(Event::Failed(_))));
+}

@@ -352,6 +352,10 @@ pub struct Connection {
     failed: bool,
     sessions: Vec<Option<Session>>,
     remote_channels: HashMap<u16, u16>,
+    /// Peer channels whose session the peer ended: stray frames on them
+    /// are dropped, not fatal (the official Python SDK sends a detach after
+    /// its end).
+    ended_remote_channels: std::collections::HashSet<u16>,
     /// Settings for sessions the peer begins.
     pub session_defaults: SessionConfig,
 }
@@ -398,6 +402,7 @@ impl Connection {
             failed: false,
             sessions: Vec::new(),
             remote_channels: HashMap::new(),
+            ended_remote_channels: std::collections::HashSet::new(),
             session_defaults: SessionConfig::default(),
             config,
         };
@@ -1155,6 +1160,9 @@ impl Connection {
             return self.on_begin(channel, b);
         }
         let Some(&local) = self.remote_channels.get(&channel) else {
+            if self.ended_remote_channels.contains(&channel) {
+                return Ok(());
+            }
             return Err(protocol(
                 condition::NOT_FOUND,
                 "frame on a channel with no session",
@@ -1191,6 +1199,7 @@ impl Connection {
                     error,
                 });
                 self.remote_channels.remove(&channel);
+                self.ended_remote_channels.insert(channel);
                 self.free_session(local);
                 return Ok(());
             }
@@ -1268,6 +1277,7 @@ impl Connection {
             }
         };
         self.remote_channels.insert(channel, local);
+        self.ended_remote_channels.remove(&channel);
         let s = self.sessions[local as usize]
             .as_mut()
             .expect("checked above");

@@ -1,0 +1,1289 @@
+//! The sans-IO broker model: every connection's AMQP engine, the hubs'
+//! partition logs, claims-based security and the receivers' cursors. It
+//! reads no clock and does no I/O; a runtime (see [`crate::server`]) or a
+//! deterministic simulation drives it with bytes and time.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use eventhubs_proto::codec::message::{Body, Message, BATCH_MESSAGE_FORMAT};
+use eventhubs_proto::codec::messaging::{
+    Accepted, AnnotationKey, DeliveryState, MessageId, Properties, Rejected,
+};
+use eventhubs_proto::codec::performatives::{AmqpError, Role};
+use eventhubs_proto::codec::{
+    format_code, AmqpString, Array, Decode, Encode, Form, Map, Symbol, Timestamp, Value,
+};
+use eventhubs_proto::engine::{
+    Connection, ConnectionConfig, Event, LinkConfig, LinkId, SaslConfig, SessionConfig, Side,
+};
+use eventhubs_proto::eventhubs::partition_key::partition_index;
+use eventhubs_proto::eventhubs::sas::SharedAccessSignature;
+use eventhubs_proto::eventhubs::{EventPosition, RoundRobin};
+use tracing::{debug, info, warn};
+
+use crate::config::{EmulatorConfig, HubConfig, Policy};
+
+/// A decoded request: message id, reply-to, application properties, body.
+type Request = (
+    Option<MessageId>,
+    Option<String>,
+    Map<AmqpString, Value>,
+    Value,
+);
+
+/// A connection, as the broker names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// Time as the broker sees it: a monotonic instant for protocol timers and
+/// wall-clock milliseconds since the Unix epoch for enqueued times and token
+/// expiry. Both come from the caller.
+#[derive(Clone, Copy, Debug)]
+pub struct Now {
+    /// Monotonic time.
+    pub instant: Instant,
+    /// Wall-clock time, ms since the Unix epoch.
+    pub unix_ms: i64,
+}
+
+/// Rights a token or policy grants.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Rights {
+    send: bool,
+    listen: bool,
+    manage: bool,
+}
+
+impl From<&Policy> for Rights {
+    fn from(p: &Policy) -> Self {
+        Rights {
+            send: p.send || p.manage,
+            listen: p.listen || p.manage,
+            manage: p.manage,
+        }
+    }
+}
+
+/// One event as stored in a partition.
+#[derive(Clone, Debug)]
+struct StoredEvent {
+    sequence_number: i64,
+    offset: u64,
+    enqueued_ms: i64,
+    /// The message with its system annotations, encoded.
+    encoded: Bytes,
+    /// Length of the header section at the start of `encoded`: delivery
+    /// annotations go right after it (3.2 section order).
+    header_len: usize,
+}
+
+#[derive(Debug)]
+struct Partition {
+    id: String,
+    events: VecDeque<StoredEvent>,
+    next_sequence_number: i64,
+    next_offset: u64,
+}
+
+impl Partition {
+    fn last(&self) -> Option<&StoredEvent> {
+        self.events.back()
+    }
+
+    /// Index into `events` of the first event at or after `position`.
+    fn start_index(&self, position: &EventPosition) -> usize {
+        let first_after = |f: &dyn Fn(&StoredEvent) -> bool| {
+            self.events.iter().position(f).unwrap_or(self.events.len())
+        };
+        match position {
+            EventPosition::Earliest => 0,
+            EventPosition::Latest => self.events.len(),
+            EventPosition::Offset { offset, inclusive } => match offset.parse::<i64>() {
+                Ok(o) if o < 0 => 0,
+                Ok(o) => first_after(&|e| {
+                    if *inclusive {
+                        e.offset as i64 >= o
+                    } else {
+                        e.offset as i64 > o
+                    }
+                }),
+                Err(_) => self.events.len(),
+            },
+            EventPosition::SequenceNumber {
+                sequence_number,
+                inclusive,
+            } => first_after(&|e| {
+                if *inclusive {
+                    e.sequence_number >= *sequence_number
+                } else {
+                    e.sequence_number > *sequence_number
+                }
+            }),
+            EventPosition::EnqueuedTime {
+                enqueued_time,
+                inclusive,
+            } => first_after(&|e| {
+                if *inclusive {
+                    e.enqueued_ms >= enqueued_time.0
+                } else {
+                    e.enqueued_ms > enqueued_time.0
+                }
+            }),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Hub {
+    config: HubConfig,
+    created_ms: i64,
+    partitions: Vec<Partition>,
+    round_robin: RoundRobin,
+}
+
+/// A receiver's place in a partition.
+#[derive(Clone, Debug)]
+struct Consumer {
+    hub: usize,
+    group: String,
+    partition: usize,
+    /// Sequence number of the next event to deliver.
+    next_sequence_number: i64,
+    epoch: Option<i64>,
+    name: Option<String>,
+    runtime_metric: bool,
+}
+
+#[derive(Clone, Debug)]
+enum LinkKind {
+    /// The client's sender to `$cbs`: put-token requests arrive here.
+    CbsRequests,
+    /// Our sender answering on `$cbs`; the client's target address.
+    CbsReplies(String),
+    /// The client's sender to `$management`.
+    ManagementRequests,
+    /// Our sender answering on `$management`.
+    ManagementReplies(String),
+    /// The client publishes to a hub or one partition.
+    Publisher {
+        hub: usize,
+        partition: Option<usize>,
+        path: String,
+    },
+    /// The client receives from a partition.
+    Consumer(Consumer),
+}
+
+#[derive(Debug)]
+struct Grant {
+    /// Normalized entity path the token covers (lower case, no scheme or
+    /// host), e.g. `eh1` or `eh1/consumergroups/$default/partitions/0`.
+    path: String,
+    rights: Rights,
+    expires_unix: u64,
+}
+
+struct Conn {
+    engine: Connection,
+    grants: Vec<Grant>,
+    /// Rights of a connection authenticated with SASL PLAIN.
+    plain: Option<Rights>,
+    links: HashMap<LinkId, LinkKind>,
+    /// Replies waiting for the client to grant credit.
+    pending: HashMap<LinkId, VecDeque<Bytes>>,
+    opened_ms: i64,
+    next_tag: u64,
+}
+
+/// What the broker counts, for tests and logs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Events appended.
+    pub events_in: u64,
+    /// Events delivered to receivers.
+    pub events_out: u64,
+    /// Put-token requests refused.
+    pub tokens_refused: u64,
+}
+
+/// The broker.
+pub struct Broker {
+    config: EmulatorConfig,
+    hubs: Vec<Hub>,
+    conns: HashMap<ConnId, Conn>,
+    next_conn: u64,
+    stats: Stats,
+}
+
+const CBS: &str = "$cbs";
+const MANAGEMENT: &str = "$management";
+const RUNTIME_METRIC: &str = "com.microsoft:enable-receiver-runtime-metric";
+const MAX_NON_EPOCH_RECEIVERS: usize = 5;
+
+fn err(condition: &'static str, description: impl Into<String>) -> AmqpError {
+    AmqpError::new(Symbol::from_static(condition), description.into())
+}
+
+/// Lower-case entity path from an address, audience or SAS resource:
+/// scheme and host dropped (`amqps://host/eh1/Partitions/0` →
+/// `eh1/partitions/0`), no leading or trailing slash.
+fn entity_path(address: &str) -> String {
+    let rest = match address.find("://") {
+        Some(i) => {
+            let after = &address[i + 3..];
+            after.find('/').map_or("", |j| &after[j..])
+        }
+        None => address,
+    };
+    rest.trim_matches('/').to_ascii_lowercase()
+}
+
+/// The entity path of a receiver.
+fn consumer_path(hubs: &[Hub], c: &Consumer) -> String {
+    let hub = &hubs[c.hub];
+    entity_path(&format!(
+        "{}/ConsumerGroups/{}/Partitions/{}",
+        hub.config.name, c.group, hub.partitions[c.partition].id
+    ))
+}
+
+/// True when a grant for `grant` covers `path`.
+fn covers(grant: &str, path: &str) -> bool {
+    grant.is_empty()
+        || path == grant
+        || (path.starts_with(grant) && path.as_bytes().get(grant.len()) == Some(&b'/'))
+}
+
+impl Broker {
+    /// A broker with `config`'s entities, created at `now`.
+    pub fn new(config: EmulatorConfig, now: Now) -> Self {
+        let hubs = config
+            .hubs
+            .iter()
+            .map(|h| Hub {
+                config: h.clone(),
+                created_ms: now.unix_ms,
+                partitions: (0..h.partition_count)
+                    .map(|i| Partition {
+                        id: i.to_string(),
+                        events: VecDeque::new(),
+                        next_sequence_number: 0,
+                        next_offset: 0,
+                    })
+                    .collect(),
+                round_robin: RoundRobin::new(),
+            })
+            .collect();
+        Broker {
+            config,
+            hubs,
+            conns: HashMap::new(),
+            next_conn: 1,
+            stats: Stats::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EmulatorConfig {
+        &self.config
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Accepts a new connection.
+    pub fn connect(&mut self, now: Now) -> ConnId {
+        let id = ConnId(self.next_conn);
+        self.next_conn += 1;
+        let mut c =
+            ConnectionConfig::new(Side::Server, format!("{}-{}", self.config.namespace, id.0));
+        // The official Python SDK reads fields by position: send them all.
+        c.form = Form::Full;
+        c.max_frame_size = 256 * 1024;
+        c.idle_time_out = Some(Duration::from_secs(240));
+        let policies = self.config.policies.clone();
+        c.sasl = SaslConfig::Server {
+            mechanisms: ["MSSBCBS", "ANONYMOUS", "PLAIN"]
+                .iter()
+                .map(|m| Symbol::from_static(m))
+                .collect(),
+            plain_check: Some(Box::new(move |user: &str, pass: &str| {
+                policies.iter().any(|p| p.name == user && p.key == pass)
+            })),
+        };
+        let mut engine = Connection::new(c, now.instant);
+        engine.session_defaults = SessionConfig {
+            incoming_window: 5000,
+            ..SessionConfig::default()
+        };
+        info!(conn = id.0, "connection accepted");
+        self.conns.insert(
+            id,
+            Conn {
+                engine,
+                grants: Vec::new(),
+                plain: None,
+                links: HashMap::new(),
+                pending: HashMap::new(),
+                opened_ms: now.unix_ms,
+                next_tag: 0,
+            },
+        );
+        id
+    }
+
+    /// The connections alive.
+    pub fn connections(&self) -> Vec<ConnId> {
+        let mut v: Vec<ConnId> = self.conns.keys().copied().collect();
+        v.sort();
+        v
+    }
+
+    /// True once `id` is closed (or unknown): its socket may be closed after
+    /// a last [`poll_transmit`](Self::poll_transmit).
+    pub fn is_closed(&self, id: ConnId) -> bool {
+        self.conns.get(&id).is_none_or(|c| c.engine.is_closed())
+    }
+
+    /// The socket of `id` closed: forget the connection and its receivers.
+    pub fn disconnect(&mut self, id: ConnId) {
+        if self.conns.remove(&id).is_some() {
+            info!(conn = id.0, "connection gone");
+        }
+    }
+
+    /// Bytes from connection `id`'s socket.
+    pub fn handle_input(&mut self, id: ConnId, now: Now, data: &[u8]) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        conn.engine.handle_input(now.instant, data);
+        self.process(id, now);
+    }
+
+    /// Bytes to write to connection `id`'s socket.
+    pub fn poll_transmit(&mut self, id: ConnId, now: Now, buf: &mut Vec<u8>) -> usize {
+        self.conns
+            .get_mut(&id)
+            .map_or(0, |c| c.engine.poll_transmit(now.instant, buf))
+    }
+
+    /// The earliest moment [`handle_timeout`](Self::handle_timeout) is due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.conns
+            .values()
+            .filter_map(|c| c.engine.poll_timeout())
+            .min()
+    }
+
+    /// Fires every timer due at `now`: heartbeats, idle connections, the CBS
+    /// deadline of anonymous connections, expired tokens.
+    pub fn handle_timeout(&mut self, now: Now) {
+        let ids = self.connections();
+        for id in ids {
+            let hubs = &self.hubs;
+            let Some(conn) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            conn.engine.handle_timeout(now.instant);
+            // Anonymous connections must put a token in time (1.2).
+            let waited = now.unix_ms - conn.opened_ms;
+            if conn.plain.is_none()
+                && conn.grants.is_empty()
+                && waited > self.config.cbs_deadline_ms
+                && conn.engine.remote_open().is_some()
+                && !conn.engine.is_closed()
+            {
+                warn!(conn = id.0, "no CBS token in time: closing");
+                let _ = conn.engine.close(Some(err(
+                    "amqp:unauthorized-access",
+                    "no token was put in time",
+                )));
+            }
+            // Links whose token expired are detached.
+            let now_unix = (now.unix_ms / 1000) as u64;
+            conn.grants.retain(|g| g.expires_unix > now_unix);
+            let expired: Vec<LinkId> = conn
+                .links
+                .iter()
+                .filter_map(|(l, k)| {
+                    let (path, need) = match k {
+                        LinkKind::Publisher { path, .. } => (
+                            path.clone(),
+                            Rights {
+                                send: true,
+                                ..Rights::default()
+                            },
+                        ),
+                        LinkKind::Consumer(c) => (
+                            consumer_path(hubs, c),
+                            Rights {
+                                listen: true,
+                                ..Rights::default()
+                            },
+                        ),
+                        _ => return None,
+                    };
+                    (!Self::authorized(conn, &path, need)).then_some(*l)
+                })
+                .collect();
+            for l in expired {
+                info!(conn = id.0, ?l, "token expired: detaching");
+                conn.links.remove(&l);
+                let _ = conn.engine.detach(
+                    l,
+                    true,
+                    Some(err("amqp:unauthorized-access", "the token has expired")),
+                );
+            }
+            self.process(id, now);
+        }
+    }
+
+    fn authorized(conn: &Conn, path: &str, need: Rights) -> bool {
+        let ok = |r: &Rights| {
+            (!need.send || r.send) && (!need.listen || r.listen) && (!need.manage || r.manage)
+        };
+        conn.plain.as_ref().is_some_and(ok)
+            || conn
+                .grants
+                .iter()
+                .any(|g| covers(&g.path, path) && ok(&g.rights))
+    }
+
+    /// Handles the engine events of connection `id`.
+    fn process(&mut self, id: ConnId, now: Now) {
+        loop {
+            let Some(conn) = self.conns.get_mut(&id) else {
+                return;
+            };
+            let Some(event) = conn.engine.poll_event() else {
+                break;
+            };
+            self.on_event(id, now, event);
+        }
+        self.pump_all(now);
+    }
+
+    fn on_event(&mut self, id: ConnId, now: Now, event: Event) {
+        let conn = self.conns.get_mut(&id).expect("caller checked");
+        match event {
+            Event::Authenticated { mechanism, user } => {
+                debug!(conn = id.0, %mechanism, "authenticated");
+                if let Some(user) = user {
+                    conn.plain = self
+                        .config
+                        .policies
+                        .iter()
+                        .find(|p| p.name == user)
+                        .map(Rights::from);
+                }
+            }
+            Event::Opened(open) => {
+                debug!(conn = id.0, container = %open.container_id, "open");
+                let _ = conn.engine.open();
+            }
+            Event::LinkAttached {
+                link,
+                attach,
+                peer_initiated: true,
+            } => self.on_attach(id, now, link, *attach),
+            Event::LinkAttached { .. } => {}
+            Event::Credit { link, .. } => {
+                let conn = self.conns.get_mut(&id).expect("present");
+                Self::flush_pending(conn, link);
+            }
+            Event::Delivery {
+                link,
+                delivery_id,
+                settled,
+                payload,
+                message_format,
+                ..
+            } => self.on_delivery(id, now, link, delivery_id, settled, message_format, payload),
+            Event::LinkDetached { link, .. } | Event::LinkError { link, .. } => {
+                conn.links.remove(&link);
+                conn.pending.remove(&link);
+            }
+            Event::Closed(error) => info!(conn = id.0, ?error, "closed by the client"),
+            Event::Failed(e) => warn!(conn = id.0, error = %e, "connection failed"),
+            Event::SessionError { channel, error } => {
+                warn!(conn = id.0, channel, ?error, "session error")
+            }
+            _ => {}
+        }
+    }
+
+    fn flush_pending(conn: &mut Conn, link: LinkId) {
+        let Some(q) = conn.pending.get_mut(&link) else {
+            return;
+        };
+        while conn.engine.credit(link) > 0 {
+            let Some(m) = q.pop_front() else { break };
+            conn.next_tag += 1;
+            let tag = Bytes::copy_from_slice(&conn.next_tag.to_be_bytes());
+            let _ = conn.engine.send(link, tag, 0, true, m);
+        }
+    }
+
+    fn on_attach(
+        &mut self,
+        id: ConnId,
+        now: Now,
+        link: LinkId,
+        attach: eventhubs_proto::codec::performatives::Attach,
+    ) {
+        let address = |t: Option<&String>| t.cloned().unwrap_or_default();
+        let source_address = address(
+            attach
+                .source
+                .as_ref()
+                .and_then(|s| s.address.as_ref())
+                .map(|a| a.to_string())
+                .as_ref(),
+        );
+        let target_address = address(
+            attach
+                .target
+                .as_ref()
+                .and_then(|t| t.address.as_ref())
+                .map(|a| a.to_string())
+                .as_ref(),
+        );
+        let echo = LinkConfig {
+            source: attach.source.as_deref().cloned(),
+            target: attach.target.as_deref().cloned(),
+            max_message_size: Some(self.config.max_message_size),
+            ..LinkConfig::default()
+        };
+        let client_sends = attach.role == Role::Sender;
+        debug!(conn = id.0, name = %attach.name, source = %source_address, target = %target_address, client_sends, "attach");
+        let (kind, credit) = if client_sends {
+            let path = entity_path(&target_address);
+            if path == CBS {
+                (Ok(LinkKind::CbsRequests), 100)
+            } else if path == MANAGEMENT {
+                (Ok(LinkKind::ManagementRequests), 100)
+            } else {
+                (self.publisher(id, &path), 1000)
+            }
+        } else {
+            let path = entity_path(&source_address);
+            if path == CBS {
+                (Ok(LinkKind::CbsReplies(target_address.clone())), 0)
+            } else if path == MANAGEMENT {
+                (Ok(LinkKind::ManagementReplies(target_address.clone())), 0)
+            } else {
+                (self.consumer(id, now, &path, &attach), 0)
+            }
+        };
+        let conn = self.conns.get_mut(&id).expect("present");
+        match kind {
+            Ok(kind) => {
+                let _ = conn.engine.accept_link(link, echo);
+                if credit > 0 {
+                    let _ = conn.engine.flow(link, credit, false);
+                }
+                conn.links.insert(link, kind);
+            }
+            Err(e) => {
+                info!(conn = id.0, name = %attach.name, condition = %e.condition, "link refused");
+                let _ = conn.engine.refuse_link(link, e);
+            }
+        }
+    }
+
+    fn find_hub(&self, name: &str) -> Option<usize> {
+        self.hubs
+            .iter()
+            .position(|h| h.config.name.eq_ignore_ascii_case(name))
+    }
+
+    fn publisher(&self, id: ConnId, path: &str) -> Result<LinkKind, AmqpError> {
+        let parts: Vec<&str> = path.split('/').collect();
+        let (hub, partition) = match parts[..] {
+            [hub] => (hub, None),
+            [hub, "partitions", p] => (hub, Some(p)),
+            _ => {
+                return Err(err(
+                    "amqp:not-found",
+                    format!("no sendable entity at '{path}'"),
+                ))
+            }
+        };
+        let h = self.find_hub(hub).ok_or_else(|| {
+            err(
+                "amqp:not-found",
+                format!("The messaging entity '{hub}' could not be found."),
+            )
+        })?;
+        let partition = match partition {
+            Some(p) => Some(
+                self.hubs[h]
+                    .partitions
+                    .iter()
+                    .position(|x| x.id == p)
+                    .ok_or_else(|| {
+                        err(
+                            "com.microsoft:argument-out-of-range",
+                            format!("partition '{p}' does not exist"),
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+        let conn = &self.conns[&id];
+        if !Self::authorized(
+            conn,
+            path,
+            Rights {
+                send: true,
+                ..Rights::default()
+            },
+        ) {
+            return Err(err("amqp:unauthorized-access", format!("Unauthorized access. 'Send' claim(s) are required to perform this operation on '{path}'.")));
+        }
+        Ok(LinkKind::Publisher {
+            hub: h,
+            partition,
+            path: path.to_string(),
+        })
+    }
+
+    fn consumer(
+        &mut self,
+        id: ConnId,
+        _now: Now,
+        path: &str,
+        attach: &eventhubs_proto::codec::performatives::Attach,
+    ) -> Result<LinkKind, AmqpError> {
+        let parts: Vec<&str> = path.split('/').collect();
+        let [hub, "consumergroups", group, "partitions", p] = parts[..] else {
+            return Err(err(
+                "amqp:not-found",
+                format!("no receivable entity at '{path}'"),
+            ));
+        };
+        let h = self.find_hub(hub).ok_or_else(|| {
+            err(
+                "amqp:not-found",
+                format!("The messaging entity '{hub}' could not be found."),
+            )
+        })?;
+        let hubc = &self.hubs[h].config;
+        let Some(group) = hubc
+            .consumer_groups
+            .iter()
+            .find(|g| g.eq_ignore_ascii_case(group))
+            .cloned()
+        else {
+            return Err(err(
+                "amqp:not-found",
+                format!("The messaging entity '{hub}/ConsumerGroups/{group}' could not be found."),
+            ));
+        };
+        let Some(partition) = self.hubs[h].partitions.iter().position(|x| x.id == p) else {
+            return Err(err(
+                "com.microsoft:argument-out-of-range",
+                format!("partition '{p}' does not exist"),
+            ));
+        };
+        if !Self::authorized(
+            &self.conns[&id],
+            path,
+            Rights {
+                listen: true,
+                ..Rights::default()
+            },
+        ) {
+            return Err(err("amqp:unauthorized-access", format!("Unauthorized access. 'Listen' claim(s) are required to perform this operation on '{path}'.")));
+        }
+        let position = match attach.source.as_ref().and_then(|s| s.filter.as_ref()) {
+            Some(f) => EventPosition::from_filter_set(f)
+                .map_err(|e| {
+                    err(
+                        "com.microsoft:argument-error",
+                        format!("invalid filter: {e}"),
+                    )
+                })?
+                .unwrap_or(EventPosition::Latest),
+            None => EventPosition::Latest,
+        };
+        let props = attach.properties.as_ref();
+        let epoch = props
+            .and_then(|p| p.get("com.microsoft:epoch"))
+            .and_then(Value::as_i64);
+        let name = props
+            .and_then(|p| p.get("com.microsoft:receiver-name"))
+            .and_then(|v| v.as_str().map(str::to_string));
+        let runtime_metric = attach
+            .desired_capabilities
+            .iter()
+            .any(|c| c.as_str() == RUNTIME_METRIC);
+        // Epoch rules (5.3): look at every receiver of this group and partition.
+        let mut rivals = Vec::new();
+        for (cid, conn) in &self.conns {
+            for (l, k) in &conn.links {
+                if let LinkKind::Consumer(c) = k {
+                    if c.hub == h
+                        && c.partition == partition
+                        && c.group.eq_ignore_ascii_case(&group)
+                    {
+                        rivals.push((*cid, *l, c.epoch, c.name.clone()));
+                    }
+                }
+            }
+        }
+        let top = rivals.iter().filter_map(|r| r.2).max();
+        match (epoch, top) {
+            (Some(e), Some(t)) if e < t => {
+                return Err(err("amqp:link:stolen", format!("Receiver with epoch '{e}' cannot be created because a receiver with a higher epoch '{t}' already exists.")));
+            }
+            (Some(e), _) => {
+                for (cid, l, old, old_name) in rivals {
+                    let text = format!(
+                        "New receiver '{}' with higher epoch of '{e}' is created hence current receiver '{}' with epoch '{}' is getting disconnected.",
+                        name.as_deref().unwrap_or(""),
+                        old_name.as_deref().unwrap_or(""),
+                        old.unwrap_or(0)
+                    );
+                    if let Some(c) = self.conns.get_mut(&cid) {
+                        c.links.remove(&l);
+                        let _ = c
+                            .engine
+                            .detach(l, true, Some(err("amqp:link:stolen", text)));
+                    }
+                }
+            }
+            (None, Some(t)) => {
+                return Err(err(
+                    "amqp:link:stolen",
+                    format!(
+                        "a receiver with epoch '{t}' exists on this consumer group and partition"
+                    ),
+                ));
+            }
+            (None, None) if rivals.len() >= MAX_NON_EPOCH_RECEIVERS => {
+                return Err(err("amqp:resource-limit-exceeded", format!("Exceeded the maximum number of allowed receivers per partition in a consumer group which is {MAX_NON_EPOCH_RECEIVERS}.")));
+            }
+            (None, None) => {}
+        }
+        let part = &self.hubs[h].partitions[partition];
+        let start = part.start_index(&position);
+        let next_sequence_number = part
+            .events
+            .get(start)
+            .map_or(part.next_sequence_number, |e| e.sequence_number);
+        debug!(conn = id.0, hub, %group, partition, ?position, next_sequence_number, ?epoch, "receiver attached");
+        Ok(LinkKind::Consumer(Consumer {
+            hub: h,
+            group,
+            partition,
+            next_sequence_number,
+            epoch,
+            name,
+            runtime_metric,
+        }))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_delivery(
+        &mut self,
+        id: ConnId,
+        now: Now,
+        link: LinkId,
+        delivery_id: u32,
+        settled: bool,
+        format: u32,
+        payload: Bytes,
+    ) {
+        let Some(kind) = self
+            .conns
+            .get(&id)
+            .and_then(|c| c.links.get(&link))
+            .cloned()
+        else {
+            return;
+        };
+        let outcome = match kind {
+            LinkKind::CbsRequests => {
+                self.on_cbs(id, now, &payload);
+                Ok(())
+            }
+            LinkKind::ManagementRequests => {
+                self.on_management(id, now, &payload);
+                Ok(())
+            }
+            LinkKind::Publisher { hub, partition, .. } => {
+                self.publish(now, hub, partition, format, &payload)
+            }
+            _ => Ok(()),
+        };
+        let conn = self.conns.get_mut(&id).expect("present");
+        if !settled {
+            let state = match outcome {
+                Ok(()) => DeliveryState::Accepted(Accepted {}),
+                Err(e) => DeliveryState::Rejected(Rejected { error: Some(e) }),
+            };
+            let _ = conn.engine.disposition(
+                link.channel,
+                Role::Receiver,
+                delivery_id,
+                delivery_id,
+                true,
+                Some(state),
+            );
+        }
+        if conn.engine.credit(link) < 50 {
+            let _ = conn.engine.flow(link, 1000, false);
+        }
+    }
+
+    /// Decodes a request: (message id, application properties, body value).
+    fn request(payload: &Bytes) -> Option<Request> {
+        let m = Message::decode_all(payload).ok()?;
+        let (id, reply_to) = m
+            .properties
+            .as_ref()
+            .map(|p| {
+                (
+                    p.message_id.clone(),
+                    p.reply_to.as_ref().map(|r| r.to_string()),
+                )
+            })
+            .unwrap_or((None, None));
+        let props = m.application_properties.unwrap_or_default();
+        let body = match m.body {
+            Body::Value(v) => v,
+            _ => Value::Null,
+        };
+        Some((id, reply_to, props, body))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn reply(
+        &mut self,
+        id: ConnId,
+        reply_to: Option<String>,
+        correlation: Option<MessageId>,
+        status: i32,
+        description: &str,
+        body: Value,
+        cbs: bool,
+    ) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let link = conn
+            .links
+            .iter()
+            .filter(|(_, k)| match k {
+                LinkKind::CbsReplies(a) if cbs => reply_to.as_deref().is_none_or(|r| r == a),
+                LinkKind::ManagementReplies(a) if !cbs => {
+                    reply_to.as_deref().is_none_or(|r| r == a)
+                }
+                _ => false,
+            })
+            .map(|(l, _)| *l)
+            .min();
+        let Some(link) = link else {
+            warn!(conn = id.0, ?reply_to, "no reply link for a request");
+            return;
+        };
+        let mut app = Map::new();
+        app.insert("status-code".into(), Value::Int(status));
+        app.insert(
+            "status-description".into(),
+            Value::String(description.into()),
+        );
+        if cbs {
+            app.insert("statusCode".into(), Value::Int(status));
+        }
+        let m = Message {
+            properties: Some(Properties {
+                correlation_id: correlation,
+                ..Default::default()
+            }),
+            application_properties: Some(app),
+            body: Body::Value(body),
+            ..Default::default()
+        };
+        conn.pending
+            .entry(link)
+            .or_default()
+            .push_back(m.to_bytes());
+        Self::flush_pending(conn, link);
+    }
+
+    fn on_cbs(&mut self, id: ConnId, now: Now, payload: &Bytes) {
+        let Some((mid, reply_to, props, body)) = Self::request(payload) else {
+            warn!(conn = id.0, "undecodable CBS request");
+            return;
+        };
+        let get = |k: &str| props.get(k).and_then(Value::as_str).map(str::to_string);
+        let (status, description) = match (
+            get("operation").as_deref(),
+            get("type"),
+            get("name"),
+            body.as_str(),
+        ) {
+            (Some("put-token"), Some(ty), Some(audience), Some(token)) => {
+                match self.check_token(now, &ty, &audience, token) {
+                    Ok(grant) => {
+                        info!(conn = id.0, audience = %audience, "token accepted");
+                        self.conns.get_mut(&id).expect("present").grants.push(grant);
+                        (202, "Accepted".to_string())
+                    }
+                    Err(why) => {
+                        self.stats.tokens_refused += 1;
+                        info!(conn = id.0, audience = %audience, why = %why, "token refused");
+                        (401, why)
+                    }
+                }
+            }
+            _ => (
+                400,
+                "a put-token request needs operation, type, name and a string body".to_string(),
+            ),
+        };
+        self.reply(id, reply_to, mid, status, &description, Value::Null, true);
+    }
+
+    /// Validates a SAS token for `audience` (2.4): signature with the named
+    /// policy's key, expiry, and a resource that covers the audience.
+    fn check_token(
+        &self,
+        now: Now,
+        ty: &str,
+        audience: &str,
+        token: &str,
+    ) -> Result<Grant, String> {
+        if ty == "jwt" {
+            return Err("Entra ID (JWT) tokens are not supported by the emulator".into());
+        }
+        let sas =
+            SharedAccessSignature::parse(token).map_err(|e| format!("InvalidSignature: {e}"))?;
+        let key_name = sas.key_name().unwrap_or_default();
+        let policy = self
+            .config
+            .policies
+            .iter()
+            .find(|p| p.name == key_name)
+            .ok_or_else(|| format!("InvalidSignature: unknown key name '{key_name}'"))?;
+        if !sas.verify(&policy.key) {
+            return Err("InvalidSignature: The token has an invalid signature.".into());
+        }
+        let now_unix = (now.unix_ms / 1000) as u64;
+        if sas.expires_at_unix() <= now_unix {
+            return Err("ExpiredToken: The token is expired.".into());
+        }
+        let resource = entity_path(&sas.resource_uri().unwrap_or_default());
+        let audience = entity_path(audience);
+        if !covers(&resource, &audience) {
+            return Err(format!(
+                "InvalidAudience: the token for '{resource}' does not cover '{audience}'"
+            ));
+        }
+        Ok(Grant {
+            path: audience,
+            rights: Rights::from(policy),
+            expires_unix: sas.expires_at_unix(),
+        })
+    }
+
+    fn on_management(&mut self, id: ConnId, now: Now, payload: &Bytes) {
+        let Some((mid, reply_to, props, _)) = Self::request(payload) else {
+            return;
+        };
+        let get = |k: &str| props.get(k).and_then(Value::as_str).map(str::to_string);
+        let name = get("name").unwrap_or_default();
+        let authorized = {
+            let conn = &self.conns[&id];
+            let path = entity_path(&name);
+            let via_token = get("security_token").is_some_and(|t| {
+                self.check_token(now, "servicebus.windows.net:sastoken", &name, &t)
+                    .is_ok()
+            });
+            via_token
+                || Self::authorized(
+                    conn,
+                    &path,
+                    Rights {
+                        listen: true,
+                        ..Rights::default()
+                    },
+                )
+                || Self::authorized(
+                    conn,
+                    &format!("{path}/$management"),
+                    Rights {
+                        listen: true,
+                        ..Rights::default()
+                    },
+                )
+        };
+        let result = if get("operation").as_deref() != Some("READ") {
+            Err((400, "only the READ operation is supported"))
+        } else if !authorized {
+            Err((401, "Unauthorized access: put a token for the hub first"))
+        } else {
+            match (self.find_hub(&name), get("type").as_deref()) {
+                (None, _) => Err((404, "The messaging entity could not be found.")),
+                (Some(h), Some("com.microsoft:eventhub")) => Ok(self.hub_info(h)),
+                (Some(h), Some("com.microsoft:partition")) => {
+                    let p = get("partition").unwrap_or_default();
+                    match self.hubs[h].partitions.iter().position(|x| x.id == p) {
+                        Some(i) => Ok(self.partition_info(h, i)),
+                        None => Err((404, "The partition could not be found.")),
+                    }
+                }
+                _ => Err((400, "unknown type")),
+            }
+        };
+        match result {
+            Ok(body) => self.reply(id, reply_to, mid, 200, "OK", body, false),
+            Err((status, why)) => self.reply(id, reply_to, mid, status, why, Value::Null, false),
+        }
+    }
+
+    fn hub_info(&self, h: usize) -> Value {
+        let hub = &self.hubs[h];
+        let ids = hub
+            .partitions
+            .iter()
+            .map(|p| Value::String(p.id.as_str().into()))
+            .collect();
+        let mut m = Map::new();
+        m.insert(
+            Value::String("name".into()),
+            Value::String(hub.config.name.as_str().into()),
+        );
+        m.insert(
+            Value::String("type".into()),
+            Value::String("com.microsoft:eventhub".into()),
+        );
+        m.insert(
+            Value::String("created_at".into()),
+            Value::Timestamp(Timestamp(hub.created_ms)),
+        );
+        m.insert(
+            Value::String("partition_count".into()),
+            Value::Int(hub.partitions.len() as i32),
+        );
+        m.insert(
+            Value::String("partition_ids".into()),
+            Value::Array(Array::new(format_code::STR8, ids).expect("strings")),
+        );
+        m.insert(Value::String("georeplication_factor".into()), Value::Int(1));
+        Value::Map(m)
+    }
+
+    fn partition_info(&self, h: usize, i: usize) -> Value {
+        let hub = &self.hubs[h];
+        let p = &hub.partitions[i];
+        let last = p.last();
+        let mut m = Map::new();
+        let mut put = |k: &str, v: Value| {
+            m.insert(Value::String(k.into()), v);
+        };
+        put("name", Value::String(hub.config.name.as_str().into()));
+        put("type", Value::String("com.microsoft:partition".into()));
+        put("partition", Value::String(p.id.as_str().into()));
+        put(
+            "begin_sequence_number",
+            Value::Long(
+                p.events
+                    .front()
+                    .map_or(p.next_sequence_number, |e| e.sequence_number),
+            ),
+        );
+        put(
+            "last_enqueued_sequence_number",
+            Value::Long(last.map_or(-1, |e| e.sequence_number)),
+        );
+        put("last_enqueued_sequence_number_epoch", Value::Long(0));
+        put(
+            "last_enqueued_offset",
+            Value::String(
+                last.map_or("-1".to_string(), |e| e.offset.to_string())
+                    .into(),
+            ),
+        );
+        put(
+            "last_enqueued_time_utc",
+            Value::Timestamp(Timestamp(last.map_or(0, |e| e.enqueued_ms))),
+        );
+        put("is_partition_empty", Value::Bool(p.events.is_empty()));
+        Value::Map(m)
+    }
+
+    /// Appends a message (or every event of a batch) to a partition.
+    fn publish(
+        &mut self,
+        now: Now,
+        h: usize,
+        partition: Option<usize>,
+        format: u32,
+        payload: &Bytes,
+    ) -> Result<(), AmqpError> {
+        let outer =
+            Message::decode_all(payload).map_err(|e| err("amqp:decode-error", e.to_string()))?;
+        let events = if format == BATCH_MESSAGE_FORMAT {
+            outer
+                .unbatch()
+                .map_err(|e| err("amqp:decode-error", format!("batch: {e}")))?
+        } else {
+            vec![outer.clone()]
+        };
+        let key = |m: &Message| {
+            m.message_annotations
+                .as_ref()
+                .and_then(|a| a.get("x-opt-partition-key"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        let hub = &mut self.hubs[h];
+        let count = hub.partitions.len();
+        let target = match (
+            partition,
+            key(&outer).or_else(|| events.first().and_then(key)),
+        ) {
+            (Some(p), Some(_)) => {
+                let _ = p;
+                return Err(err(
+                    "com.microsoft:argument-error",
+                    "a partition key cannot be used when sending to a partition",
+                ));
+            }
+            (Some(p), None) => p,
+            (None, Some(k)) => partition_index(&k, count).unwrap_or(0),
+            (None, None) => hub.round_robin.next_index(count).unwrap_or(0),
+        };
+        let retention = self.config.retention_ms;
+        let part = &mut hub.partitions[target];
+        while part
+            .events
+            .front()
+            .is_some_and(|e| e.enqueued_ms < now.unix_ms - retention)
+        {
+            part.events.pop_front();
+        }
+        for mut m in events {
+            let seq = part.next_sequence_number;
+            let offset = part.next_offset;
+            let annotations = m.message_annotations.get_or_insert_with(Map::new);
+            annotations.insert(
+                AnnotationKey::from("x-opt-sequence-number"),
+                Value::Long(seq),
+            );
+            annotations.insert(
+                AnnotationKey::from("x-opt-offset"),
+                Value::String(offset.to_string().into()),
+            );
+            annotations.insert(
+                AnnotationKey::from("x-opt-enqueued-time"),
+                Value::Timestamp(Timestamp(now.unix_ms)),
+            );
+            m.delivery_annotations = None;
+            let header_len = m.header.as_ref().map_or(0, |h| h.encoded_len());
+            let encoded = m.to_bytes();
+            part.next_sequence_number += 1;
+            part.next_offset += encoded.len() as u64;
+            part.events.push_back(StoredEvent {
+                sequence_number: seq,
+                offset,
+                enqueued_ms: now.unix_ms,
+                encoded,
+                header_len,
+            });
+            self.stats.events_in += 1;
+        }
+        Ok(())
+    }
+
+    /// Sends stored events to every receiver with credit.
+    fn pump_all(&mut self, now: Now) {
+        let ids = self.connections();
+        for id in ids {
+            let Some(conn) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            let consumers: Vec<(LinkId, Consumer)> = conn
+                .links
+                .iter()
+                .filter_map(|(l, k)| match k {
+                    LinkKind::Consumer(c) => Some((*l, c.clone())),
+                    _ => None,
+                })
+                .collect();
+            for (link, mut c) in consumers {
+                let part = &self.hubs[c.hub].partitions[c.partition];
+                let mut moved = false;
+                while conn.engine.credit(link) > 0 {
+                    let first = part
+                        .events
+                        .front()
+                        .map_or(part.next_sequence_number, |e| e.sequence_number);
+                    let index = (c.next_sequence_number - first).max(0) as usize;
+                    let Some(e) = part.events.get(index) else {
+                        break;
+                    };
+                    let payload = if c.runtime_metric {
+                        with_runtime_metric(e, part, now)
+                    } else {
+                        e.encoded.clone()
+                    };
+                    conn.next_tag += 1;
+                    let tag = Bytes::copy_from_slice(&conn.next_tag.to_be_bytes());
+                    if conn.engine.send(link, tag, 0, true, payload).is_err() {
+                        break;
+                    }
+                    c.next_sequence_number = e.sequence_number + 1;
+                    self.stats.events_out += 1;
+                    moved = true;
+                }
+                if moved {
+                    conn.links.insert(link, LinkKind::Consumer(c));
+                }
+            }
+        }
+    }
+}
+
+/// The stored event with last-enqueued delivery annotations (5.6) inserted
+/// before its message annotations.
+fn with_runtime_metric(e: &StoredEvent, part: &Partition, now: Now) -> Bytes {
+    let last = part.last().expect("an event exists");
+    let mut da = Map::new();
+    da.insert(
+        AnnotationKey::from("last_enqueued_sequence_number"),
+        Value::Long(last.sequence_number),
+    );
+    da.insert(
+        AnnotationKey::from("last_enqueued_offset"),
+        Value::String(last.offset.to_string().into()),
+    );
+    da.insert(
+        AnnotationKey::from("last_enqueued_time_utc"),
+        Value::Timestamp(Timestamp(last.enqueued_ms)),
+    );
+    da.insert(
+        AnnotationKey::from("runtime_info_retrieval_time_utc"),
+        Value::Timestamp(Timestamp(now.unix_ms)),
+    );
+    let section = Message {
+        delivery_annotations: Some(da),
+        ..Default::default()
+    }
+    .to_bytes();
+    // Header (if any) first, then delivery annotations, then the rest.
+    let mut out = Vec::with_capacity(e.encoded.len() + section.len());
+    out.extend_from_slice(&e.encoded[..e.header_len]);
+    out.extend_from_slice(&section);
+    out.extend_from_slice(&e.encoded[e.header_len..]);
+    Bytes::from(out)
+}

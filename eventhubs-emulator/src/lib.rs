@@ -1,0 +1,20 @@
+//! A local Azure Event Hubs broker on the `eventhubs-proto` core,
+//! compatible with Microsoft's emulator and the official SDKs.
+//!
+//! - [`config`]: entities from a Config.json in the shape of Microsoft's
+//!   emulator, with its defaults (namespace `emulatorNs1`, hub `eh1` with two
+//!   partitions, consumer groups `$Default` and `cg1`, policy
+//!   `RootManageSharedAccessKey` / `SAS_KEY_VALUE`).
+//! - [`broker`]: the sans-IO broker model: every connection's AMQP engine,
+//!   partition logs, CBS, `$management`, epochs and filters. It reads no
+//!   clock, so tests can drive it under a virtual one.
+//! - [`server`]: serves the model over TCP on tokio, and
+//!   [`server::Emulator`] embeds it in-process on an ephemeral port.
+
+pub mod broker;
+pub mod config;
+pub mod server;
+
+pub use broker::{Broker, ConnId, Now};
+pub use config::EmulatorConfig;
+pub use server::Emulator;
