@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use eventhubs_proto::codec::messaging::{Accepted, DeliveryState, Source, Target};
+use eventhubs_proto::codec::messaging::{Source, Target};
 use eventhubs_proto::codec::performatives::Role;
 use eventhubs_proto::engine::{
     Connection, ConnectionConfig, Event, LinkConfig, LinkId, SaslConfig, SessionConfig, Side,
@@ -102,28 +102,16 @@ impl Bench {
                         attach,
                         peer_initiated: true,
                     } => {
-                        let config = LinkConfig {
-                            source: attach.source.as_deref().cloned(),
-                            target: attach.target.as_deref().cloned(),
-                            ..Default::default()
-                        };
-                        self.server.accept_link(link, config).unwrap();
+                        self.server
+                            .accept_link(link, LinkConfig::answering(&attach))
+                            .unwrap();
                         self.server.flow(link, 10_000, false).unwrap();
                         self.rx = Some(link);
                     }
                     Event::Delivery {
                         link, delivery_id, ..
                     } => {
-                        self.server
-                            .disposition(
-                                link.channel,
-                                Role::Receiver,
-                                delivery_id,
-                                delivery_id,
-                                true,
-                                Some(DeliveryState::Accepted(Accepted {})),
-                            )
-                            .unwrap();
+                        self.server.accept(link, delivery_id).unwrap();
                     }
                     _ => {}
                 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use eventhubs_proto::codec::frame::{encode_amqp_frame, encode_sasl_frame, ProtocolHeader};
-use eventhubs_proto::codec::messaging::{Accepted, DeliveryState, Source, Target};
+use eventhubs_proto::codec::messaging::{Source, Target};
 use eventhubs_proto::codec::performatives::{Attach, Begin, Open, Role};
 use eventhubs_proto::codec::sasl::{SaslFrame, SaslInit};
 use eventhubs_proto::codec::{Form, Symbol};
@@ -112,14 +112,7 @@ fuzz_target!(|data: &[u8]| {
                 } => {
                     assert!(payload.len() as u64 <= MAX_MESSAGE);
                     if !settled {
-                        let _ = conn.disposition(
-                            link.channel,
-                            Role::Receiver,
-                            delivery_id,
-                            delivery_id,
-                            true,
-                            Some(DeliveryState::Accepted(Accepted {})),
-                        );
+                        let _ = conn.accept(link, delivery_id);
                     }
                     let _ = conn.flow(link, 10, false);
                 }

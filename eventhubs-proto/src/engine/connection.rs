@@ -1117,6 +1117,20 @@ impl Connection {
         s.send(link.handle, delivery_tag, message_format, settled, payload)
     }
 
+    /// Accepts and settles one delivery received on `link` (3.4.2): the
+    /// usual answer of a receiver.
+    pub fn accept(&mut self, link: LinkId, delivery_id: u32) -> Result<(), ConnectionError> {
+        let accepted = DeliveryState::Accepted(crate::codec::messaging::Accepted {});
+        self.disposition(
+            link.channel,
+            Role::Receiver,
+            delivery_id,
+            delivery_id,
+            true,
+            Some(accepted),
+        )
+    }
+
     /// Aborts a delivery that has not been sent in full: the peer drops
     /// what it received of it. An error when it has already gone out whole.
     pub fn abort(&mut self, link: LinkId, delivery_id: u32) -> Result<(), ConnectionError> {

@@ -81,6 +81,21 @@ pub struct LinkConfig {
     pub desired_capabilities: Vec<Symbol>,
 }
 
+impl LinkConfig {
+    /// The configuration that answers a peer's attach as a broker would:
+    /// its source and target echoed (filters included, which some clients
+    /// require), its settle modes accepted, the default max-message-size.
+    pub fn answering(attach: &crate::codec::performatives::Attach) -> Self {
+        LinkConfig {
+            source: attach.source.as_deref().cloned(),
+            target: attach.target.as_deref().cloned(),
+            snd_settle_mode: attach.snd_settle_mode,
+            rcv_settle_mode: attach.rcv_settle_mode,
+            ..LinkConfig::default()
+        }
+    }
+}
+
 impl Default for LinkConfig {
     fn default() -> Self {
         LinkConfig {

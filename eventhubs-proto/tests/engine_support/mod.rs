@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use eventhubs_proto::codec::frame::{split_frame, Frame};
-use eventhubs_proto::codec::messaging::{Accepted, DeliveryState};
 use eventhubs_proto::codec::performatives::{Performative, Role};
 use eventhubs_proto::codec::Symbol;
 use eventhubs_proto::engine::connection::PlainCheck;
@@ -198,10 +197,8 @@ impl Pair {
                 peer_initiated: true,
             } => {
                 let config = LinkConfig {
-                    source: attach.source.as_deref().cloned(),
-                    target: attach.target.as_deref().cloned(),
                     max_message_size: Some(u64::MAX),
-                    ..Default::default()
+                    ..LinkConfig::answering(attach)
                 };
                 self.server.accept_link(*link, config).unwrap();
                 let role = if attach.role == Role::Sender {
@@ -223,16 +220,7 @@ impl Pair {
             } => {
                 self.stored.push_back(payload.clone());
                 if !settled {
-                    self.server
-                        .disposition(
-                            link.channel,
-                            Role::Receiver,
-                            *delivery_id,
-                            *delivery_id,
-                            true,
-                            Some(DeliveryState::Accepted(Accepted {})),
-                        )
-                        .unwrap();
+                    self.server.accept(*link, *delivery_id).unwrap();
                 }
                 // Refill credit once half is used.
                 let _ = self.server.flow(*link, credit, false);

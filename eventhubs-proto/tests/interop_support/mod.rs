@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use eventhubs_proto::codec::message::{Body, Message};
-use eventhubs_proto::codec::messaging::{Accepted, DeliveryState, Source, Target};
+use eventhubs_proto::codec::messaging::{DeliveryState, Source, Target};
 use eventhubs_proto::codec::performatives::Role;
 use eventhubs_proto::codec::{Decode, Encode};
 use eventhubs_proto::engine::{
@@ -243,14 +243,9 @@ pub fn serve(
                         }
                         .map(|a| a.to_string())
                         .unwrap_or_default();
-                        let config = LinkConfig {
-                            source: attach.source.as_deref().cloned(),
-                            target: attach.target.as_deref().cloned(),
-                            snd_settle_mode: attach.snd_settle_mode,
-                            rcv_settle_mode: attach.rcv_settle_mode,
-                            ..Default::default()
-                        };
-                        d.conn.accept_link(link, config).unwrap();
+                        d.conn
+                            .accept_link(link, LinkConfig::answering(&attach))
+                            .unwrap();
                         if our_role == Role::Receiver {
                             d.conn.flow(link, 1000, false).unwrap();
                         }
@@ -267,16 +262,7 @@ pub fn serve(
                         queues.entry(address).or_default().push_back(payload);
                         stored += 1;
                         if !settled {
-                            d.conn
-                                .disposition(
-                                    link.channel,
-                                    Role::Receiver,
-                                    delivery_id,
-                                    delivery_id,
-                                    true,
-                                    Some(DeliveryState::Accepted(Accepted {})),
-                                )
-                                .unwrap();
+                            d.conn.accept(link, delivery_id).unwrap();
                         }
                         if d.conn.credit(link) == 0 {
                             let _ = d.conn.flow(link, 1000, false);
@@ -439,16 +425,7 @@ pub fn round_trip(
             "in order"
         );
         assert_eq!(sections[0].len(), size.max(9));
-        d.conn
-            .disposition(
-                ch,
-                Role::Receiver,
-                id,
-                id,
-                true,
-                Some(DeliveryState::Accepted(Accepted {})),
-            )
-            .unwrap();
+        d.conn.accept(rx, id).unwrap();
         received += 1;
         if d.conn.credit(rx) == 0 && received < count {
             d.conn.flow(rx, batch, false).unwrap();
