@@ -558,6 +558,8 @@ impl Broker {
             source: attach.source.as_deref().cloned(),
             target: attach.target.as_deref().cloned(),
             max_message_size: Some(self.config.max_message_size),
+            // The service rejects an oversized event and keeps the link.
+            reject_oversized: true,
             ..LinkConfig::default()
         };
         let client_sends = attach.role == Role::Sender;
@@ -738,17 +740,23 @@ impl Broker {
                 }
             }
         }
-        let top = rivals.iter().filter_map(|r| r.2).max();
+        let top = rivals
+            .iter()
+            .filter(|r| r.2.is_some())
+            .max_by_key(|r| r.2)
+            .map(|r| (r.2.unwrap_or(0), r.3.clone()));
+        // The service's wording; an unnamed receiver is 'nil'.
+        let nil = |n: &Option<String>| n.clone().unwrap_or_else(|| "nil".into());
         match (epoch, top) {
-            (Some(e), Some(t)) if e < t => {
-                return Err(err("amqp:link:stolen", format!("Receiver with epoch '{e}' cannot be created because a receiver with a higher epoch '{t}' already exists.")));
+            (Some(e), Some((t, top_name))) if e < t => {
+                return Err(err("amqp:link:stolen", format!("Receiver '{}' with a higher epoch '{t}' already exists. Receiver '{}' with epoch {e} cannot be created. Make sure you are creating receiver with increasing epoch value to ensure connectivity, or ensure all old epoch receivers are closed or disconnected.", nil(&top_name), nil(&name))));
             }
             (Some(e), _) => {
                 for (cid, l, old, old_name) in rivals {
                     let text = format!(
-                        "New receiver '{}' with higher epoch of '{e}' is created hence current receiver '{}' with epoch '{}' is getting disconnected.",
-                        name.as_deref().unwrap_or(""),
-                        old_name.as_deref().unwrap_or(""),
+                        "New receiver '{}' with higher epoch of '{e}' is created hence current receiver '{}' with epoch '{}' is getting disconnected. If you are recreating the receiver, make sure a higher epoch is used.",
+                        nil(&name),
+                        nil(&old_name),
                         old.unwrap_or(0)
                     );
                     if let Some(c) = self.conns.get_mut(&cid) {
@@ -759,11 +767,11 @@ impl Broker {
                     }
                 }
             }
-            (None, Some(t)) => {
+            (None, Some((t, _))) => {
                 return Err(err(
                     "amqp:link:stolen",
                     format!(
-                        "a receiver with epoch '{t}' exists on this consumer group and partition"
+                        "At least one receiver for the endpoint is created with epoch of '{t}', and so non-epoch receiver is not allowed. Either reconnect with a higher epoch, or make sure all epoch receivers are closed or disconnected."
                     ),
                 ));
             }
@@ -900,9 +908,13 @@ impl Broker {
             "status-description".into(),
             Value::String(description.into()),
         );
-        if cbs {
-            app.insert("statusCode".into(), Value::Int(status));
-        }
+        // Both spellings: Go reads either, Python's management link reads
+        // `statusDescription` (its default field name).
+        app.insert("statusCode".into(), Value::Int(status));
+        app.insert(
+            "statusDescription".into(),
+            Value::String(description.into()),
+        );
         let m = Message {
             properties: Some(Properties {
                 correlation_id: correlation,

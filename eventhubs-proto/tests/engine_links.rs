@@ -8,7 +8,9 @@ use bytes::Bytes;
 use engine_support::*;
 use eventhubs_proto::codec::messaging::{Accepted, DeliveryState, Rejected, Source, Target};
 use eventhubs_proto::codec::performatives::{AmqpError, Performative, Role, SenderSettleMode};
-use eventhubs_proto::engine::{Event, LinkConfig, LinkId, SendError, SessionConfig};
+use eventhubs_proto::engine::{
+    ConnectionConfig, Event, LinkConfig, LinkId, SendError, SessionConfig,
+};
 
 fn sender(name: &str, address: &str) -> LinkConfig {
     LinkConfig {
@@ -827,4 +829,162 @@ fn a_stray_frame_after_the_peer_ended_its_session_is_dropped() {
     );
     p.server.handle_input(now, &raw);
     assert!(matches!(p.server.poll_event(), Some(Event::Failed(_))));
+}
+
+/// A client sender "tx" to "q" (handle 0 on channel 0) that the server
+/// accepted as `config`, with 10 credits.
+fn limited_link(cc: ConnectionConfig, sc: ConnectionConfig, config: LinkConfig) -> (Pair, LinkId) {
+    let mut p = Pair::opened(cc, sc, ServerMode::Passive);
+    let ch = p.client.begin_session(SessionConfig::default()).unwrap();
+    let tx = p.client.attach(ch, sender("tx", "q")).unwrap();
+    p.run();
+    let link = p
+        .server_events
+        .iter()
+        .find_map(|e| match e {
+            Event::LinkAttached {
+                link,
+                peer_initiated: true,
+                ..
+            } => Some(*link),
+            _ => None,
+        })
+        .unwrap();
+    p.server.accept_link(link, config).unwrap();
+    p.server.flow(link, 10, false).unwrap();
+    p.run();
+    (p, tx)
+}
+
+fn raw_transfer(t: eventhubs_proto::codec::performatives::Transfer, payload: &[u8]) -> Vec<u8> {
+    let mut raw = Vec::new();
+    eventhubs_proto::codec::frame::encode_amqp_frame(
+        &mut raw,
+        0,
+        &t.into(),
+        payload,
+        eventhubs_proto::codec::Form::Compact,
+    );
+    raw
+}
+
+#[test]
+fn a_message_split_over_frames_is_measured_once_against_max_message_size() {
+    // Regression: reassembly counted the first frame twice once a second
+    // arrived, so a 4000-byte message in 512-byte frames broke a 4096 limit.
+    let mut cc = client_config(vec![]);
+    cc.max_frame_size = 512;
+    let mut sc = server_config(&[], None);
+    sc.max_frame_size = 512;
+    let (mut p, tx) = limited_link(
+        cc,
+        sc,
+        LinkConfig {
+            max_message_size: Some(4096),
+            ..Default::default()
+        },
+    );
+    let body = Bytes::from(vec![5u8; 4000]);
+    p.client
+        .send(tx, Bytes::from_static(b"t"), 0, false, body.clone())
+        .unwrap();
+    p.run();
+    assert!(!p
+        .server_events
+        .iter()
+        .any(|e| matches!(e, Event::LinkError { .. })));
+    let got = deliveries(&p.server_events);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].2, body);
+}
+
+#[test]
+fn reject_oversized_settles_the_delivery_as_rejected_and_keeps_the_link() {
+    use eventhubs_proto::codec::performatives::Transfer;
+    let (mut p, _tx) = limited_link(
+        client_config(vec![]),
+        server_config(&[], None),
+        LinkConfig {
+            max_message_size: Some(1024),
+            reject_oversized: true,
+            ..Default::default()
+        },
+    );
+    // A peer that ignores the limit: 800 + 800 + 100 bytes, unsettled.
+    let mut raw = raw_transfer(
+        Transfer {
+            handle: 0,
+            delivery_id: Some(0),
+            delivery_tag: Some(Bytes::from_static(b"big")),
+            more: true,
+            ..Default::default()
+        },
+        &[1u8; 800],
+    );
+    for (more, n) in [(true, 800), (false, 100)] {
+        raw.extend(raw_transfer(
+            Transfer {
+                handle: 0,
+                more,
+                ..Default::default()
+            },
+            &vec![1u8; n],
+        ));
+    }
+    // Then an ordinary message on the same link.
+    raw.extend(raw_transfer(
+        Transfer {
+            handle: 0,
+            delivery_id: Some(1),
+            delivery_tag: Some(Bytes::from_static(b"small")),
+            ..Default::default()
+        },
+        b"fits",
+    ));
+    let now = p.now;
+    p.server.handle_input(now, &raw);
+    p.run();
+    assert!(
+        !p.server_events
+            .iter()
+            .any(|e| matches!(e, Event::LinkError { .. } | Event::LinkDetached { .. })),
+        "{:?}",
+        p.server_events
+    );
+    let got = deliveries(&p.server_events);
+    assert_eq!(got.len(), 1, "only the small message is delivered");
+    assert_eq!((got[0].1, &got[0].2[..]), (1, &b"fits"[..]));
+    let rejection = performatives(&p.server_wire)
+        .into_iter()
+        .find_map(|f| match f {
+            Performative::Disposition(d) if d.first == 0 => Some(d),
+            _ => None,
+        })
+        .expect("a disposition for the oversized delivery");
+    assert_eq!(rejection.role, Role::Receiver);
+    assert!(rejection.settled);
+    let Some(DeliveryState::Rejected(Rejected { error: Some(e) })) = rejection.state else {
+        panic!("not rejected: {rejection:?}");
+    };
+    assert_eq!(e.condition, "amqp:link:message-size-exceeded");
+    let text = e.description.unwrap().to_string();
+    assert!(
+        text.contains("size:1700 bytes") && text.contains("limit (1024 bytes)"),
+        "{text}"
+    );
+    // A pre-settled oversized message cannot be rejected: the link goes.
+    let raw = raw_transfer(
+        Transfer {
+            handle: 0,
+            delivery_id: Some(2),
+            delivery_tag: Some(Bytes::from_static(b"pre")),
+            settled: Some(true),
+            ..Default::default()
+        },
+        &[2u8; 2000],
+    );
+    let now = p.now;
+    p.server.handle_input(now, &raw);
+    p.run();
+    assert!(p.server_events.iter().any(|e| matches!(e, Event::LinkError { error, .. } if error.condition == "amqp:link:message-size-exceeded")));
 }

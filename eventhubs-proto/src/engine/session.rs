@@ -73,6 +73,13 @@ pub struct LinkConfig {
     /// `None` announces no limit, but a receiving link still refuses
     /// messages above [`DEFAULT_MAX_MESSAGE_SIZE`].
     pub max_message_size: Option<u64>,
+    /// What a receiving link does with an unsettled message above its
+    /// max-message-size: `false` (the default) detaches the link with
+    /// `amqp:link:message-size-exceeded`; `true` drops the message's bytes
+    /// and settles it as `rejected` with that condition, keeping the link,
+    /// as Azure Event Hubs and Service Bus do. Pre-settled oversized
+    /// messages always detach the link (nothing else would tell the peer).
+    pub reject_oversized: bool,
     /// Link properties.
     pub properties: Option<Fields>,
     /// Capabilities we offer.
@@ -106,6 +113,7 @@ impl Default for LinkConfig {
             snd_settle_mode: SenderSettleMode::Mixed,
             rcv_settle_mode: ReceiverSettleMode::First,
             max_message_size: Some(DEFAULT_MAX_MESSAGE_SIZE),
+            reject_oversized: false,
             properties: None,
             offered_capabilities: Vec::new(),
             desired_capabilities: Vec::new(),
@@ -144,7 +152,8 @@ struct Partial {
 
 impl Partial {
     fn len(&self) -> usize {
-        self.first.len() + self.rest.as_ref().map_or(0, |r| r.len())
+        // `rest`, once started, holds a copy of `first` too.
+        self.rest.as_ref().map_or(self.first.len(), |r| r.len())
     }
 
     fn push(&mut self, b: Bytes) {
@@ -186,8 +195,18 @@ pub(crate) struct Link {
     available: u32,
     drain: bool,
     partial: Option<Partial>,
-    /// Bytes of the partial delivery being discarded after an error, if any.
-    discarding: bool,
+    /// Reject (rather than detach for) unsettled oversized messages.
+    reject_oversized: bool,
+    /// An oversized delivery whose remaining frames are being dropped
+    /// before it is rejected.
+    discarding: Option<Discard>,
+}
+
+/// An oversized delivery being dropped: its id and the bytes seen so far.
+#[derive(Debug)]
+struct Discard {
+    delivery_id: u32,
+    size: usize,
 }
 
 impl Link {
@@ -208,7 +227,8 @@ impl Link {
             available: 0,
             drain: false,
             partial: None,
-            discarding: false,
+            reject_oversized: false,
+            discarding: None,
         }
     }
 
@@ -386,6 +406,7 @@ impl Session {
         link.local_attached = true;
         link.snd_settle_mode = config.snd_settle_mode;
         link.max_message_size = config.max_message_size;
+        link.reject_oversized = config.reject_oversized;
         let attach = Attach {
             name: link.name.clone(),
             handle,
@@ -858,6 +879,17 @@ impl Session {
             return Ok(()); // in flight when we detached
         }
         let id = LinkId { channel, handle };
+        if let Some(d) = link.discarding.as_mut() {
+            // More of an oversized delivery we are going to reject.
+            d.size += payload.len();
+            if t.aborted {
+                link.discarding = None;
+            } else if !t.more {
+                let max = link.max_message_size.unwrap_or(DEFAULT_MAX_MESSAGE_SIZE);
+                self.reject_oversized(handle, max, out);
+            }
+            return Ok(());
+        }
         if link.partial.is_none() {
             let Some(delivery_id) = t.delivery_id else {
                 return Err(Fault::Link(
@@ -879,7 +911,6 @@ impl Session {
             }
             link.link_credit -= 1;
             link.delivery_count = link.delivery_count.wrapping_add(1);
-            link.discarding = false;
             link.partial = Some(Partial {
                 delivery_id,
                 tag: t.delivery_tag.clone().unwrap_or_default(),
@@ -905,6 +936,17 @@ impl Session {
             return Ok(());
         }
         let max = link.max_message_size.unwrap_or(DEFAULT_MAX_MESSAGE_SIZE);
+        if p.len() as u64 > max && link.reject_oversized && !p.settled {
+            link.discarding = Some(Discard {
+                delivery_id: p.delivery_id,
+                size: p.len(),
+            });
+            link.partial = None;
+            if !t.more {
+                self.reject_oversized(handle, max, out);
+            }
+            return Ok(());
+        }
         if p.len() as u64 > max {
             link.partial = None;
             return Err(Fault::Link(
@@ -931,6 +973,31 @@ impl Session {
             payload: p.into_payload(),
         });
         Ok(())
+    }
+
+    /// Settles the oversized delivery `handle` was discarding as rejected
+    /// with `amqp:link:message-size-exceeded`, in the service's words.
+    fn reject_oversized(&mut self, handle: u32, max: u64, out: &mut VecDeque<Out>) {
+        let Some(d) = self.link_mut(handle).and_then(|l| l.discarding.take()) else {
+            return;
+        };
+        let error = AmqpError::new(
+            condition::MESSAGE_SIZE_EXCEEDED,
+            format!(
+                "The received message (delivery-id:{}, size:{} bytes) exceeds the limit ({max} bytes) currently allowed on the link.",
+                d.delivery_id, d.size
+            ),
+        );
+        let state =
+            DeliveryState::Rejected(crate::codec::messaging::Rejected { error: Some(error) });
+        self.disposition(
+            Role::Receiver,
+            d.delivery_id,
+            d.delivery_id,
+            true,
+            Some(state),
+            out,
+        );
     }
 
     /// Sends a disposition for deliveries `first..=last` of our `role`.
