@@ -537,23 +537,18 @@ impl Broker {
         link: LinkId,
         attach: eventhubs_proto::codec::performatives::Attach,
     ) {
-        let address = |t: Option<&String>| t.cloned().unwrap_or_default();
-        let source_address = address(
-            attach
-                .source
-                .as_ref()
-                .and_then(|s| s.address.as_ref())
-                .map(|a| a.to_string())
-                .as_ref(),
-        );
-        let target_address = address(
-            attach
-                .target
-                .as_ref()
-                .and_then(|t| t.address.as_ref())
-                .map(|a| a.to_string())
-                .as_ref(),
-        );
+        let source_address = attach
+            .source
+            .as_ref()
+            .and_then(|s| s.address.as_deref())
+            .unwrap_or_default()
+            .to_string();
+        let target_address = attach
+            .target
+            .as_ref()
+            .and_then(|t| t.address.as_deref())
+            .unwrap_or_default()
+            .to_string();
         let echo = LinkConfig {
             source: attach.source.as_deref().cloned(),
             target: attach.target.as_deref().cloned(),

@@ -591,7 +591,7 @@ impl Connection {
         if h.id != expected || !h.is_v1_0() {
             // 2.2: answer with the header we do support, then close the socket.
             if self.config.side == Side::Server {
-                self.queue_header_now(ours);
+                self.out_sasl.push_back(Out::Header(ours));
             }
             return Err(ConnectionError::UnsupportedProtocol(h.to_bytes()));
         }
@@ -616,10 +616,6 @@ impl Connection {
             (Side::Client, _) => self.expect = Expect::AmqpFrame,
         }
         Ok(())
-    }
-
-    fn queue_header_now(&mut self, h: ProtocolHeader) {
-        self.out_sasl.push_back(Out::Header(h));
     }
 
     fn on_frame(&mut self, frame: Frame) -> Result<(), ConnectionError> {
