@@ -54,6 +54,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod client;
 pub mod codec;
 pub mod engine;
 pub mod eventhubs;

@@ -1,0 +1,323 @@
+//! A deterministic world: the client core and the broker model wired
+//! together in memory under a virtual clock, with a seeded network that
+//! splits, delays and cuts the byte streams.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use eventhubs_emulator::{Broker, ConnId, EmulatorConfig};
+use eventhubs_proto::client::{Client, ClientEvent, ClientOptions, Credential, Now, TransportId};
+use eventhubs_proto::eventhubs::sas::SasKeyProvider;
+use eventhubs_proto::eventhubs::SplitMix64;
+
+pub const T0_MS: i64 = 1_800_000_000_000;
+pub const KEY_NAME: &str = "RootManageSharedAccessKey";
+pub const KEY: &str = "SAS_KEY_VALUE";
+
+/// How hostile the network is.
+#[derive(Clone, Copy, Debug)]
+pub struct Network {
+    /// Largest chunk moved at once.
+    pub max_chunk: usize,
+    /// One-way latency.
+    pub latency: Duration,
+    /// Chance per step that a connection is cut (out of 1,000,000).
+    pub drop_ppm: u64,
+    /// Chance that a connect attempt fails (out of 100).
+    pub connect_fail_pct: u64,
+}
+
+impl Network {
+    pub fn calm() -> Self {
+        Network {
+            max_chunk: 64 * 1024,
+            latency: Duration::from_millis(1),
+            drop_ppm: 0,
+            connect_fail_pct: 0,
+        }
+    }
+}
+
+struct Pipe {
+    /// Bytes in flight with the instant they arrive.
+    q: VecDeque<(Instant, Vec<u8>)>,
+}
+
+impl Pipe {
+    fn new() -> Self {
+        Pipe { q: VecDeque::new() }
+    }
+}
+
+/// One client attached to the world.
+pub struct Peer {
+    pub client: Client,
+    pub events: Vec<(Instant, ClientEvent)>,
+    link: Option<(TransportId, ConnId)>,
+    to_broker: Pipe,
+    to_client: Pipe,
+    pub connects: u32,
+    pub drops: u32,
+}
+
+pub struct World {
+    pub start: Instant,
+    pub elapsed: Duration,
+    pub broker: Broker,
+    pub peers: Vec<Peer>,
+    pub rng: SplitMix64,
+    pub net: Network,
+    buf: Vec<u8>,
+}
+
+impl World {
+    pub fn new(seed: u64, config: EmulatorConfig, net: Network) -> World {
+        let start = Instant::now();
+        let broker = Broker::new(
+            config,
+            eventhubs_emulator::Now {
+                instant: start,
+                unix_ms: T0_MS,
+            },
+        );
+        World {
+            start,
+            elapsed: Duration::ZERO,
+            broker,
+            peers: Vec::new(),
+            rng: SplitMix64::new(seed ^ 0x5eed),
+            net,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn now(&self) -> Now {
+        Now {
+            instant: self.start + self.elapsed,
+            unix_ms: T0_MS + self.elapsed.as_millis() as i64,
+        }
+    }
+
+    fn broker_now(&self) -> eventhubs_emulator::Now {
+        let n = self.now();
+        eventhubs_emulator::Now {
+            instant: n.instant,
+            unix_ms: n.unix_ms,
+        }
+    }
+
+    /// Default client options against the emulator's default hub, with a
+    /// SAS key provider whose tokens live `token_validity`.
+    pub fn options(seed: u64, token_validity: Duration) -> ClientOptions {
+        let provider = SasKeyProvider::new(KEY_NAME, KEY)
+            .unwrap()
+            .with_validity(token_validity);
+        let mut o =
+            ClientOptions::new("localhost", "eh1", Credential::Provider(Box::new(provider)));
+        o.seed = seed;
+        o.container_id = format!("sim-{seed}");
+        o
+    }
+
+    pub fn add_client(&mut self, options: ClientOptions) -> usize {
+        self.peers.push(Peer {
+            client: Client::new(options),
+            events: Vec::new(),
+            link: None,
+            to_broker: Pipe::new(),
+            to_client: Pipe::new(),
+            connects: 0,
+            drops: 0,
+        });
+        self.peers.len() - 1
+    }
+
+    /// Cuts peer `i`'s connection, as a network failure would.
+    pub fn cut(&mut self, i: usize) {
+        let now = self.now();
+        let p = &mut self.peers[i];
+        if let Some((tid, cid)) = p.link.take() {
+            p.drops += 1;
+            p.to_broker.q.clear();
+            p.to_client.q.clear();
+            self.broker.disconnect(cid);
+            p.client.disconnected(now, tid, "simulated network failure");
+        }
+    }
+
+    /// Handles client events and moves due bytes until nothing changes.
+    fn exchange(&mut self) {
+        while self.exchange_once() {}
+    }
+
+    fn exchange_once(&mut self) -> bool {
+        let now = self.now();
+        let bnow = self.broker_now();
+        let mut progressed = false;
+        for i in 0..self.peers.len() {
+            while let Some(ev) = self.peers[i].client.poll_event() {
+                progressed = true;
+                match &ev {
+                    ClientEvent::Connect(tid) => {
+                        let tid = *tid;
+                        let p = &mut self.peers[i];
+                        p.connects += 1;
+                        if self.rng.below(100) < self.net.connect_fail_pct {
+                            p.client
+                                .connect_failed(now, tid, "simulated connect failure");
+                        } else {
+                            let cid = self.broker.connect(bnow);
+                            p.link = Some((tid, cid));
+                            p.to_broker.q.clear();
+                            p.to_client.q.clear();
+                            p.client.connected(now, tid);
+                        }
+                    }
+                    ClientEvent::Disconnect(tid) => {
+                        let p = &mut self.peers[i];
+                        if let Some((t, cid)) = p.link {
+                            if t == *tid {
+                                // Flush what the client still has (a close).
+                                self.buf.clear();
+                                p.client.poll_transmit(now, &mut self.buf);
+                                self.broker.handle_input(cid, bnow, &self.buf);
+                                self.broker.disconnect(cid);
+                                p.link = None;
+                                p.to_broker.q.clear();
+                                p.to_client.q.clear();
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                self.peers[i].events.push((now.instant, ev));
+            }
+            let Some((_, cid)) = self.peers[i].link else {
+                continue;
+            };
+            self.buf.clear();
+            if self.peers[i].client.poll_transmit(now, &mut self.buf) > 0 {
+                progressed = true;
+                self.push_chunks(i, true);
+            }
+            self.buf.clear();
+            if self.broker.poll_transmit(cid, bnow, &mut self.buf) > 0 {
+                progressed = true;
+                self.push_chunks(i, false);
+            }
+            let p = &mut self.peers[i];
+            while p
+                .to_broker
+                .q
+                .front()
+                .is_some_and(|(t, _)| *t <= now.instant)
+            {
+                progressed = true;
+                let (_, b) = p.to_broker.q.pop_front().unwrap();
+                self.broker.handle_input(cid, bnow, &b);
+            }
+            while p
+                .to_client
+                .q
+                .front()
+                .is_some_and(|(t, _)| *t <= now.instant)
+            {
+                progressed = true;
+                let (_, b) = p.to_client.q.pop_front().unwrap();
+                let mut off = 0;
+                while off < b.len() {
+                    let n = p.client.handle_input(now, &b[off..]);
+                    if n == 0 {
+                        break;
+                    }
+                    off += n;
+                }
+            }
+            if self.broker.is_closed(cid) && p.to_client.q.is_empty() {
+                // The broker closed the connection: once its last bytes
+                // are delivered, the socket closes.
+                if let Some((tid, cid)) = p.link.take() {
+                    progressed = true;
+                    self.broker.disconnect(cid);
+                    p.to_broker.q.clear();
+                    p.client.disconnected(now, tid, "broker closed the socket");
+                }
+            }
+        }
+        progressed
+    }
+
+    /// One step: exchange, random cuts, timers, then advance the clock to
+    /// the next thing that can happen (at most `max_step` ahead).
+    pub fn step(&mut self, max_step: Duration) {
+        self.exchange();
+        for i in 0..self.peers.len() {
+            if self.net.drop_ppm > 0
+                && self.peers[i].link.is_some()
+                && self.rng.below(1_000_000) < self.net.drop_ppm
+            {
+                self.cut(i);
+            }
+        }
+        let now = self.now();
+        let bnow = self.broker_now();
+        if self.broker.poll_timeout().is_some_and(|t| t <= now.instant) {
+            self.broker.handle_timeout(bnow);
+        }
+        for p in &mut self.peers {
+            if p.client.poll_timeout().is_some_and(|t| t <= now.instant) {
+                p.client.handle_timeout(now);
+            }
+        }
+        self.exchange();
+        let mut next = now.instant + max_step;
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = next.min(t.max(now.instant + Duration::from_micros(1)));
+            }
+        };
+        consider(self.broker.poll_timeout());
+        for p in &self.peers {
+            consider(p.client.poll_timeout());
+            consider(p.to_broker.q.front().map(|x| x.0));
+            consider(p.to_client.q.front().map(|x| x.0));
+        }
+        self.elapsed += next - now.instant;
+    }
+
+    fn push_chunks(&mut self, i: usize, to_broker: bool) {
+        let arrive = self.now().instant + self.net.latency;
+        let mut off = 0;
+        while off < self.buf.len() {
+            let n =
+                (1 + self.rng.below(self.net.max_chunk as u64) as usize).min(self.buf.len() - off);
+            let chunk = self.buf[off..off + n].to_vec();
+            let p = &mut self.peers[i];
+            if to_broker {
+                p.to_broker.q.push_back((arrive, chunk));
+            } else {
+                p.to_client.q.push_back((arrive, chunk));
+            }
+            off += n;
+        }
+    }
+
+    /// Steps until `done` holds or `limit` of virtual time passes; returns
+    /// whether `done` held.
+    pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&mut World) -> bool) -> bool {
+        let end = self.elapsed + limit;
+        while self.elapsed < end {
+            if done(self) {
+                return true;
+            }
+            self.step(Duration::from_millis(100));
+        }
+        done(self)
+    }
+
+    pub fn take_events(&mut self, i: usize) -> Vec<(Instant, ClientEvent)> {
+        std::mem::take(&mut self.peers[i].events)
+    }
+}

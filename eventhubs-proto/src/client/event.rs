@@ -1,0 +1,327 @@
+//! Events as the user sees them, and their mapping to AMQP messages
+//! (PROTOCOL.md 4.2, 4.3 and 5.5).
+
+use bytes::Bytes;
+use bytestring::ByteString;
+
+use crate::codec::message::{Body, Message};
+use crate::codec::messaging::{
+    AnnotationKey, Annotations, ApplicationProperties, MessageId, Properties,
+};
+use crate::codec::{Encode, Symbol, Timestamp, Value};
+
+/// Message annotation carrying the partition key.
+pub const PARTITION_KEY_ANNOTATION: &str = "x-opt-partition-key";
+/// Message annotation carrying the sequence number.
+pub const SEQUENCE_NUMBER_ANNOTATION: &str = "x-opt-sequence-number";
+/// Message annotation carrying the offset (a string).
+pub const OFFSET_ANNOTATION: &str = "x-opt-offset";
+/// Message annotation carrying the enqueued time.
+pub const ENQUEUED_TIME_ANNOTATION: &str = "x-opt-enqueued-time";
+/// Message annotation carrying the publisher name.
+pub const PUBLISHER_ANNOTATION: &str = "x-opt-publisher";
+
+/// An event to publish: the seed's `Event` before it is sent.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EventData {
+    /// The payload, sent as one data section.
+    pub body: Bytes,
+    /// `properties.message-id` (the seed's `ID`).
+    pub message_id: Option<MessageId>,
+    /// Routes the event to the partition the key hashes to; events with
+    /// the same key keep their order.
+    pub partition_key: Option<String>,
+    /// `properties.content-type`.
+    pub content_type: Option<String>,
+    /// `properties.correlation-id`.
+    pub correlation_id: Option<MessageId>,
+    /// Application properties (the seed's `Properties`): string keys and
+    /// any simple AMQP value.
+    pub properties: ApplicationProperties,
+}
+
+impl EventData {
+    /// An event carrying `body`.
+    pub fn new(body: impl Into<Bytes>) -> Self {
+        EventData {
+            body: body.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Sets an application property (the seed's `Event.Set`).
+    pub fn set(&mut self, key: impl Into<ByteString>, value: impl Into<Value>) {
+        self.properties.insert(key.into(), value.into());
+    }
+
+    /// An application property (the seed's `Event.Get`).
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.properties.get(key)
+    }
+
+    /// The AMQP message for this event.
+    pub fn to_message(&self) -> Message {
+        let mut m = Message::with_data(self.body.clone());
+        if self.message_id.is_some() || self.content_type.is_some() || self.correlation_id.is_some()
+        {
+            m.properties = Some(Properties {
+                message_id: self.message_id.clone(),
+                correlation_id: self.correlation_id.clone(),
+                content_type: self
+                    .content_type
+                    .as_deref()
+                    .and_then(|c| Symbol::new(ByteString::from(c))),
+                ..Default::default()
+            });
+        }
+        if !self.properties.is_empty() {
+            m.application_properties = Some(self.properties.clone());
+        }
+        if let Some(key) = &self.partition_key {
+            m.message_annotations = Some(partition_key_annotations(key));
+        }
+        m
+    }
+
+    /// Bytes this event takes once encoded as a message.
+    pub fn encoded_len(&self) -> usize {
+        self.to_message().encoded_len()
+    }
+}
+
+/// Message annotations holding just `x-opt-partition-key`.
+pub(crate) fn partition_key_annotations(key: &str) -> Annotations {
+    [(
+        AnnotationKey::from(PARTITION_KEY_ANNOTATION),
+        Value::String(ByteString::from(key)),
+    )]
+    .into_iter()
+    .collect()
+}
+
+/// What the service stamps on an event (PROTOCOL.md 5.5).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SystemProperties {
+    /// Position in the partition, increasing by one per event.
+    pub sequence_number: i64,
+    /// The service's offset, kept as a string (geo-replicated hubs use
+    /// opaque offsets).
+    pub offset: String,
+    /// When the service enqueued the event.
+    pub enqueued_time: Timestamp,
+    /// The partition key it was sent with.
+    pub partition_key: Option<String>,
+    /// The publisher, for publisher-endpoint sends.
+    pub publisher: Option<String>,
+    /// Every other message annotation (`x-opt-*`, `iothub-*`, ...).
+    pub annotations: Annotations,
+}
+
+/// The last-enqueued event of a partition as of a delivery, when the
+/// receiver asked for it (PROTOCOL.md 5.6).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LastEnqueuedEventProperties {
+    /// Sequence number of the last event in the partition.
+    pub sequence_number: Option<i64>,
+    /// Its offset.
+    pub offset: Option<String>,
+    /// Its enqueued time.
+    pub enqueued_time: Option<Timestamp>,
+    /// When the service read these figures.
+    pub retrieval_time: Option<Timestamp>,
+}
+
+/// An event as received from a partition.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReceivedEvent {
+    /// The partition it came from.
+    pub partition_id: String,
+    /// Body, ids and application properties as sent.
+    pub data: EventData,
+    /// A body that was not a data section (an amqp-value or sequence),
+    /// for events sent by other clients.
+    pub body_value: Option<Value>,
+    /// Service annotations.
+    pub system: SystemProperties,
+    /// Runtime metrics carried with this delivery, when tracking is on.
+    pub last_enqueued: Option<LastEnqueuedEventProperties>,
+}
+
+/// Why a received message is not an event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    /// A required system annotation is missing or of the wrong type.
+    #[error("received message has no valid {0} annotation")]
+    MissingAnnotation(&'static str),
+}
+
+fn annotation<'a>(a: Option<&'a Annotations>, key: &str) -> Option<&'a Value> {
+    a?.get(&AnnotationKey::Symbol(Symbol::new(ByteString::from(key))?))
+}
+
+fn string_of(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.to_string()),
+        Value::Symbol(s) => Some(s.as_str().to_owned()),
+        v => v.as_i64().map(|n| n.to_string()),
+    }
+}
+
+fn timestamp_of(v: &Value) -> Option<Timestamp> {
+    match v {
+        Value::Timestamp(t) => Some(*t),
+        v => v.as_i64().map(Timestamp),
+    }
+}
+
+impl ReceivedEvent {
+    /// Maps a received message to an event of `partition_id`.
+    pub fn from_message(partition_id: &str, m: Message) -> Result<Self, EventError> {
+        let ann = m.message_annotations.as_ref();
+        let sequence_number = annotation(ann, SEQUENCE_NUMBER_ANNOTATION)
+            .and_then(Value::as_i64)
+            .ok_or(EventError::MissingAnnotation(SEQUENCE_NUMBER_ANNOTATION))?;
+        let offset = annotation(ann, OFFSET_ANNOTATION)
+            .and_then(string_of)
+            .ok_or(EventError::MissingAnnotation(OFFSET_ANNOTATION))?;
+        let enqueued_time = annotation(ann, ENQUEUED_TIME_ANNOTATION)
+            .and_then(timestamp_of)
+            .unwrap_or_default();
+        let partition_key = annotation(ann, PARTITION_KEY_ANNOTATION).and_then(string_of);
+        let publisher = annotation(ann, PUBLISHER_ANNOTATION).and_then(string_of);
+        let known = [
+            SEQUENCE_NUMBER_ANNOTATION,
+            OFFSET_ANNOTATION,
+            ENQUEUED_TIME_ANNOTATION,
+            PARTITION_KEY_ANNOTATION,
+            PUBLISHER_ANNOTATION,
+        ];
+        let annotations: Annotations = m
+            .message_annotations
+            .iter()
+            .flat_map(|a| a.iter())
+            .filter(|(k, _)| !known.iter().any(|n| **k == **n))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let last_enqueued = m.delivery_annotations.as_ref().and_then(|d| {
+            let get = |k: &str| annotation(Some(d), k);
+            let l = LastEnqueuedEventProperties {
+                sequence_number: get("last_enqueued_sequence_number").and_then(Value::as_i64),
+                offset: get("last_enqueued_offset").and_then(string_of),
+                enqueued_time: get("last_enqueued_time_utc").and_then(timestamp_of),
+                retrieval_time: get("runtime_info_retrieval_time_utc").and_then(timestamp_of),
+            };
+            (l != LastEnqueuedEventProperties::default()).then_some(l)
+        });
+        let (body, body_value) = match m.body {
+            Body::Data(mut d) if d.len() == 1 => (d.pop().unwrap_or_default(), None),
+            Body::Data(d) => (d.concat().into(), None),
+            Body::Empty => (Bytes::new(), None),
+            Body::Value(v) => (Bytes::new(), Some(v)),
+            Body::Sequence(s) => (
+                Bytes::new(),
+                Some(Value::List(s.into_iter().map(Value::List).collect())),
+            ),
+        };
+        let props = m.properties.unwrap_or_default();
+        Ok(ReceivedEvent {
+            partition_id: partition_id.to_owned(),
+            data: EventData {
+                body,
+                message_id: props.message_id,
+                partition_key: partition_key.clone(),
+                content_type: props.content_type.map(|c| c.as_str().to_owned()),
+                correlation_id: props.correlation_id,
+                properties: m.application_properties.unwrap_or_default(),
+            },
+            body_value,
+            system: SystemProperties {
+                sequence_number,
+                offset,
+                enqueued_time,
+                partition_key,
+                publisher,
+                annotations,
+            },
+            last_enqueued,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::Decode;
+
+    #[test]
+    fn event_round_trips_through_a_message_with_system_annotations() {
+        let mut e = EventData::new(&b"payload"[..]);
+        e.message_id = Some("id-1".into());
+        e.partition_key = Some("device-7".into());
+        e.content_type = Some("application/json".into());
+        e.set("count", Value::Long(3));
+        e.set("flag", Value::Bool(true));
+        let mut m = Message::decode_all(&e.to_message().to_bytes()).unwrap();
+        let ann = m.message_annotations.get_or_insert_with(Default::default);
+        ann.insert("x-opt-sequence-number".into(), Value::Long(42));
+        ann.insert("x-opt-offset".into(), Value::String("4096".into()));
+        ann.insert(
+            "x-opt-enqueued-time".into(),
+            Value::Timestamp(Timestamp(1_700_000_000_123)),
+        );
+        ann.insert(
+            "iothub-connection-device-id".into(),
+            Value::String("d1".into()),
+        );
+        let r = ReceivedEvent::from_message("3", m).unwrap();
+        assert_eq!(r.data, e);
+        assert_eq!(r.partition_id, "3");
+        assert_eq!(r.system.sequence_number, 42);
+        assert_eq!(r.system.offset, "4096");
+        assert_eq!(r.system.enqueued_time, Timestamp(1_700_000_000_123));
+        assert_eq!(r.system.partition_key.as_deref(), Some("device-7"));
+        assert_eq!(r.system.annotations.len(), 1);
+        assert_eq!(r.last_enqueued, None);
+    }
+
+    #[test]
+    fn missing_sequence_number_is_an_error_and_runtime_metrics_are_read() {
+        let m = Message::with_data(Bytes::from_static(b"x"));
+        assert_eq!(
+            ReceivedEvent::from_message("0", m.clone()),
+            Err(EventError::MissingAnnotation(SEQUENCE_NUMBER_ANNOTATION))
+        );
+        let mut m = m;
+        m.message_annotations = Some(
+            [
+                ("x-opt-sequence-number".into(), Value::Long(1)),
+                ("x-opt-offset".into(), Value::Long(7)),
+            ]
+            .into_iter()
+            .collect(),
+        );
+        m.delivery_annotations = Some(
+            [
+                ("last_enqueued_sequence_number".into(), Value::Long(9)),
+                ("last_enqueued_offset".into(), Value::String("99".into())),
+                (
+                    "last_enqueued_time_utc".into(),
+                    Value::Timestamp(Timestamp(5)),
+                ),
+                (
+                    "runtime_info_retrieval_time_utc".into(),
+                    Value::Timestamp(Timestamp(6)),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+        );
+        let r = ReceivedEvent::from_message("0", m).unwrap();
+        assert_eq!(r.system.offset, "7");
+        let l = r.last_enqueued.unwrap();
+        assert_eq!(l.sequence_number, Some(9));
+        assert_eq!(l.offset.as_deref(), Some("99"));
+        assert_eq!(l.enqueued_time, Some(Timestamp(5)));
+        assert_eq!(l.retrieval_time, Some(Timestamp(6)));
+    }
+}
