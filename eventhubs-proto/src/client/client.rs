@@ -427,6 +427,10 @@ pub struct Client {
     id_prefix: u64,
     closing: Option<Instant>,
     closed: bool,
+    /// The latest `now` seen: retry instants at or before it are due and
+    /// wait on something else (credit, a token, a connection), so they
+    /// are not timers any more.
+    last_now: Option<Instant>,
 }
 
 impl std::fmt::Debug for Client {
@@ -469,6 +473,7 @@ impl Client {
             id_prefix,
             closing: None,
             closed: false,
+            last_now: None,
         }
     }
 
@@ -861,6 +866,8 @@ impl Client {
                 t = Some(t.map_or(i, |t| t.min(i)));
             }
         };
+        let last = self.last_now;
+        let future = |i: Option<Instant>| i.filter(|i| last.is_none_or(|l| *i > l));
         if self.closed {
             return None;
         }
@@ -879,21 +886,21 @@ impl Client {
         for op in self.ops.values() {
             add(Some(op.deadline));
             if let OpKind::Management { not_before, .. } = &op.kind {
-                add(*not_before);
+                add(future(*not_before));
             }
         }
         for s in self.senders.values() {
-            add(s.retry_at);
+            add(future(s.retry_at));
             for u in &s.queue {
-                add(u.not_before);
+                add(future(u.not_before));
             }
         }
         for r in self.receivers.values() {
-            add(r.retry_at);
+            add(future(r.retry_at));
         }
         for s in self.tokens.values() {
-            add(s.refresh_at);
-            add(s.retry_at);
+            add(future(s.refresh_at));
+            add(future(s.retry_at));
         }
         t
     }
@@ -1674,6 +1681,7 @@ impl Client {
     }
 
     fn drive(&mut self, now: Now) {
+        self.last_now = Some(self.last_now.map_or(now.instant, |l| l.max(now.instant)));
         if self.closed {
             return;
         }
