@@ -175,14 +175,19 @@ impl World {
                             p.client.connected(now, tid);
                         }
                     }
-                    ClientEvent::Disconnect(tid) => {
+                    ClientEvent::Disconnect {
+                        transport: tid,
+                        final_bytes,
+                    } => {
                         let p = &mut self.peers[i];
                         if let Some((t, cid)) = p.link {
                             if t == *tid {
-                                // Flush what the client still has (a close).
-                                self.buf.clear();
-                                p.client.poll_transmit(now, &mut self.buf);
-                                self.broker.handle_input(cid, bnow, &self.buf);
+                                // What was in flight arrives, then the
+                                // client's last bytes (a close).
+                                for (_, b) in p.to_broker.q.drain(..) {
+                                    self.broker.handle_input(cid, bnow, &b);
+                                }
+                                self.broker.handle_input(cid, bnow, final_bytes);
                                 self.broker.disconnect(cid);
                                 p.link = None;
                                 p.to_broker.q.clear();

@@ -204,9 +204,15 @@ pub enum ClientEvent {
     /// Open a transport to the service and report with
     /// [`Client::connected`] or [`Client::connect_failed`].
     Connect(TransportId),
-    /// Write what [`Client::poll_transmit`] still holds, then close the
-    /// transport.
-    Disconnect(TransportId),
+    /// Write `final_bytes` (a close, when there is one) to the transport
+    /// named, then close it. Bytes from [`Client::poll_transmit`] belong to
+    /// the current transport only.
+    Disconnect {
+        /// The transport to close.
+        transport: TransportId,
+        /// Its last bytes.
+        final_bytes: Vec<u8>,
+    },
     /// Fetch a token for `audience` and hand it over with
     /// [`Client::supply_token`] ([`Credential::External`] only).
     TokenRequired {
@@ -411,9 +417,6 @@ pub struct Client {
     rng: SplitMix64,
     phase: Phase,
     conn: Option<Conn>,
-    /// Engines of dropped connections whose last bytes (a close) are still
-    /// to be written.
-    dying: Vec<Connection>,
     next_transport: u64,
     conn_failures: u32,
     last_conn_error: Option<ClientError>,
@@ -459,7 +462,6 @@ impl Client {
             rng,
             phase: Phase::Idle,
             conn: None,
-            dying: Vec::new(),
             next_transport: 1,
             conn_failures: 0,
             last_conn_error: None,
@@ -842,15 +844,9 @@ impl Client {
 
     /// Appends bytes to write to the transport; returns how many.
     pub fn poll_transmit(&mut self, now: Now, buf: &mut Vec<u8>) -> usize {
-        let mut n = 0;
-        for e in &mut self.dying {
-            n += e.poll_transmit(now.instant, buf);
-        }
-        self.dying.clear();
-        if let Some(conn) = self.conn.as_mut() {
-            n += conn.engine.poll_transmit(now.instant, buf);
-        }
-        n
+        self.conn
+            .as_mut()
+            .map_or(0, |c| c.engine.poll_transmit(now.instant, buf))
     }
 
     /// The next event.
@@ -981,7 +977,7 @@ impl Client {
             Event::Closed(error) => {
                 let closing = self.conn.as_ref().is_some_and(|c| c.closing);
                 if closing && error.is_none() {
-                    self.retire_connection();
+                    self.retire_connection(now);
                 } else {
                     let e = error.unwrap_or_else(|| {
                         amqp_error("amqp:connection:forced", "connection closed by the service")
@@ -1014,12 +1010,21 @@ impl Client {
         }
     }
 
-    fn retire_connection(&mut self) {
+    fn retire_connection(&mut self, now: Now) {
         if let Some(c) = self.conn.take() {
-            self.events.push_back(ClientEvent::Disconnect(c.id));
-            self.dying.push(c.engine);
+            self.retire(now, c);
         }
         self.phase = Phase::Idle;
+    }
+
+    /// Asks the caller to close `c`'s transport after its last bytes.
+    fn retire(&mut self, now: Now, mut c: Conn) {
+        let mut final_bytes = Vec::new();
+        let _ = c.engine.poll_transmit(now.instant, &mut final_bytes);
+        self.events.push_back(ClientEvent::Disconnect {
+            transport: c.id,
+            final_bytes,
+        });
     }
 
     /// The service ended our session or closed the connection.
@@ -1036,8 +1041,7 @@ impl Client {
             if !c.engine.is_closed() {
                 let _ = c.engine.close(None);
             }
-            self.events.push_back(ClientEvent::Disconnect(c.id));
-            self.dying.push(c.engine);
+            self.retire(now, c);
         }
         self.phase = Phase::Idle;
         self.connection_lost(now, error, kind);
@@ -1762,7 +1766,10 @@ impl Client {
         match self.phase {
             Phase::Backoff(at) if at <= now.instant => self.phase = Phase::Idle,
             Phase::Connecting { id, deadline } if deadline <= now.instant => {
-                self.events.push_back(ClientEvent::Disconnect(id));
+                self.events.push_back(ClientEvent::Disconnect {
+                    transport: id,
+                    final_bytes: Vec::new(),
+                });
                 self.connect_failed(now, id, "connect timed out");
                 return;
             }
@@ -2174,11 +2181,13 @@ impl Client {
             _ => {}
         }
         if let Some(c) = self.conn.take() {
-            self.events.push_back(ClientEvent::Disconnect(c.id));
-            self.dying.push(c.engine);
+            self.retire(now, c);
         }
         if let Phase::Connecting { id, .. } = self.phase {
-            self.events.push_back(ClientEvent::Disconnect(id));
+            self.events.push_back(ClientEvent::Disconnect {
+                transport: id,
+                final_bytes: Vec::new(),
+            });
         }
         self.phase = Phase::Idle;
         self.closed = true;
