@@ -33,7 +33,7 @@ use eventhubs_proto::codec::{Decode, Encode};
 use eventhubs_proto::engine::{
     Connection, ConnectionConfig, Event, LinkConfig, SaslConfig, SaslMechanism, SessionConfig, Side,
 };
-use eventhubs_proto::eventhubs::EventPosition;
+use eventhubs_proto::eventhubs::{ConnectionString, EventPosition};
 use futures_util::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
@@ -291,13 +291,24 @@ async fn tls_amqp_exchange_with_the_emulator() {
 async fn tls_through_a_custom_endpoint_names_the_namespace_host() {
     within(async {
         let (emulator, cert) = emulator();
-        let options = custom(TransportKind::Tls, emulator.tls_addr().expect("TLS"))
+        // What a client makes of the emulator's service-form connection
+        // string: TLS to the namespace host, redirected to the listener.
+        let cs: ConnectionString = emulator
+            .service_connection_string("eventhubs.test", "eh1")
+            .parse()
+            .expect("connection string");
+        let host = cs.fully_qualified_namespace.as_str();
+        assert_eq!(host, "eventhubs.test");
+        let tls = emulator.tls_addr().expect("TLS");
+        let options = TransportOptions::from_connection_string(&cs)
+            .with_custom_endpoint(tls.ip().to_string(), tls.port())
             .with_webpki_roots(false)
             .with_trusted_der(cert.der.clone());
-        let stream = establish_to("eventhubs.test", &options)
+        assert_eq!(options.kind(), TransportKind::Tls);
+        let stream = establish_to(host, &options)
             .await
             .expect("TLS to the custom endpoint, verified as eventhubs.test");
-        amqp_exchange(stream, "eventhubs.test").await;
+        amqp_exchange(stream, host).await;
     })
     .await;
 }
@@ -571,6 +582,45 @@ async fn websocket_byte_stream_skips_control_messages_and_refuses_text() {
             .await
             .expect("echo, then end of stream");
         assert_eq!(back, b"hello");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn stalled_and_garbage_clients_do_not_block_the_listeners() {
+    within(async {
+        let (emulator, cert) = emulator();
+        let tls = emulator.tls_addr().expect("TLS");
+        let wss = emulator.wss_addr().expect("WSS");
+        let ws = emulator.ws_addr().expect("WS");
+        // One client per listener that connects and says nothing, one that
+        // sends garbage instead of a handshake.
+        let mut idle = Vec::new();
+        for addr in [tls, wss, ws] {
+            idle.push(TcpStream::connect(addr).await.expect("connect"));
+            let mut garbage = TcpStream::connect(addr).await.expect("connect").compat();
+            garbage
+                .write_all(b"\x00\x01garbage\r\n\r\n")
+                .await
+                .expect("write");
+            let mut rest = Vec::new();
+            // The server gives up on it (an alert or an HTTP error, then
+            // end of stream) rather than hanging.
+            let _ = garbage.read_to_end(&mut rest).await;
+        }
+        // Meanwhile, real clients are served on every listener.
+        for (kind, addr) in [
+            (TransportKind::Tls, tls),
+            (TransportKind::WebSocket, wss),
+            (TransportKind::WebSocketPlain, ws),
+        ] {
+            let options = custom(kind, addr).with_trusted_der(cert.der.clone());
+            let stream = establish_to("localhost", &options)
+                .await
+                .unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+            amqp_exchange(stream, "localhost").await;
+        }
+        drop(idle);
     })
     .await;
 }

@@ -467,7 +467,8 @@ fn check_upgrade(request: &Request, mut response: Response) -> Result<Response, 
 /// ```
 ///
 /// Every listener is on 127.0.0.1 and an ephemeral port unless set.
-#[derive(Debug, Clone)]
+/// `Debug` does not show the private key.
+#[derive(Clone)]
 pub struct EmulatorBuilder {
     config: EmulatorConfig,
     listen: SocketAddr,
@@ -477,6 +478,20 @@ pub struct EmulatorBuilder {
     websocket: bool,
     ws_listen: Option<SocketAddr>,
     wss_listen: Option<SocketAddr>,
+}
+
+impl fmt::Debug for EmulatorBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmulatorBuilder")
+            .field("config", &self.config)
+            .field("listen", &self.listen)
+            .field("tls", &(self.tls_pem.is_some() || self.identity.is_some()))
+            .field("tls_listen", &self.tls_listen)
+            .field("websocket", &self.websocket)
+            .field("ws_listen", &self.ws_listen)
+            .field("wss_listen", &self.wss_listen)
+            .finish_non_exhaustive()
+    }
 }
 
 fn loopback() -> SocketAddr {
@@ -605,6 +620,99 @@ impl Emulator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn identity_pem() -> (String, String) {
+        let c = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+        (c.cert.pem(), c.signing_key.serialize_pem())
+    }
+
+    fn listening(addr: SocketAddr) -> bool {
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok()
+    }
+
+    #[test]
+    fn builder_opens_what_it_is_asked_for() {
+        let (cert, key) = identity_pem();
+
+        let plain = Emulator::builder().start().expect("starts");
+        assert!(listening(plain.addr()));
+        assert_eq!(
+            (plain.tls_addr(), plain.ws_addr(), plain.wss_addr()),
+            (None, None, None)
+        );
+
+        let ws_only = Emulator::builder().websocket(true).start().expect("starts");
+        assert!(ws_only.ws_addr().is_some_and(listening));
+        assert_eq!((ws_only.tls_addr(), ws_only.wss_addr()), (None, None));
+
+        let tls_only = Emulator::builder()
+            .tls(cert.clone(), key.clone())
+            .start()
+            .expect("starts");
+        assert!(tls_only.tls_addr().is_some_and(listening));
+        assert_eq!((tls_only.ws_addr(), tls_only.wss_addr()), (None, None));
+
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let all = Emulator::builder()
+            .config(EmulatorConfig::default())
+            .listen(loopback)
+            .tls_identity(TlsIdentity::from_pem(cert.as_bytes(), key.as_bytes()).expect("identity"))
+            .tls_listen(loopback)
+            .ws_listen(loopback)
+            .wss_listen(loopback)
+            .start()
+            .expect("starts");
+        let addrs = [
+            all.addr(),
+            all.tls_addr().expect("tls"),
+            all.ws_addr().expect("ws"),
+            all.wss_addr().expect("wss"),
+        ];
+        assert!(addrs
+            .iter()
+            .all(|a| a.ip().is_loopback() && a.port() != 0 && listening(*a)));
+        let ports: std::collections::HashSet<u16> = addrs.iter().map(|a| a.port()).collect();
+        assert_eq!(ports.len(), 4, "{addrs:?}");
+        assert_eq!(
+            all.service_connection_string("eventhubs.test", "eh1"),
+            "Endpoint=sb://eventhubs.test/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;EntityPath=eh1"
+        );
+    }
+
+    #[test]
+    fn builder_errors() {
+        let (cert, key) = identity_pem();
+        assert!(matches!(
+            Emulator::builder()
+                .wss_listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+                .start(),
+            Err(ListenerError::NeedsIdentity { .. })
+        ));
+        assert!(matches!(
+            Emulator::builder()
+                .tls("not a certificate", key.clone())
+                .start(),
+            Err(ListenerError::Certificate { .. })
+        ));
+        // The key of another certificate.
+        let (_, other_key) = identity_pem();
+        assert!(matches!(
+            Emulator::builder().tls(cert.clone(), other_key).start(),
+            Err(ListenerError::Tls { .. })
+        ));
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        assert!(matches!(
+            Emulator::builder()
+                .ws_listen(taken.local_addr().expect("addr"))
+                .start(),
+            Err(ListenerError::Bind { .. })
+        ));
+        let dbg = format!("{:?}", Emulator::builder().tls(cert, key.clone()));
+        assert!(
+            !dbg.contains(key.trim()) && !dbg.contains("PRIVATE"),
+            "{dbg}"
+        );
+    }
 
     fn args(list: &[&str]) -> Result<ListenerArgs, String> {
         let mut a = ListenerArgs::default();
