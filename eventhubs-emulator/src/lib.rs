@@ -10,9 +10,12 @@
 //!   clock, so tests can drive it under a virtual one.
 //! - [`server`]: serves the model over TCP on tokio, and
 //!   [`server::Emulator`] embeds it in-process on an ephemeral port.
+//! - [`listeners`]: optional AMQP-over-TLS and AMQP-over-WebSocket (plain
+//!   and TLS) listeners for the same broker, and [`Emulator::builder`].
 
 pub mod broker;
 pub mod config;
+pub mod listeners;
 pub mod server;
 
 pub use broker::{Broker, ConnId, Now};

@@ -1,20 +1,22 @@
 //! Serves the broker model over plain TCP (as Microsoft's emulator does) on
 //! tokio: one task per connection moves bytes, one task fires timers; the
 //! model sits behind a mutex and every change wakes the connections so they
-//! flush what it queued for them.
+//! flush what it queued for them. The TLS and WebSocket listeners
+//! ([`crate::listeners`]) hand their streams to the same broker.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::broker::{Broker, ConnId, Now};
 use crate::config::{EmulatorConfig, DEFAULT_KEY, DEFAULT_KEY_NAME};
+use crate::listeners::{ListenerAddrs, Listeners};
 
 /// The current time as the broker wants it.
 pub fn now() -> Now {
@@ -27,7 +29,7 @@ pub fn now() -> Now {
     }
 }
 
-struct Shared {
+pub(crate) struct Shared {
     broker: Mutex<Broker>,
     wakers: Mutex<HashMap<ConnId, Arc<Notify>>>,
     timer: Notify,
@@ -44,25 +46,49 @@ impl Shared {
 
 /// Serves `config` on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, config: EmulatorConfig) -> std::io::Result<()> {
+    serve_with(listener, config, Listeners::default()).await
+}
+
+/// Serves `config` on `listener` (plain AMQP) and on the TLS and WebSocket
+/// `listeners`, one broker for all, until the task is dropped.
+pub async fn serve_with(
+    listener: TcpListener,
+    config: EmulatorConfig,
+    listeners: Listeners,
+) -> std::io::Result<()> {
     let shared = Arc::new(Shared {
         broker: Mutex::new(Broker::new(config, now())),
         wakers: Mutex::new(HashMap::new()),
         timer: Notify::new(),
     });
     tokio::spawn(timers(shared.clone()));
+    listeners.spawn(&shared)?;
     loop {
         let (socket, peer) = listener.accept().await?;
         let _ = socket.set_nodelay(true);
-        let id = shared.broker.lock().expect("broker").connect(now());
-        let waker = Arc::new(Notify::new());
-        shared
-            .wakers
-            .lock()
-            .expect("wakers")
-            .insert(id, waker.clone());
-        info!(conn = id.0, %peer, "client connected");
-        tokio::spawn(connection(shared.clone(), id, socket, waker));
+        tokio::spawn(serve_stream(shared.clone(), socket, peer, "amqp"));
     }
+}
+
+/// Serves one client on `stream` (TCP, or TLS or WebSocket over it) until
+/// it disconnects.
+pub(crate) async fn serve_stream<S>(
+    shared: Arc<Shared>,
+    stream: S,
+    peer: SocketAddr,
+    transport: &'static str,
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let id = shared.broker.lock().expect("broker").connect(now());
+    let waker = Arc::new(Notify::new());
+    shared
+        .wakers
+        .lock()
+        .expect("wakers")
+        .insert(id, waker.clone());
+    info!(conn = id.0, %peer, transport, "client connected");
+    connection(shared, id, stream, waker).await;
 }
 
 async fn timers(shared: Arc<Shared>) {
@@ -84,8 +110,11 @@ async fn timers(shared: Arc<Shared>) {
     }
 }
 
-async fn connection(shared: Arc<Shared>, id: ConnId, socket: TcpStream, waker: Arc<Notify>) {
-    let (mut rd, mut wr) = socket.into_split();
+async fn connection<S>(shared: Arc<Shared>, id: ConnId, socket: S, waker: Arc<Notify>)
+where
+    S: AsyncRead + AsyncWrite,
+{
+    let (mut rd, mut wr) = tokio::io::split(socket);
     let mut inbuf = vec![0u8; 64 * 1024];
     let mut out = Vec::with_capacity(64 * 1024);
     loop {
@@ -96,7 +125,8 @@ async fn connection(shared: Arc<Shared>, id: ConnId, socket: TcpStream, waker: A
             let _ = b.poll_transmit(id, now(), &mut out);
             b.is_closed(id)
         };
-        if !out.is_empty() && wr.write_all(&out).await.is_err() {
+        // TLS and WebSocket streams buffer: flush, as TCP needs not.
+        if !out.is_empty() && (wr.write_all(&out).await.is_err() || wr.flush().await.is_err()) {
             break;
         }
         if closed {
@@ -124,6 +154,7 @@ async fn connection(shared: Arc<Shared>, id: ConnId, socket: TcpStream, waker: A
 /// and examples. Dropping it stops it.
 pub struct Emulator {
     addr: SocketAddr,
+    pub(crate) extra: ListenerAddrs,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -136,6 +167,16 @@ impl Emulator {
 
     /// Starts an emulator with `config` listening on `addr`.
     pub fn start_on(addr: SocketAddr, config: EmulatorConfig) -> std::io::Result<Emulator> {
+        Self::launch(addr, config, Listeners::default())
+    }
+
+    /// Starts an emulator on `addr` and the bound extra `listeners`.
+    pub(crate) fn launch(
+        addr: SocketAddr,
+        config: EmulatorConfig,
+        listeners: Listeners,
+    ) -> std::io::Result<Emulator> {
+        let extra = listeners.addrs();
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -151,13 +192,14 @@ impl Emulator {
                     Err(e) => return warn!(error = %e, "emulator listener failed"),
                 };
                 tokio::select! {
-                    r = serve(listener, config) => if let Err(e) = r { warn!(error = %e, "emulator stopped") },
+                    r = serve_with(listener, config, listeners) => if let Err(e) = r { warn!(error = %e, "emulator stopped") },
                     _ = stopped => {}
                 }
             });
         })?;
         Ok(Emulator {
             addr,
+            extra,
             stop: Some(stop),
             thread: Some(thread),
         })

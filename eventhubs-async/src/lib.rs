@@ -1,0 +1,33 @@
+//! The runtime-neutral async layer of the Event Hubs client.
+//!
+//! The tokio and async-std adapters differ only in how they open a TCP
+//! connection, sleep and spawn a task. Everything else that needs I/O or a
+//! clock but no particular runtime lives here, written against the
+//! [`futures_io`] traits, so both adapters share it:
+//!
+//! - [`transport`]: turns a connected TCP stream into the AMQP byte stream:
+//!   plain (the emulator), TLS (rustls, SNI = namespace host), or AMQP over
+//!   WebSocket (`wss://host/$servicebus/websocket`, subprotocol `AMQPWSB10`).
+//! - [`persist`]: checkpoint persistence, the Go library's `persist`
+//!   package: [`persist::CheckpointPersister`], [`persist::MemoryPersister`]
+//!   and [`persist::FilePersister`] (atomic replace, corruption reported).
+//! - [`credentials`]: async [`credentials::TokenProvider`]s for CBS (SAS
+//!   from a key, a connection string or the environment, and any
+//!   [`eventhubs_proto::eventhubs::SyncTokenProvider`]), and
+//!   [`credentials::HubEnvironment`], the `EVENTHUB_*` variables parsed.
+//!
+//! This crate depends on no runtime: it never spawns, and its only clock
+//! reads are the wall-clock second a token is signed at.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod credentials;
+pub mod persist;
+pub mod transport;
+
+pub use credentials::{HubEnvironment, SasTokenProvider, SyncAdapter, TokenFuture, TokenProvider};
+pub use persist::{Checkpoint, CheckpointPersister, FilePersister, MemoryPersister, PersistError};
+pub use transport::{
+    establish, AmqpStream, BoxedStream, Endpoint, TransportError, TransportKind, TransportOptions,
+};
