@@ -23,11 +23,24 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod credentials;
+mod driver;
+pub mod error;
+pub mod hub;
 pub mod persist;
+pub mod runtime;
 pub mod transport;
 
 pub use credentials::{HubEnvironment, SasTokenProvider, SyncAdapter, TokenFuture, TokenProvider};
+pub use error::Error;
+pub use eventhubs_proto::client::{
+    EventData as Event, HubRuntimeInformation, LastEnqueuedEventProperties,
+    PartitionRuntimeInformation, ReceivedEvent, SystemProperties,
+};
+pub use hub::{
+    checkpoint_of, EventStream, Hub, HubOptions, ListenerHandle, ReceiveOptions, SendOptions,
+};
 pub use persist::{Checkpoint, CheckpointPersister, FilePersister, MemoryPersister, PersistError};
+pub use runtime::{BoxFuture, Runtime};
 pub use transport::{
     establish, AmqpStream, BoxedStream, Endpoint, TransportError, TransportKind, TransportOptions,
 };

@@ -240,6 +240,12 @@ pub enum ClientEvent {
         /// Its outcome.
         result: Result<PartitionRuntimeInformation, ClientError>,
     },
+    /// A receiver's link is attached for the first time: the service
+    /// accepted its partition, consumer group and owner level.
+    ReceiverOpened {
+        /// The receiver.
+        receiver: ReceiverId,
+    },
     /// An event for a receiver.
     Received {
         /// The receiver.
@@ -380,6 +386,7 @@ struct ReceiverState {
     attached: bool,
     attached_at: Option<Instant>,
     last_sequence_number: Option<i64>,
+    announced: bool,
     budget: u32,
     failures: u32,
     retry_at: Option<Instant>,
@@ -644,6 +651,7 @@ impl Client {
                 attached: false,
                 attached_at: None,
                 last_sequence_number: None,
+                announced: false,
                 budget,
                 failures: 0,
                 retry_at: None,
@@ -1145,6 +1153,11 @@ impl Client {
                     r.attached_at = Some(now.instant);
                     let _ = conn.engine.flow(link, r.budget, false);
                     debug!(partition = %r.options.partition_id, credit = r.budget, "receiver attached");
+                    if !r.announced {
+                        r.announced = true;
+                        self.events
+                            .push_back(ClientEvent::ReceiverOpened { receiver: *id });
+                    }
                 }
             }
             Some(Owner::Gone) => {

@@ -1,0 +1,40 @@
+//! Azure Event Hubs client for [async-std](https://docs.rs/async-std),
+//! also usable under [smol](https://docs.rs/smol): the same API as
+//! `eventhubs-tokio`, from the same shared code in `eventhubs-async`.
+//! This crate only says how to connect TCP, sleep and spawn.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::io;
+use std::time::Duration;
+
+pub use eventhubs_async::*;
+
+/// The async-std runtime, as the client needs it. Its executor starts on
+/// first use, so it also serves programs driven by `smol::block_on`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AsyncStdRuntime;
+
+impl Runtime for AsyncStdRuntime {
+    type Tcp = async_std::net::TcpStream;
+
+    fn connect_tcp(&self, host: String, port: u16) -> BoxFuture<io::Result<Self::Tcp>> {
+        Box::pin(async move {
+            let s = async_std::net::TcpStream::connect((host.as_str(), port)).await?;
+            s.set_nodelay(true)?;
+            Ok(s)
+        })
+    }
+
+    fn sleep(&self, duration: Duration) -> BoxFuture<()> {
+        Box::pin(async_std::task::sleep(duration))
+    }
+
+    fn spawn(&self, future: BoxFuture<()>) -> io::Result<()> {
+        async_std::task::spawn(future);
+        Ok(())
+    }
+}
+
+/// A client of one event hub on async-std.
+pub type Hub = eventhubs_async::Hub<AsyncStdRuntime>;

@@ -1,0 +1,64 @@
+//! Azure Event Hubs client for [tokio](https://tokio.rs).
+//!
+//! This crate only says how to connect TCP, sleep and spawn on tokio; the
+//! client itself (the Hub API, its driver, TLS and WebSocket transports,
+//! checkpoint persistence, token providers) is shared with the async-std
+//! adapter in `eventhubs-async`, on top of the sans-IO core in
+//! `eventhubs-proto`.
+//!
+//! ```no_run
+//! use eventhubs_tokio::{Event, Hub, HubOptions, ReceiveOptions};
+//! use futures_util::StreamExt;
+//!
+//! # async fn run() -> Result<(), eventhubs_tokio::Error> {
+//! let hub = Hub::from_connection_string(
+//!     "Endpoint=sb://localhost;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;EntityPath=eh1",
+//!     HubOptions::default(),
+//! )?;
+//! hub.send(Event::new("hello world")).await?;
+//! let mut events = hub.receiver("0", ReceiveOptions::default()).await?;
+//! while let Some(event) = events.next().await {
+//!     println!("{:?}", event?.data.body);
+//! }
+//! hub.close().await
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::io;
+use std::time::Duration;
+
+use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
+
+pub use eventhubs_async::*;
+
+/// The tokio runtime, as the client needs it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TokioRuntime;
+
+impl Runtime for TokioRuntime {
+    type Tcp = Compat<tokio::net::TcpStream>;
+
+    fn connect_tcp(&self, host: String, port: u16) -> BoxFuture<io::Result<Self::Tcp>> {
+        Box::pin(async move {
+            let s = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+            s.set_nodelay(true)?;
+            Ok(s.compat())
+        })
+    }
+
+    fn sleep(&self, duration: Duration) -> BoxFuture<()> {
+        Box::pin(tokio::time::sleep(duration))
+    }
+
+    fn spawn(&self, future: BoxFuture<()>) -> io::Result<()> {
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|e| io::Error::other(format!("not inside a tokio runtime: {e}")))?;
+        handle.spawn(future);
+        Ok(())
+    }
+}
+
+/// A client of one event hub on tokio.
+pub type Hub = eventhubs_async::Hub<TokioRuntime>;
