@@ -1,0 +1,57 @@
+//! Send and receive under smol: the async-std adapter only needs
+//! futures-io, so `smol::block_on` drives it.
+//!
+//! Uses `EVENTHUB_CONNECTION_STRING` when set; otherwise starts an
+//! embedded emulator.
+
+use std::time::Duration;
+
+use eventhubs_async_std::{Event, Hub, HubOptions, ReceiveOptions};
+use eventhubs_emulator::{Emulator, EmulatorConfig};
+use futures_util::StreamExt;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let (_emulator, cs) = match std::env::var("EVENTHUB_CONNECTION_STRING") {
+        Ok(cs) => (None, cs),
+        Err(_) => {
+            let e = Emulator::start(EmulatorConfig::default())?;
+            let cs = e.connection_string("eh1");
+            (Some(e), cs)
+        }
+    };
+    smol::block_on(async {
+        let hub = Hub::from_connection_string(&cs, HubOptions::default())?;
+        let info = hub.runtime_information().await?;
+        let p = hub.partition_information(&info.partition_ids[0]).await?;
+        let mut events = hub
+            .receiver(
+                &info.partition_ids[0],
+                ReceiveOptions::default().sequence_number(p.last_sequence_number, false),
+            )
+            .await?;
+        let mut sender = HubOptions::default();
+        sender.partitioned_sender = Some(info.partition_ids[0].clone());
+        let producer = Hub::from_connection_string(&cs, sender)?;
+        producer.send(Event::new("hello from smol")).await?;
+        let timeout = async {
+            smol::Timer::after(Duration::from_secs(30)).await;
+            None
+        };
+        let next = async { Some(events.next().await) };
+        match futures_util::future::select(Box::pin(next), Box::pin(timeout))
+            .await
+            .factor_first()
+            .0
+        {
+            Some(Some(Ok(event))) => println!(
+                "received under smol: {}",
+                String::from_utf8_lossy(&event.data.body)
+            ),
+            other => return Err(format!("no event: {other:?}").into()),
+        }
+        drop(events);
+        producer.close().await?;
+        hub.close().await?;
+        Ok(())
+    })
+}
