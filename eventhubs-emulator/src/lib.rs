@@ -15,6 +15,6 @@ pub mod broker;
 pub mod config;
 pub mod server;
 
-pub use broker::{Broker, ConnId, Now};
+pub use broker::{Appended, Broker, ConnId, LinkSelector, Now, RestoreError};
 pub use config::EmulatorConfig;
 pub use server::Emulator;
