@@ -9,11 +9,15 @@
 //!   partition logs, CBS, `$management`, epochs and filters. It reads no
 //!   clock, so tests can drive it under a virtual one.
 //! - [`server`]: serves the model over TCP on tokio, and
-//!   [`server::Emulator`] embeds it in-process on an ephemeral port.
+//!   [`server::Emulator`] embeds it in-process on an ephemeral port, with
+//!   handles to inject faults.
+//! - [`store`]: optional persistence of the partition logs in a data
+//!   directory (`--data-dir`, [`EmulatorConfig::with_data_dir`]).
 
 pub mod broker;
 pub mod config;
 pub mod server;
+pub mod store;
 
 pub use broker::{Appended, Broker, ConnId, LinkSelector, Now, RestoreError};
 pub use config::EmulatorConfig;
