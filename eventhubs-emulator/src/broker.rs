@@ -380,6 +380,34 @@ fn consumer_path(hubs: &[Hub], c: &Consumer) -> String {
     ))
 }
 
+/// How a link reads in the log: the client's role and the entity.
+fn describe(hubs: &[Hub], kind: &LinkKind) -> (&'static str, String) {
+    match kind {
+        LinkKind::CbsRequests => ("sender", CBS.into()),
+        LinkKind::CbsReplies(_) => ("receiver", CBS.into()),
+        LinkKind::ManagementRequests => ("sender", MANAGEMENT.into()),
+        LinkKind::ManagementReplies(_) => ("receiver", MANAGEMENT.into()),
+        LinkKind::Publisher { path, .. } => ("sender", path.clone()),
+        LinkKind::Consumer(c) => ("receiver", consumer_path(hubs, c)),
+    }
+}
+
+/// An error for the log: `condition (description)`, `-` when there is none.
+fn error_text(error: Option<&AmqpError>) -> String {
+    match error {
+        None => "-".into(),
+        Some(e) => match e.description.as_deref() {
+            Some(d) if !d.is_empty() => format!("{} ({d})", e.condition),
+            _ => e.condition.to_string(),
+        },
+    }
+}
+
+/// An optional number for the log: `-` when absent.
+fn or_dash(v: Option<i64>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
 /// True when a grant for `grant` covers `path`.
 fn covers(grant: &str, path: &str) -> bool {
     grant.is_empty()
@@ -530,7 +558,7 @@ impl Broker {
                 conn.links.remove(&link);
                 conn.pending.remove(&link);
                 if conn.engine.detach(link, true, Some(error.clone())).is_ok() {
-                    warn!(conn = id.0, %entity, role, condition = %error.condition, "fault: link detached");
+                    warn!(conn = id.0, %role, %entity, error = %error_text(Some(&error)), "fault: link detached");
                     count += 1;
                 }
             }
@@ -815,8 +843,10 @@ impl Broker {
                 })
                 .collect();
             for l in expired {
-                info!(conn = id.0, ?l, "token expired: detaching");
-                conn.links.remove(&l);
+                if let Some(kind) = conn.links.remove(&l) {
+                    let (role, entity) = describe(hubs, &kind);
+                    info!(conn = id.0, %role, %entity, "token expired: link detached");
+                }
                 let _ = conn.engine.detach(
                     l,
                     true,
@@ -856,7 +886,11 @@ impl Broker {
         let conn = self.conns.get_mut(&id).expect("caller checked");
         match event {
             Event::Authenticated { mechanism, user } => {
-                debug!(conn = id.0, %mechanism, "authenticated");
+                // The PLAIN user is a policy (key) name; the key is never logged.
+                match &user {
+                    Some(user) => info!(conn = id.0, %mechanism, %user, "SASL authenticated"),
+                    None => info!(conn = id.0, %mechanism, "SASL authenticated"),
+                }
                 if let Some(user) = user {
                     conn.plain = self
                         .config
@@ -867,7 +901,7 @@ impl Broker {
                 }
             }
             Event::Opened(open) => {
-                debug!(conn = id.0, container = %open.container_id, "open");
+                debug!(conn = id.0, container = %open.container_id, hostname = ?open.hostname, "open");
                 let _ = conn.engine.open();
             }
             Event::LinkAttached {
@@ -888,14 +922,34 @@ impl Broker {
                 message_format,
                 ..
             } => self.on_delivery(id, now, link, delivery_id, settled, message_format, payload),
-            Event::LinkDetached { link, .. } | Event::LinkError { link, .. } => {
-                conn.links.remove(&link);
+            Event::LinkDetached { link, error, .. } => {
+                if let Some(kind) = conn.links.remove(&link) {
+                    let (role, entity) = describe(&self.hubs, &kind);
+                    let error = error_text(error.as_ref());
+                    if matches!(kind, LinkKind::Publisher { .. } | LinkKind::Consumer(_)) {
+                        info!(conn = id.0, %role, %entity, %error, "link detached by the client");
+                    } else {
+                        debug!(conn = id.0, %role, %entity, %error, "link detached by the client");
+                    }
+                }
                 conn.pending.remove(&link);
             }
-            Event::Closed(error) => info!(conn = id.0, ?error, "closed by the client"),
+            Event::LinkError { link, error } => {
+                let entity = conn
+                    .links
+                    .remove(&link)
+                    .map_or_else(String::new, |k| describe(&self.hubs, &k).1);
+                warn!(conn = id.0, %entity, error = %error_text(Some(&error)), "link detached: the client broke the protocol");
+                conn.pending.remove(&link);
+            }
+            Event::Closed(error) => info!(
+                conn = id.0,
+                error = %error_text(error.as_ref()),
+                "AMQP close from the client"
+            ),
             Event::Failed(e) => warn!(conn = id.0, error = %e, "connection failed"),
             Event::SessionError { channel, error } => {
-                warn!(conn = id.0, channel, ?error, "session error")
+                warn!(conn = id.0, channel, error = %error_text(Some(&error)), "session ended: the client broke the protocol")
             }
             _ => {}
         }
@@ -961,6 +1015,7 @@ impl Broker {
                 (self.consumer(id, now, &path, &attach), 0)
             }
         };
+        let role = if client_sends { "sender" } else { "receiver" };
         let conn = self.conns.get_mut(&id).expect("present");
         match kind {
             Ok(kind) => {
@@ -968,10 +1023,25 @@ impl Broker {
                 if credit > 0 {
                     let _ = conn.engine.flow(link, credit, false);
                 }
+                let (_, entity) = describe(&self.hubs, &kind);
+                match &kind {
+                    LinkKind::Consumer(c) => {
+                        info!(conn = id.0, %role, %entity, name = %attach.name, epoch = %or_dash(c.epoch), next_sequence_number = c.next_sequence_number, "link attached")
+                    }
+                    LinkKind::Publisher { .. } => {
+                        info!(conn = id.0, %role, %entity, name = %attach.name, "link attached")
+                    }
+                    _ => debug!(conn = id.0, %role, %entity, name = %attach.name, "link attached"),
+                }
                 conn.links.insert(link, kind);
             }
             Err(e) => {
-                info!(conn = id.0, name = %attach.name, condition = %e.condition, "link refused");
+                let entity = entity_path(if client_sends {
+                    &target_address
+                } else {
+                    &source_address
+                });
+                info!(conn = id.0, %role, %entity, name = %attach.name, error = %error_text(Some(&e)), "link refused");
                 let _ = conn.engine.refuse_link(link, e);
             }
         }
@@ -1352,21 +1422,28 @@ impl Broker {
             (Some("put-token"), Some(ty), Some(audience), Some(token)) => {
                 match self.check_token(now, &ty, &audience, token) {
                     Ok(grant) => {
-                        info!(conn = id.0, audience = %audience, "token accepted");
+                        info!(conn = id.0, %audience, status = 202, "put-token accepted");
                         self.conns.get_mut(&id).expect("present").grants.push(grant);
                         (202, "Accepted".to_string())
                     }
                     Err(why) => {
                         self.stats.tokens_refused += 1;
-                        info!(conn = id.0, audience = %audience, why = %why, "token refused");
+                        info!(conn = id.0, %audience, status = 401, reason = %why, "put-token refused");
                         (401, why)
                     }
                 }
             }
-            _ => (
-                400,
-                "a put-token request needs operation, type, name and a string body".to_string(),
-            ),
+            _ => {
+                info!(
+                    conn = id.0,
+                    status = 400,
+                    "put-token refused: malformed request"
+                );
+                (
+                    400,
+                    "a put-token request needs operation, type, name and a string body".to_string(),
+                )
+            }
         };
         self.reply(
             id,
@@ -1471,6 +1548,12 @@ impl Broker {
                 _ => Err((400, "unknown type")),
             }
         };
+        match &result {
+            Ok(_) => debug!(conn = id.0, entity = %name, status = 200, "management request"),
+            Err((status, why)) => {
+                info!(conn = id.0, entity = %name, status, reason = %why, "management request refused")
+            }
+        }
         match result {
             Ok(body) => self.reply(id, now, reply_to, mid, 200, "OK", body, false),
             Err((status, why)) => {

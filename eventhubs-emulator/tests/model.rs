@@ -59,9 +59,14 @@ impl World {
 
     /// Opens a client with a session and a `$cbs` link pair.
     fn client(&mut self) -> Client {
+        self.client_with(SaslMechanism::Anonymous)
+    }
+
+    /// Opens a client authenticating with `sasl`.
+    fn client_with(&mut self, sasl: SaslMechanism) -> Client {
         let now = self.now();
         let mut c = ConnectionConfig::new(Side::Client, "model-client");
-        c.sasl = SaslConfig::Client(vec![SaslMechanism::Anonymous]);
+        c.sasl = SaslConfig::Client(vec![sasl]);
         let mut conn = Connection::new(c, now.instant);
         let id = self.broker.connect(now);
         conn.open().unwrap();
@@ -845,4 +850,90 @@ fn restored_events_past_retention_are_dropped_but_keep_their_numbers() {
             .collect::<Vec<_>>(),
         [1]
     );
+}
+
+// ---- logs -------------------------------------------------------------------
+
+/// Everything logged, as text.
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+    fn make_writer(&'a self) -> LogBuffer {
+        self.clone()
+    }
+}
+
+#[test]
+fn logs_name_tokens_links_and_conditions_but_never_a_secret() {
+    let log = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(log.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let mut w = World::new();
+        let mut c = w.client();
+        assert_eq!(
+            w.put_token(&mut c, "amqps://localhost/eh1", "WRONG_KEY"),
+            401
+        );
+        assert_eq!(
+            w.put_token(&mut c, "amqps://localhost/eh1", "SAS_KEY_VALUE"),
+            202
+        );
+        let rx = w.receiver(&mut c, "rx", 1, EventPosition::Earliest, Some(3));
+        let now = w.now();
+        w.broker.detach_links(
+            now,
+            LinkSelector::Receivers,
+            amqp_error("amqp:link:detach-forced"),
+        );
+        w.pump(&mut [&mut c]);
+        assert!(detach_error(&c, rx).is_some());
+        let mut plain = w.client_with(SaslMechanism::Plain {
+            username: "RootManageSharedAccessKey".into(),
+            password: "SAS_KEY_VALUE".into(),
+        });
+        w.sender(&mut plain, "eh1/Partitions/0");
+    });
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    for expected in [
+        "put-token refused",
+        "status=401",
+        "put-token accepted",
+        "audience=amqps://localhost/eh1",
+        "link attached",
+        "role=receiver entity=eh1/consumergroups/$default/partitions/1",
+        "epoch=3",
+        "fault: link detached",
+        "amqp:link:detach-forced",
+        "mechanism=PLAIN user=RootManageSharedAccessKey",
+        "role=sender entity=eh1/partitions/0",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
+    }
+    for secret in [
+        "SAS_KEY_VALUE",
+        "WRONG_KEY",
+        "SharedAccessSignature",
+        "sig=",
+    ] {
+        assert!(!text.contains(secret), "{secret:?} logged:\n{text}");
+    }
 }
