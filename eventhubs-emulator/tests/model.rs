@@ -937,3 +937,30 @@ fn logs_name_tokens_links_and_conditions_but_never_a_secret() {
         assert!(!text.contains(secret), "{secret:?} logged:\n{text}");
     }
 }
+
+#[test]
+fn held_outcomes_are_bounded_the_oldest_go_out_early() {
+    let mut w = World::new();
+    let mut c = authorized_client(&mut w);
+    let tx = w.sender(&mut c, "eh1/Partitions/0");
+    w.broker.set_response_delay(Duration::from_secs(3600));
+    // 2^16 outcomes may wait; past that the oldest are sent at once.
+    let extra = 10;
+    let total = (1 << 16) + extra;
+    let mut ids = Vec::new();
+    while ids.len() < total {
+        while ids.len() < total && c.conn.credit(tx) > 0 {
+            ids.push(send(&mut c, tx, b"x"));
+        }
+        w.pump(&mut [&mut c]);
+    }
+    let early: Vec<u32> = outcomes(&c, tx).iter().map(|o| o.0).collect();
+    assert_eq!(early, ids[..extra], "only the overflow, oldest first");
+    assert_eq!(w.broker.stats().events_in, total as u64);
+    c.events.clear();
+    w.elapsed += Duration::from_secs(3600);
+    let now = w.now();
+    w.broker.handle_timeout(now);
+    w.pump(&mut [&mut c]);
+    assert_eq!(outcomes(&c, tx).len(), 1 << 16, "the rest when due");
+}
