@@ -2,8 +2,16 @@
 //! partition logs, claims-based security and the receivers' cursors. It
 //! reads no clock and does no I/O; a runtime (see [`crate::server`]) or a
 //! deterministic simulation drives it with bytes and time.
+//!
+//! Faults can be injected deterministically: [`Broker::detach_links`],
+//! [`Broker::throttle_sends`], [`Broker::set_response_delay`],
+//! [`Broker::close_connection`] and [`Broker::disconnect`]. Appended events
+//! can be handed out for persistence ([`Broker::record_appends`],
+//! [`Broker::take_appended`]) and restored at start ([`Broker::restore`]).
+//!
+//! Every map is ordered, so the same inputs give the same bytes out.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -190,9 +198,9 @@ struct Conn {
     grants: Vec<Grant>,
     /// Rights of a connection authenticated with SASL PLAIN.
     plain: Option<Rights>,
-    links: HashMap<LinkId, LinkKind>,
+    links: BTreeMap<LinkId, LinkKind>,
     /// Replies waiting for the client to grant credit.
-    pending: HashMap<LinkId, VecDeque<Bytes>>,
+    pending: BTreeMap<LinkId, VecDeque<Bytes>>,
     opened_ms: i64,
     next_tag: u64,
 }
@@ -206,15 +214,138 @@ pub struct Stats {
     pub events_out: u64,
     /// Put-token requests refused.
     pub tokens_refused: u64,
+    /// Transfers refused by [`Broker::throttle_sends`].
+    pub throttled: u64,
+    /// Links detached by [`Broker::detach_links`].
+    pub links_detached: u64,
 }
+
+/// Which links [`Broker::detach_links`] detaches. Only links that publish
+/// or consume events are ever chosen, never `$cbs` or `$management`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinkSelector {
+    /// Every publishing and consuming link.
+    All,
+    /// The clients' senders: links publishing to a hub or a partition.
+    Senders,
+    /// The clients' receivers: links consuming a partition.
+    Receivers,
+    /// Links whose entity path is this path or below it, compared in lower
+    /// case without scheme or host: `eh1` (every link of the hub),
+    /// `eh1/partitions/0` (publishers to partition 0),
+    /// `eh1/consumergroups/$default/partitions/1` (receivers of one
+    /// partition in one group). An empty path selects every link.
+    Entity(String),
+}
+
+/// One event the broker appended to a partition, as handed out by
+/// [`Broker::take_appended`] and taken back by [`Broker::restore`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// The hub's name, as configured.
+    pub hub: String,
+    /// The partition id (`"0"`, `"1"`, ...).
+    pub partition: String,
+    /// The event's sequence number in its partition.
+    pub sequence_number: i64,
+    /// The event's offset: the byte position of its encoding in the
+    /// partition.
+    pub offset: u64,
+    /// The enqueued time, ms since the Unix epoch.
+    pub enqueued_ms: i64,
+    /// The message with its system annotations, encoded as it is delivered.
+    pub encoded: Bytes,
+}
+
+/// Events [`Broker::restore`] cannot take back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RestoreError {
+    /// No hub of that name is configured.
+    #[error("hub '{hub}' is not configured")]
+    UnknownHub {
+        /// The hub.
+        hub: String,
+    },
+    /// The hub has no partition with that id.
+    #[error("hub '{hub}' has no partition '{partition}'")]
+    UnknownPartition {
+        /// The hub.
+        hub: String,
+        /// The partition id.
+        partition: String,
+    },
+    /// The event does not continue the partition's numbering.
+    #[error("{hub}/{partition}: event {sequence_number} at offset {offset} does not follow sequence number {expected_sequence_number} at offset {expected_offset}")]
+    OutOfOrder {
+        /// The hub.
+        hub: String,
+        /// The partition id.
+        partition: String,
+        /// The event's sequence number.
+        sequence_number: i64,
+        /// The event's offset.
+        offset: u64,
+        /// The sequence number that was due.
+        expected_sequence_number: i64,
+        /// The offset that was due.
+        expected_offset: u64,
+    },
+    /// The event's bytes are not an AMQP message.
+    #[error("{hub}/{partition}: event {sequence_number} is not a valid message: {reason}")]
+    Undecodable {
+        /// The hub.
+        hub: String,
+        /// The partition id.
+        partition: String,
+        /// The event's sequence number.
+        sequence_number: i64,
+        /// What the decoder said.
+        reason: String,
+    },
+}
+
+/// Something [`Broker::set_response_delay`] holds back.
+#[derive(Debug)]
+enum HeldAction {
+    /// The settled outcome of a publisher's transfer.
+    Disposition {
+        channel: u16,
+        delivery_id: u32,
+        state: DeliveryState,
+    },
+    /// A `$cbs` or `$management` response.
+    Reply { link: LinkId, message: Bytes },
+}
+
+#[derive(Debug)]
+struct Held {
+    release: Instant,
+    conn: ConnId,
+    action: HeldAction,
+}
+
+/// At most this many responses are held back at once; beyond it the oldest
+/// is released early, so a fast client cannot grow the queue without bound.
+const MAX_HELD: usize = 1 << 16;
 
 /// The broker.
 pub struct Broker {
     config: EmulatorConfig,
     hubs: Vec<Hub>,
-    conns: HashMap<ConnId, Conn>,
+    conns: BTreeMap<ConnId, Conn>,
     next_conn: u64,
     stats: Stats,
+    /// Publisher transfers still to refuse as throttled.
+    throttle: u32,
+    /// How long dispositions and responses are held back.
+    response_delay: Duration,
+    /// Held responses, in order of release (release instants never
+    /// decrease along the queue).
+    held: VecDeque<Held>,
+    /// Whether appended events are kept for `take_appended`.
+    record_appends: bool,
+    appended: Vec<Appended>,
 }
 
 const CBS: &str = "$cbs";
@@ -249,6 +380,34 @@ fn consumer_path(hubs: &[Hub], c: &Consumer) -> String {
     ))
 }
 
+/// How a link reads in the log: the client's role and the entity.
+fn describe(hubs: &[Hub], kind: &LinkKind) -> (&'static str, String) {
+    match kind {
+        LinkKind::CbsRequests => ("sender", CBS.into()),
+        LinkKind::CbsReplies(_) => ("receiver", CBS.into()),
+        LinkKind::ManagementRequests => ("sender", MANAGEMENT.into()),
+        LinkKind::ManagementReplies(_) => ("receiver", MANAGEMENT.into()),
+        LinkKind::Publisher { path, .. } => ("sender", path.clone()),
+        LinkKind::Consumer(c) => ("receiver", consumer_path(hubs, c)),
+    }
+}
+
+/// An error for the log: `condition (description)`, `-` when there is none.
+fn error_text(error: Option<&AmqpError>) -> String {
+    match error {
+        None => "-".into(),
+        Some(e) => match e.description.as_deref() {
+            Some(d) if !d.is_empty() => format!("{} ({d})", e.condition),
+            _ => e.condition.to_string(),
+        },
+    }
+}
+
+/// An optional number for the log: `-` when absent.
+fn or_dash(v: Option<i64>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
 /// True when a grant for `grant` covers `path`.
 fn covers(grant: &str, path: &str) -> bool {
     grant.is_empty()
@@ -279,9 +438,14 @@ impl Broker {
         Broker {
             config,
             hubs,
-            conns: HashMap::new(),
+            conns: BTreeMap::new(),
             next_conn: 1,
             stats: Stats::default(),
+            throttle: 0,
+            response_delay: Duration::ZERO,
+            held: VecDeque::new(),
+            record_appends: false,
+            appended: Vec::new(),
         }
     }
 
@@ -320,15 +484,15 @@ impl Broker {
             incoming_window: 5000,
             ..SessionConfig::default()
         };
-        info!(conn = id.0, "connection accepted");
+        debug!(conn = id.0, "connection accepted");
         self.conns.insert(
             id,
             Conn {
                 engine,
                 grants: Vec::new(),
                 plain: None,
-                links: HashMap::new(),
-                pending: HashMap::new(),
+                links: BTreeMap::new(),
+                pending: BTreeMap::new(),
                 opened_ms: now.unix_ms,
                 next_tag: 0,
             },
@@ -350,10 +514,248 @@ impl Broker {
     }
 
     /// The socket of `id` closed: forget the connection and its receivers.
+    /// Called by a runtime, this is also the abrupt drop of a connection:
+    /// nothing more is sent to it and [`is_closed`](Self::is_closed) turns
+    /// true, so the runtime closes the socket.
     pub fn disconnect(&mut self, id: ConnId) {
         if self.conns.remove(&id).is_some() {
-            info!(conn = id.0, "connection gone");
+            debug!(conn = id.0, "connection forgotten");
         }
+    }
+
+    /// Fault: detaches (closes) every publishing or consuming link that
+    /// `which` selects, on every connection, with `error` (for example
+    /// `com.microsoft:server-busy`, `amqp:link:detach-forced`,
+    /// `amqp:link:stolen`), and forgets them: a receiver's cursor, a
+    /// publisher's target. `$cbs` and `$management` links are left alone.
+    /// Returns how many links were detached.
+    pub fn detach_links(&mut self, now: Now, which: LinkSelector, error: AmqpError) -> usize {
+        let prefix = match &which {
+            LinkSelector::Entity(p) => entity_path(p),
+            _ => String::new(),
+        };
+        let mut count = 0;
+        for (id, conn) in self.conns.iter_mut() {
+            let chosen: Vec<(LinkId, &'static str, String)> = conn
+                .links
+                .iter()
+                .filter_map(|(l, k)| {
+                    let (role, path) = match k {
+                        LinkKind::Publisher { path, .. } => ("sender", path.clone()),
+                        LinkKind::Consumer(c) => ("receiver", consumer_path(&self.hubs, c)),
+                        _ => return None,
+                    };
+                    let hit = match &which {
+                        LinkSelector::All => true,
+                        LinkSelector::Senders => role == "sender",
+                        LinkSelector::Receivers => role == "receiver",
+                        LinkSelector::Entity(_) => covers(&prefix, &path),
+                    };
+                    hit.then_some((*l, role, path))
+                })
+                .collect();
+            for (link, role, entity) in chosen {
+                conn.links.remove(&link);
+                conn.pending.remove(&link);
+                if conn.engine.detach(link, true, Some(error.clone())).is_ok() {
+                    warn!(conn = id.0, %role, %entity, error = %error_text(Some(&error)), "fault: link detached");
+                    count += 1;
+                }
+            }
+        }
+        self.stats.links_detached += count as u64;
+        self.pump_all(now);
+        count
+    }
+
+    /// Fault: the next `count` transfers on publishing links are not
+    /// appended but settled `rejected` with `com.microsoft:server-busy`, as
+    /// the service answers when a namespace is throttled; the links stay
+    /// attached. Replaces any count still pending; 0 ends throttling.
+    pub fn throttle_sends(&mut self, count: u32) {
+        if count > 0 {
+            warn!(count, "fault: throttling the next sends");
+        }
+        self.throttle = count;
+    }
+
+    /// Fault: from now on, hold the outcomes (dispositions) of publishers'
+    /// transfers and the responses on `$cbs` and `$management` for `delay`
+    /// before sending them. Events are still appended at once and delivered
+    /// to receivers; only the acknowledgement is late. Held responses are
+    /// released by [`handle_timeout`](Self::handle_timeout) at their due
+    /// instant (see [`poll_timeout`](Self::poll_timeout)), in the order they
+    /// were held. `Duration::ZERO` sends new responses at once again, after
+    /// those still held.
+    pub fn set_response_delay(&mut self, delay: Duration) {
+        if delay != self.response_delay {
+            warn!(
+                delay_ms = delay.as_millis() as u64,
+                "fault: response delay set"
+            );
+        }
+        self.response_delay = delay;
+    }
+
+    /// Fault: closes connection `id` gracefully, sending `close` with
+    /// `error` (for example `amqp:connection:forced`). Its links are
+    /// forgotten at once; the runtime closes the socket when the client has
+    /// answered (see [`is_closed`](Self::is_closed)).
+    pub fn close_connection(&mut self, id: ConnId, now: Now, error: Option<AmqpError>) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        conn.links.clear();
+        conn.pending.clear();
+        if conn.engine.close(error.clone()).is_ok() {
+            warn!(
+                conn = id.0,
+                condition = error.as_ref().map_or("none", |e| e.condition.as_str()),
+                "fault: connection closed"
+            );
+        }
+        self.process(id, now);
+    }
+
+    /// From now on (`on`) keep every appended event for
+    /// [`take_appended`](Self::take_appended), or stop keeping them.
+    pub fn record_appends(&mut self, on: bool) {
+        self.record_appends = on;
+        if !on {
+            self.appended = Vec::new();
+        }
+    }
+
+    /// The events appended since the last call, in order, when
+    /// [`record_appends`](Self::record_appends) is on. A runtime that
+    /// persists them calls this after every
+    /// [`handle_input`](Self::handle_input) and writes what it gets before
+    /// it calls [`poll_transmit`](Self::poll_transmit), which may carry the
+    /// dispositions that acknowledge them.
+    pub fn take_appended(&mut self) -> Vec<Appended> {
+        std::mem::take(&mut self.appended)
+    }
+
+    /// Puts back events that an earlier broker appended (read from storage),
+    /// before any client connects. Per partition, events must come in order
+    /// and each must follow the one before (sequence number + 1, offset +
+    /// encoded length); the first may start anywhere at or after what the
+    /// partition holds, as after older events expired. Events older than
+    /// the retention at `now` are not kept, but still advance the
+    /// numbering, so new events continue it. Returns how many events were
+    /// kept.
+    pub fn restore(
+        &mut self,
+        now: Now,
+        events: impl IntoIterator<Item = Appended>,
+    ) -> Result<usize, RestoreError> {
+        let oldest = now.unix_ms.saturating_sub(self.config.retention_ms);
+        let mut kept = 0;
+        for a in events {
+            let h = self
+                .find_hub(&a.hub)
+                .ok_or_else(|| RestoreError::UnknownHub { hub: a.hub.clone() })?;
+            let part = self.hubs[h]
+                .partitions
+                .iter_mut()
+                .find(|p| p.id == a.partition)
+                .ok_or_else(|| RestoreError::UnknownPartition {
+                    hub: a.hub.clone(),
+                    partition: a.partition.clone(),
+                })?;
+            let fresh = part.next_sequence_number == 0 && part.next_offset == 0;
+            let follows = if fresh {
+                a.sequence_number >= 0
+            } else {
+                a.sequence_number == part.next_sequence_number && a.offset == part.next_offset
+            };
+            if !follows {
+                return Err(RestoreError::OutOfOrder {
+                    hub: a.hub,
+                    partition: a.partition,
+                    sequence_number: a.sequence_number,
+                    offset: a.offset,
+                    expected_sequence_number: part.next_sequence_number,
+                    expected_offset: part.next_offset,
+                });
+            }
+            let message =
+                Message::decode_all(&a.encoded).map_err(|e| RestoreError::Undecodable {
+                    hub: a.hub.clone(),
+                    partition: a.partition.clone(),
+                    sequence_number: a.sequence_number,
+                    reason: e.to_string(),
+                })?;
+            part.next_sequence_number = a.sequence_number + 1;
+            part.next_offset = a.offset + a.encoded.len() as u64;
+            if a.enqueued_ms < oldest {
+                continue;
+            }
+            part.events.push_back(StoredEvent {
+                sequence_number: a.sequence_number,
+                offset: a.offset,
+                enqueued_ms: a.enqueued_ms,
+                header_len: message.header.as_ref().map_or(0, |h| h.encoded_len()),
+                encoded: a.encoded,
+            });
+            kept += 1;
+        }
+        Ok(kept)
+    }
+
+    /// Sends a held response, unless its connection or link is gone.
+    fn release(&mut self, h: Held) {
+        let Some(conn) = self.conns.get_mut(&h.conn) else {
+            return;
+        };
+        match h.action {
+            HeldAction::Disposition {
+                channel,
+                delivery_id,
+                state,
+            } => {
+                let _ = conn.engine.disposition(
+                    channel,
+                    Role::Receiver,
+                    delivery_id,
+                    delivery_id,
+                    true,
+                    Some(state),
+                );
+            }
+            HeldAction::Reply { link, message } => {
+                if conn.links.contains_key(&link) {
+                    conn.pending.entry(link).or_default().push_back(message);
+                    Self::flush_pending(conn, link);
+                }
+            }
+        }
+    }
+
+    /// True when responses must go through the held queue: a delay is set,
+    /// or earlier responses still wait there (order is kept).
+    fn holding(&self) -> bool {
+        !self.response_delay.is_zero() || !self.held.is_empty()
+    }
+
+    /// Holds `action` of connection `id` until `now` plus the delay, and
+    /// never before what was held earlier.
+    fn hold(&mut self, id: ConnId, now: Now, action: HeldAction) {
+        if self.held.len() >= MAX_HELD {
+            if let Some(h) = self.held.pop_front() {
+                warn!("too many held responses: releasing the oldest early");
+                self.release(h);
+            }
+        }
+        let mut release = now.instant + self.response_delay;
+        if let Some(last) = self.held.back() {
+            release = release.max(last.release);
+        }
+        self.held.push_back(Held {
+            release,
+            conn: id,
+            action,
+        });
     }
 
     /// Bytes from connection `id`'s socket.
@@ -372,17 +774,26 @@ impl Broker {
             .map_or(0, |c| c.engine.poll_transmit(now.instant, buf))
     }
 
-    /// The earliest moment [`handle_timeout`](Self::handle_timeout) is due.
+    /// The earliest moment [`handle_timeout`](Self::handle_timeout) is due,
+    /// including the release of responses held by
+    /// [`set_response_delay`](Self::set_response_delay).
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.conns
             .values()
             .filter_map(|c| c.engine.poll_timeout())
+            .chain(self.held.front().map(|h| h.release))
             .min()
     }
 
-    /// Fires every timer due at `now`: heartbeats, idle connections, the CBS
-    /// deadline of anonymous connections, expired tokens.
+    /// Fires every timer due at `now`: held responses, heartbeats, idle
+    /// connections, the CBS deadline of anonymous connections, expired
+    /// tokens.
     pub fn handle_timeout(&mut self, now: Now) {
+        while self.held.front().is_some_and(|h| h.release <= now.instant) {
+            if let Some(h) = self.held.pop_front() {
+                self.release(h);
+            }
+        }
         let ids = self.connections();
         for id in ids {
             let hubs = &self.hubs;
@@ -432,8 +843,10 @@ impl Broker {
                 })
                 .collect();
             for l in expired {
-                info!(conn = id.0, ?l, "token expired: detaching");
-                conn.links.remove(&l);
+                if let Some(kind) = conn.links.remove(&l) {
+                    let (role, entity) = describe(hubs, &kind);
+                    info!(conn = id.0, %role, %entity, "token expired: link detached");
+                }
                 let _ = conn.engine.detach(
                     l,
                     true,
@@ -473,7 +886,11 @@ impl Broker {
         let conn = self.conns.get_mut(&id).expect("caller checked");
         match event {
             Event::Authenticated { mechanism, user } => {
-                debug!(conn = id.0, %mechanism, "authenticated");
+                // The PLAIN user is a policy (key) name; the key is never logged.
+                match &user {
+                    Some(user) => info!(conn = id.0, %mechanism, %user, "SASL authenticated"),
+                    None => info!(conn = id.0, %mechanism, "SASL authenticated"),
+                }
                 if let Some(user) = user {
                     conn.plain = self
                         .config
@@ -484,7 +901,7 @@ impl Broker {
                 }
             }
             Event::Opened(open) => {
-                debug!(conn = id.0, container = %open.container_id, "open");
+                debug!(conn = id.0, container = %open.container_id, hostname = ?open.hostname, "open");
                 let _ = conn.engine.open();
             }
             Event::LinkAttached {
@@ -505,14 +922,34 @@ impl Broker {
                 message_format,
                 ..
             } => self.on_delivery(id, now, link, delivery_id, settled, message_format, payload),
-            Event::LinkDetached { link, .. } | Event::LinkError { link, .. } => {
-                conn.links.remove(&link);
+            Event::LinkDetached { link, error, .. } => {
+                if let Some(kind) = conn.links.remove(&link) {
+                    let (role, entity) = describe(&self.hubs, &kind);
+                    let error = error_text(error.as_ref());
+                    if matches!(kind, LinkKind::Publisher { .. } | LinkKind::Consumer(_)) {
+                        info!(conn = id.0, %role, %entity, %error, "link detached by the client");
+                    } else {
+                        debug!(conn = id.0, %role, %entity, %error, "link detached by the client");
+                    }
+                }
                 conn.pending.remove(&link);
             }
-            Event::Closed(error) => info!(conn = id.0, ?error, "closed by the client"),
+            Event::LinkError { link, error } => {
+                let entity = conn
+                    .links
+                    .remove(&link)
+                    .map_or_else(String::new, |k| describe(&self.hubs, &k).1);
+                warn!(conn = id.0, %entity, error = %error_text(Some(&error)), "link detached: the client broke the protocol");
+                conn.pending.remove(&link);
+            }
+            Event::Closed(error) => info!(
+                conn = id.0,
+                error = %error_text(error.as_ref()),
+                "AMQP close from the client"
+            ),
             Event::Failed(e) => warn!(conn = id.0, error = %e, "connection failed"),
             Event::SessionError { channel, error } => {
-                warn!(conn = id.0, channel, ?error, "session error")
+                warn!(conn = id.0, channel, error = %error_text(Some(&error)), "session ended: the client broke the protocol")
             }
             _ => {}
         }
@@ -578,6 +1015,7 @@ impl Broker {
                 (self.consumer(id, now, &path, &attach), 0)
             }
         };
+        let role = if client_sends { "sender" } else { "receiver" };
         let conn = self.conns.get_mut(&id).expect("present");
         match kind {
             Ok(kind) => {
@@ -585,10 +1023,25 @@ impl Broker {
                 if credit > 0 {
                     let _ = conn.engine.flow(link, credit, false);
                 }
+                let (_, entity) = describe(&self.hubs, &kind);
+                match &kind {
+                    LinkKind::Consumer(c) => {
+                        info!(conn = id.0, %role, %entity, name = %attach.name, epoch = %or_dash(c.epoch), next_sequence_number = c.next_sequence_number, "link attached")
+                    }
+                    LinkKind::Publisher { .. } => {
+                        info!(conn = id.0, %role, %entity, name = %attach.name, "link attached")
+                    }
+                    _ => debug!(conn = id.0, %role, %entity, name = %attach.name, "link attached"),
+                }
                 conn.links.insert(link, kind);
             }
             Err(e) => {
-                info!(conn = id.0, name = %attach.name, condition = %e.condition, "link refused");
+                let entity = entity_path(if client_sends {
+                    &target_address
+                } else {
+                    &source_address
+                });
+                info!(conn = id.0, %role, %entity, name = %attach.name, error = %error_text(Some(&e)), "link refused");
                 let _ = conn.engine.refuse_link(link, e);
             }
         }
@@ -812,6 +1265,7 @@ impl Broker {
         else {
             return;
         };
+        let publisher = matches!(kind, LinkKind::Publisher { .. });
         let outcome = match kind {
             LinkKind::CbsRequests => {
                 self.on_cbs(id, now, &payload);
@@ -821,26 +1275,49 @@ impl Broker {
                 self.on_management(id, now, &payload);
                 Ok(())
             }
+            LinkKind::Publisher { path, .. } if self.throttle > 0 => {
+                self.throttle -= 1;
+                self.stats.throttled += 1;
+                info!(conn = id.0, entity = %path, left = self.throttle, "fault: send throttled");
+                Err(err(
+                    "com.microsoft:server-busy",
+                    "The request was terminated because the entity is being throttled. Please wait 4 seconds and try again.",
+                ))
+            }
             LinkKind::Publisher { hub, partition, .. } => {
                 self.publish(now, hub, partition, format, &payload)
             }
             _ => Ok(()),
         };
-        let conn = self.conns.get_mut(&id).expect("present");
+        if let Err(e) = &outcome {
+            debug!(conn = id.0, condition = %e.condition, "transfer rejected");
+        }
         if !settled {
             let state = match outcome {
                 Ok(()) => DeliveryState::Accepted(Accepted {}),
                 Err(e) => DeliveryState::Rejected(Rejected { error: Some(e) }),
             };
-            let _ = conn.engine.disposition(
-                link.channel,
-                Role::Receiver,
-                delivery_id,
-                delivery_id,
-                true,
-                Some(state),
-            );
+            if publisher && self.holding() {
+                let action = HeldAction::Disposition {
+                    channel: link.channel,
+                    delivery_id,
+                    state,
+                };
+                self.hold(id, now, action);
+            } else if let Some(conn) = self.conns.get_mut(&id) {
+                let _ = conn.engine.disposition(
+                    link.channel,
+                    Role::Receiver,
+                    delivery_id,
+                    delivery_id,
+                    true,
+                    Some(state),
+                );
+            }
         }
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
         if conn.engine.credit(link) < 50 {
             let _ = conn.engine.flow(link, 1000, false);
         }
@@ -871,6 +1348,7 @@ impl Broker {
     fn reply(
         &mut self,
         id: ConnId,
+        now: Now,
         reply_to: Option<String>,
         correlation: Option<MessageId>,
         status: i32,
@@ -878,6 +1356,7 @@ impl Broker {
         body: Value,
         cbs: bool,
     ) {
+        let holding = self.holding();
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
@@ -919,11 +1398,13 @@ impl Broker {
             body: Body::Value(body),
             ..Default::default()
         };
-        conn.pending
-            .entry(link)
-            .or_default()
-            .push_back(m.to_bytes());
-        Self::flush_pending(conn, link);
+        let message = m.to_bytes();
+        if holding {
+            self.hold(id, now, HeldAction::Reply { link, message });
+        } else {
+            conn.pending.entry(link).or_default().push_back(message);
+            Self::flush_pending(conn, link);
+        }
     }
 
     fn on_cbs(&mut self, id: ConnId, now: Now, payload: &Bytes) {
@@ -941,23 +1422,39 @@ impl Broker {
             (Some("put-token"), Some(ty), Some(audience), Some(token)) => {
                 match self.check_token(now, &ty, &audience, token) {
                     Ok(grant) => {
-                        info!(conn = id.0, audience = %audience, "token accepted");
+                        info!(conn = id.0, %audience, status = 202, "put-token accepted");
                         self.conns.get_mut(&id).expect("present").grants.push(grant);
                         (202, "Accepted".to_string())
                     }
                     Err(why) => {
                         self.stats.tokens_refused += 1;
-                        info!(conn = id.0, audience = %audience, why = %why, "token refused");
+                        info!(conn = id.0, %audience, status = 401, reason = %why, "put-token refused");
                         (401, why)
                     }
                 }
             }
-            _ => (
-                400,
-                "a put-token request needs operation, type, name and a string body".to_string(),
-            ),
+            _ => {
+                info!(
+                    conn = id.0,
+                    status = 400,
+                    "put-token refused: malformed request"
+                );
+                (
+                    400,
+                    "a put-token request needs operation, type, name and a string body".to_string(),
+                )
+            }
         };
-        self.reply(id, reply_to, mid, status, &description, Value::Null, true);
+        self.reply(
+            id,
+            now,
+            reply_to,
+            mid,
+            status,
+            &description,
+            Value::Null,
+            true,
+        );
     }
 
     /// Validates a SAS token for `audience` (2.4): signature with the named
@@ -1051,9 +1548,17 @@ impl Broker {
                 _ => Err((400, "unknown type")),
             }
         };
+        match &result {
+            Ok(_) => debug!(conn = id.0, entity = %name, status = 200, "management request"),
+            Err((status, why)) => {
+                info!(conn = id.0, entity = %name, status, reason = %why, "management request refused")
+            }
+        }
         match result {
-            Ok(body) => self.reply(id, reply_to, mid, 200, "OK", body, false),
-            Err((status, why)) => self.reply(id, reply_to, mid, status, why, Value::Null, false),
+            Ok(body) => self.reply(id, now, reply_to, mid, 200, "OK", body, false),
+            Err((status, why)) => {
+                self.reply(id, now, reply_to, mid, status, why, Value::Null, false)
+            }
         }
     }
 
@@ -1200,6 +1705,16 @@ impl Broker {
             let encoded = m.to_bytes();
             part.next_sequence_number += 1;
             part.next_offset += encoded.len() as u64;
+            if self.record_appends {
+                self.appended.push(Appended {
+                    hub: hub.config.name.clone(),
+                    partition: part.id.clone(),
+                    sequence_number: seq,
+                    offset,
+                    enqueued_ms: now.unix_ms,
+                    encoded: encoded.clone(),
+                });
+            }
             part.events.push_back(StoredEvent {
                 sequence_number: seq,
                 offset,

@@ -1,7 +1,7 @@
 //! Entities from a Config.json in the shape of Microsoft's Event Hubs
 //! emulator (`UserConfig.NamespaceConfig[].Entities[]`), with its defaults.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -59,6 +59,10 @@ pub struct EmulatorConfig {
     pub retention_ms: i64,
     /// Time a connection authenticated anonymously has to put a CBS token.
     pub cbs_deadline_ms: i64,
+    /// Where the server persists the partitions ([`crate::store`]); `None`
+    /// (the default) keeps them in memory only. The broker model itself
+    /// never reads it.
+    pub data_dir: Option<PathBuf>,
 }
 
 /// The policy Microsoft's emulator ships with.
@@ -88,7 +92,17 @@ impl Default for EmulatorConfig {
             max_message_size: 1024 * 1024,
             retention_ms: 60 * 60 * 1000,
             cbs_deadline_ms: 60_000,
+            data_dir: None,
         }
+    }
+}
+
+impl EmulatorConfig {
+    /// The same configuration, persisting the partitions in `dir` (created
+    /// if needed; events found there are served again).
+    pub fn with_data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
     }
 }
 

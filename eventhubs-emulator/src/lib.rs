@@ -9,15 +9,19 @@
 //!   partition logs, CBS, `$management`, epochs and filters. It reads no
 //!   clock, so tests can drive it under a virtual one.
 //! - [`server`]: serves the model over TCP on tokio, and
-//!   [`server::Emulator`] embeds it in-process on an ephemeral port.
+//!   [`server::Emulator`] embeds it in-process on an ephemeral port, with
+//!   handles to inject faults.
 //! - [`listeners`]: optional AMQP-over-TLS and AMQP-over-WebSocket (plain
 //!   and TLS) listeners for the same broker, and [`Emulator::builder`].
+//! - [`store`]: optional persistence of the partition logs in a data
+//!   directory (`--data-dir`, [`EmulatorConfig::with_data_dir`]).
 
 pub mod broker;
 pub mod config;
 pub mod listeners;
 pub mod server;
+pub mod store;
 
-pub use broker::{Broker, ConnId, Now};
+pub use broker::{Appended, Broker, ConnId, LinkSelector, Now, RestoreError};
 pub use config::EmulatorConfig;
 pub use server::Emulator;

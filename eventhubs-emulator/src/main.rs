@@ -1,7 +1,7 @@
 //! `eventhubs-emulator`: a local Azure Event Hubs broker.
 //!
 //! ```text
-//! eventhubs-emulator [--listen ADDR] [--config Config.json]
+//! eventhubs-emulator [--listen ADDR] [--config Config.json] [--data-dir DIR]
 //!     [--tls-listen ADDR] [--ws-listen ADDR] [--wss-listen ADDR]
 //!     [--tls-cert PEM --tls-key PEM]
 //! ```
@@ -11,34 +11,51 @@
 //! (`/$servicebus/websocket`, subprotocol `AMQPWSB10`) and over WebSocket
 //! over TLS, each printed as `LISTENING-TLS|WS|WSS PORT` after `LISTENING`. Connection string:
 //! `Endpoint=sb://localhost;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;EntityPath=eh1`.
-//! Set `RUST_LOG` (e.g. `debug`) for more detail.
+//! With `--data-dir`, events are kept in DIR and served again after a
+//! restart. Logs go to stderr at `info` (connections, links, tokens,
+//! errors); set `RUST_LOG` (e.g. `debug`, or
+//! `eventhubs_emulator=debug`) for more or less.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use eventhubs_emulator::config::EmulatorConfig;
 use eventhubs_emulator::listeners::ListenerArgs;
+use eventhubs_emulator::server::Server;
 use tracing_subscriber::EnvFilter;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: eventhubs-emulator [--listen ADDR] [--config Config.json] {}",
+        "usage: eventhubs-emulator [--listen ADDR] [--config Config.json] [--data-dir DIR] {}",
         ListenerArgs::USAGE
     );
     ExitCode::from(2)
 }
 
+/// The log filter: `RUST_LOG` when it is set and valid, else `info`.
+fn log_filter() -> EnvFilter {
+    match std::env::var(EnvFilter::DEFAULT_ENV) {
+        Ok(v) if !v.trim().is_empty() => EnvFilter::try_new(&v).unwrap_or_else(|e| {
+            eprintln!("eventhubs-emulator: ignoring RUST_LOG={v:?} ({e}); logging at info");
+            EnvFilter::new("info")
+        }),
+        _ => EnvFilter::new("info"),
+    }
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(log_filter())
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
     let mut listen: SocketAddr = "127.0.0.1:5672".parse().expect("address");
     let mut config_path: Option<PathBuf> = None;
     let mut extra = ListenerArgs::default();
+    let mut data_dir: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -48,6 +65,10 @@ fn main() -> ExitCode {
             },
             "--config" => match args.next() {
                 Some(v) => config_path = Some(v.into()),
+                None => return usage(),
+            },
+            "--data-dir" => match args.next() {
+                Some(v) => data_dir = Some(v.into()),
                 None => return usage(),
             },
             "-h" | "--help" => {
@@ -81,6 +102,10 @@ fn main() -> ExitCode {
         },
         None => EmulatorConfig::default(),
     };
+    let config = match data_dir {
+        Some(dir) => config.with_data_dir(dir),
+        None => config,
+    };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -88,6 +113,23 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("eventhubs-emulator: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let data_dir = config
+        .data_dir
+        .as_ref()
+        .map_or("none (in memory)".to_string(), |d| d.display().to_string());
+    let hubs: Vec<String> = config
+        .hubs
+        .iter()
+        .map(|h| format!("{} ({} partitions)", h.name, h.partition_count))
+        .collect();
+    let namespace = config.namespace.clone();
+    let server = match Server::new(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("eventhubs-emulator: data dir {data_dir}: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -99,9 +141,9 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let hubs: Vec<String> = config.hubs.iter().map(|h| format!("{} ({} partitions)", h.name, h.partition_count)).collect();
-        tracing::info!(%listen, namespace = %config.namespace, hubs = ?hubs, "eventhubs-emulator listening");
-        println!("LISTENING {}", listener.local_addr().map(|a| a.port()).unwrap_or(0));
+        let listen = listener.local_addr().unwrap_or(listen);
+        tracing::info!(%listen, %namespace, hubs = ?hubs, %data_dir, "eventhubs-emulator listening");
+        println!("LISTENING {}", listen.port());
         let addrs = listeners.addrs();
         for (name, addr) in [("TLS", addrs.tls), ("WS", addrs.ws), ("WSS", addrs.wss)] {
             if let Some(addr) = addr {
@@ -109,7 +151,7 @@ fn main() -> ExitCode {
                 println!("LISTENING-{name} {}", addr.port());
             }
         }
-        match eventhubs_emulator::server::serve_with(listener, config, listeners).await {
+        match server.serve_with(listener, listeners).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("eventhubs-emulator: {e}");

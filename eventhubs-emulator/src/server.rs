@@ -3,20 +3,26 @@
 //! model sits behind a mutex and every change wakes the connections so they
 //! flush what it queued for them. The TLS and WebSocket listeners
 //! ([`crate::listeners`]) hand their streams to the same broker.
+//!
+//! With a data directory, the events appended by an input are written and
+//! synced ([`crate::store`]) before the lock is released, so no disposition
+//! acknowledging them can be transmitted before they are durable.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use eventhubs_proto::codec::performatives::AmqpError;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
-use tracing::{info, warn};
+use tokio::sync::{mpsc, Notify};
+use tracing::{error, info, warn};
 
-use crate::broker::{Broker, ConnId, Now};
+use crate::broker::{Broker, ConnId, LinkSelector, Now};
 use crate::config::{EmulatorConfig, DEFAULT_KEY, DEFAULT_KEY_NAME};
 use crate::listeners::{ListenerAddrs, Listeners};
+use crate::store::{Store, StoreError};
 
 /// The current time as the broker wants it.
 pub fn now() -> Now {
@@ -31,22 +37,91 @@ pub fn now() -> Now {
 
 pub(crate) struct Shared {
     broker: Mutex<Broker>,
+    /// The data directory, when events are persisted.
+    store: Option<Mutex<Store>>,
     wakers: Mutex<HashMap<ConnId, Arc<Notify>>>,
     timer: Notify,
 }
 
 impl Shared {
+    /// The broker for `config`, with the events of its data directory
+    /// restored. A data directory that cannot be read is an error of kind
+    /// `InvalidData` (or the I/O error's own kind) saying which file and why.
+    fn new(config: EmulatorConfig) -> std::io::Result<Shared> {
+        let at = now();
+        let data_dir = config.data_dir.clone();
+        let mut broker = Broker::new(config, at);
+        let store = match data_dir {
+            None => None,
+            Some(dir) => {
+                let (store, events) =
+                    Store::open(&dir, broker.config(), at.unix_ms).map_err(|e| {
+                        let kind = match &e {
+                            StoreError::Io { source, .. } => source.kind(),
+                            _ => std::io::ErrorKind::InvalidData,
+                        };
+                        std::io::Error::new(kind, e)
+                    })?;
+                let found = events.len();
+                let kept = broker.restore(at, events).map_err(|e| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{}: {e}", dir.display()),
+                    )
+                })?;
+                info!(dir = %dir.display(), events = kept, expired = found - kept, "data dir: events restored");
+                broker.record_appends(true);
+                Some(Mutex::new(store))
+            }
+        };
+        Ok(Shared {
+            broker: Mutex::new(broker),
+            store,
+            wakers: Mutex::new(HashMap::new()),
+            timer: Notify::new(),
+        })
+    }
+
     fn wake_all(&self) {
         for n in self.wakers.lock().expect("wakers").values() {
             n.notify_one();
         }
         self.timer.notify_one();
     }
+
+    /// Bytes from connection `id`; what they appended is durable before the
+    /// broker lock is released.
+    fn input(&self, id: ConnId, data: &[u8]) {
+        let mut b = self.broker.lock().expect("broker");
+        b.handle_input(id, now(), data);
+        let Some(store) = &self.store else {
+            return;
+        };
+        let appended = b.take_appended();
+        if appended.is_empty() {
+            return;
+        }
+        if let Err(e) = store
+            .lock()
+            .expect("store")
+            .append(&appended, now().unix_ms)
+        {
+            // Nothing it sent may be acknowledged: drop it before any
+            // disposition goes out.
+            error!(conn = id.0, error = %e, "data dir: cannot persist events; dropping the connection");
+            b.disconnect(id);
+        }
+    }
 }
 
-/// Serves `config` on `listener` until the task is dropped.
+/// A change injected into a running server by [`Emulator`].
+type Command = Box<dyn FnOnce(&mut Broker, Now) + Send>;
+
+/// Serves `config` on `listener` until the task is dropped. With a data
+/// directory (`config.data_dir`), its events are restored first; one that
+/// cannot be read is an error.
 pub async fn serve(listener: TcpListener, config: EmulatorConfig) -> std::io::Result<()> {
-    serve_with(listener, config, Listeners::default()).await
+    Server::new(config)?.serve(listener).await
 }
 
 /// Serves `config` on `listener` (plain AMQP) and on the TLS and WebSocket
@@ -56,15 +131,59 @@ pub async fn serve_with(
     config: EmulatorConfig,
     listeners: Listeners,
 ) -> std::io::Result<()> {
-    let shared = Arc::new(Shared {
-        broker: Mutex::new(Broker::new(config, now())),
-        wakers: Mutex::new(HashMap::new()),
-        timer: Notify::new(),
-    });
+    run(listener, Arc::new(Shared::new(config)?), None, listeners).await
+}
+
+/// A server ready to serve: its broker built and, with a data directory,
+/// its events restored.
+pub struct Server {
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Builds the broker for `config` and restores its data directory, if
+    /// any; one that cannot be read is an error saying which file and why.
+    pub fn new(config: EmulatorConfig) -> std::io::Result<Server> {
+        Ok(Server {
+            shared: Arc::new(Shared::new(config)?),
+        })
+    }
+
+    /// Serves on `listener` until the task is dropped.
+    pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
+        run(listener, self.shared, None, Listeners::default()).await
+    }
+
+    /// Serves on `listener` and the TLS and WebSocket `listeners` until the
+    /// task is dropped.
+    pub async fn serve_with(self, listener: TcpListener, listeners: Listeners) -> std::io::Result<()> {
+        run(listener, self.shared, None, listeners).await
+    }
+}
+
+async fn run(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut commands: Option<mpsc::UnboundedReceiver<Command>>,
+    listeners: Listeners,
+) -> std::io::Result<()> {
     tokio::spawn(timers(shared.clone()));
     listeners.spawn(&shared)?;
     loop {
-        let (socket, peer) = listener.accept().await?;
+        let command = async {
+            match commands.as_mut() {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let (socket, peer) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            Some(command) = command => {
+                command(&mut shared.broker.lock().expect("broker"), now());
+                shared.wake_all();
+                continue;
+            }
+        };
         let _ = socket.set_nodelay(true);
         tokio::spawn(serve_stream(shared.clone(), socket, peer, "amqp"));
     }
@@ -117,47 +236,80 @@ where
     let (mut rd, mut wr) = tokio::io::split(socket);
     let mut inbuf = vec![0u8; 64 * 1024];
     let mut out = Vec::with_capacity(64 * 1024);
-    loop {
+    let reason = loop {
         // Flush whatever the broker queued for this connection.
         out.clear();
         let closed = {
             let mut b = shared.broker.lock().expect("broker");
             let _ = b.poll_transmit(id, now(), &mut out);
-            b.is_closed(id)
+            b.is_closed(id).then(|| {
+                if b.connections().contains(&id) {
+                    "AMQP close completed"
+                } else {
+                    "dropped by the broker"
+                }
+            })
         };
         // TLS and WebSocket streams buffer: flush, as TCP needs not.
-        if !out.is_empty() && (wr.write_all(&out).await.is_err() || wr.flush().await.is_err()) {
-            break;
+        if !out.is_empty() {
+            if let Err(e) = wr.write_all(&out).await {
+                break socket_error("write", &e);
+            }
+            if let Err(e) = wr.flush().await {
+                break socket_error("flush", &e);
+            }
         }
-        if closed {
-            break;
+        if let Some(reason) = closed {
+            break reason.to_string();
         }
         tokio::select! {
             r = rd.read(&mut inbuf) => match r {
-                Ok(0) | Err(_) => break,
+                Ok(0) => break "the client closed the socket".to_string(),
+                Err(e) => break socket_error("read", &e),
                 Ok(n) => {
-                    shared.broker.lock().expect("broker").handle_input(id, now(), &inbuf[..n]);
+                    shared.input(id, &inbuf[..n]);
                     shared.wake_all();
                 }
             },
             _ = waker.notified() => {}
         }
-    }
+    };
     let _ = wr.shutdown().await;
     shared.broker.lock().expect("broker").disconnect(id);
     shared.wakers.lock().expect("wakers").remove(&id);
     shared.wake_all();
-    info!(conn = id.0, "client disconnected");
+    info!(conn = id.0, %reason, "connection closed");
+}
+
+/// Why a socket ended, for the log.
+fn socket_error(op: &str, e: &std::io::Error) -> String {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof => {
+            format!("the client closed the socket ({op}: {e})")
+        }
+        _ => format!("{op} failed: {e}"),
+    }
 }
 
 /// An emulator running in-process on its own thread and runtime, for tests
 /// and examples. Dropping it stops it.
+///
+/// Its fault methods are synchronous: each hands a change to the server
+/// task and waits (briefly) for it to be made, so tests on any runtime, or
+/// none, can call them.
 pub struct Emulator {
     addr: SocketAddr,
     pub(crate) extra: ListenerAddrs,
+    commands: mpsc::UnboundedSender<Command>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
+
+/// The emulator's server task is no longer running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the emulator has stopped")]
+pub struct EmulatorStopped;
 
 impl Emulator {
     /// Starts an emulator with `config` on 127.0.0.1 and an ephemeral port.
@@ -165,7 +317,9 @@ impl Emulator {
         Self::start_on("127.0.0.1:0".parse().expect("address"), config)
     }
 
-    /// Starts an emulator with `config` listening on `addr`.
+    /// Starts an emulator with `config` listening on `addr`. With a data
+    /// directory, its events are restored before this returns; one that
+    /// cannot be read is an error.
     pub fn start_on(addr: SocketAddr, config: EmulatorConfig) -> std::io::Result<Emulator> {
         Self::launch(addr, config, Listeners::default())
     }
@@ -180,6 +334,8 @@ impl Emulator {
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared::new(config)?);
+        let (commands, command_rx) = mpsc::unbounded_channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new().name("eventhubs-emulator".into()).spawn(move || {
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -192,7 +348,7 @@ impl Emulator {
                     Err(e) => return warn!(error = %e, "emulator listener failed"),
                 };
                 tokio::select! {
-                    r = serve_with(listener, config, listeners) => if let Err(e) = r { warn!(error = %e, "emulator stopped") },
+                    r = run(listener, shared, Some(command_rx), listeners) => if let Err(e) = r { warn!(error = %e, "emulator stopped") },
                     _ = stopped => {}
                 }
             });
@@ -200,8 +356,71 @@ impl Emulator {
         Ok(Emulator {
             addr,
             extra,
+            commands,
             stop: Some(stop),
             thread: Some(thread),
+        })
+    }
+
+    /// Runs `f` on the broker inside the server task and returns its result.
+    fn with_broker<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Broker, Now) -> T + Send + 'static,
+    ) -> Result<T, EmulatorStopped> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.commands
+            .send(Box::new(move |b: &mut Broker, now: Now| {
+                let _ = tx.send(f(b, now));
+            }))
+            .map_err(|_| EmulatorStopped)?;
+        rx.recv().map_err(|_| EmulatorStopped)
+    }
+
+    /// Fault: drops every client connection abruptly: its socket is closed
+    /// without an AMQP close. Returns how many were dropped.
+    pub fn drop_connections(&self) -> Result<usize, EmulatorStopped> {
+        self.with_broker(|b, _| {
+            let ids = b.connections();
+            for id in &ids {
+                warn!(conn = id.0, "fault: connection dropped");
+                b.disconnect(*id);
+            }
+            ids.len()
+        })
+    }
+
+    /// Fault: detaches the publishing and consuming links `which` selects
+    /// with `error`; see [`Broker::detach_links`]. Returns how many.
+    pub fn detach_links(
+        &self,
+        which: LinkSelector,
+        error: AmqpError,
+    ) -> Result<usize, EmulatorStopped> {
+        self.with_broker(move |b, now| b.detach_links(now, which, error))
+    }
+
+    /// Fault: the next `count` sends are rejected with
+    /// `com.microsoft:server-busy`; see [`Broker::throttle_sends`].
+    pub fn throttle_sends(&self, count: u32) -> Result<(), EmulatorStopped> {
+        self.with_broker(move |b, _| b.throttle_sends(count))
+    }
+
+    /// Fault: send outcomes and `$cbs`/`$management` responses `delay`
+    /// late; see [`Broker::set_response_delay`].
+    pub fn set_response_delay(&self, delay: Duration) -> Result<(), EmulatorStopped> {
+        self.with_broker(move |b, _| b.set_response_delay(delay))
+    }
+
+    /// Fault: closes every client connection gracefully with `error` (for
+    /// example `amqp:connection:forced`); see [`Broker::close_connection`].
+    /// Returns how many.
+    pub fn close_connections(&self, error: Option<AmqpError>) -> Result<usize, EmulatorStopped> {
+        self.with_broker(move |b, now| {
+            let ids = b.connections();
+            for id in &ids {
+                b.close_connection(*id, now, error.clone());
+            }
+            ids.len()
         })
     }
 

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use eventhubs_emulator::{Broker, ConnId, EmulatorConfig, Now};
+use eventhubs_emulator::{Broker, ConnId, EmulatorConfig, LinkSelector, Now};
 use eventhubs_proto::codec::message::{Body, Message};
 use eventhubs_proto::codec::messaging::{DeliveryState, MessageId, Properties, Source, Target};
 use eventhubs_proto::codec::performatives::{AmqpError, Fields, Role};
@@ -59,9 +59,14 @@ impl World {
 
     /// Opens a client with a session and a `$cbs` link pair.
     fn client(&mut self) -> Client {
+        self.client_with(SaslMechanism::Anonymous)
+    }
+
+    /// Opens a client authenticating with `sasl`.
+    fn client_with(&mut self, sasl: SaslMechanism) -> Client {
         let now = self.now();
         let mut c = ConnectionConfig::new(Side::Client, "model-client");
-        c.sasl = SaslConfig::Client(vec![SaslMechanism::Anonymous]);
+        c.sasl = SaslConfig::Client(vec![sasl]);
         let mut conn = Connection::new(c, now.instant);
         let id = self.broker.connect(now);
         conn.open().unwrap();
@@ -123,6 +128,12 @@ impl World {
     /// Puts a SAS token for `audience` signed with `key`; returns the status
     /// code of the CBS reply.
     fn put_token(&mut self, c: &mut Client, audience: &str, key: &str) -> i32 {
+        self.request_token(c, audience, key);
+        token_status(c).expect("a CBS reply")
+    }
+
+    /// Sends a put-token request and moves bytes; the reply may be held.
+    fn request_token(&mut self, c: &mut Client, audience: &str, key: &str) {
         let expiry = (self.now().unix_ms / 1000) as u64 + 3600;
         let token = sign(
             audience,
@@ -160,18 +171,6 @@ impl World {
             )
             .unwrap();
         self.pump(&mut [c]);
-        let reply = c
-            .events
-            .iter()
-            .find_map(|e| match e {
-                Event::Delivery { link, payload, .. } if *link == c.cbs_rx => {
-                    Some(Message::decode_all(payload).unwrap())
-                }
-                _ => None,
-            })
-            .expect("a CBS reply");
-        let props = reply.application_properties.unwrap();
-        props.get("status-code").and_then(Value::as_i64).unwrap() as i32
     }
 
     fn receiver(
@@ -222,6 +221,18 @@ fn link(name: &str, role: Role, source: &str, target: &str) -> LinkConfig {
         target: Some(Target::with_address(target)),
         ..Default::default()
     }
+}
+
+/// The status code of the first CBS reply among the client's events.
+fn token_status(c: &Client) -> Option<i32> {
+    let reply = c.events.iter().find_map(|e| match e {
+        Event::Delivery { link, payload, .. } if *link == c.cbs_rx => {
+            Some(Message::decode_all(payload).unwrap())
+        }
+        _ => None,
+    })?;
+    let props = reply.application_properties.unwrap();
+    Some(props.get("status-code").and_then(Value::as_i64).unwrap() as i32)
 }
 
 fn detach_error(c: &Client, link: LinkId) -> Option<AmqpError> {
@@ -458,4 +469,498 @@ fn anonymous_connections_without_a_token_are_closed_after_the_deadline() {
         "{:?}",
         c.events
     );
+}
+
+// ---- fault injection ------------------------------------------------------
+
+/// Sends one unsettled event on `tx`; returns its delivery id.
+fn send(c: &mut Client, tx: LinkId, body: &[u8]) -> u32 {
+    c.conn
+        .send(
+            tx,
+            Bytes::copy_from_slice(body),
+            0,
+            false,
+            Message::with_data(body.to_vec()).to_bytes(),
+        )
+        .unwrap()
+}
+
+/// The outcomes the broker settled on `link`, in order.
+fn outcomes(c: &Client, link: LinkId) -> Vec<(u32, DeliveryState)> {
+    c.events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Disposition {
+                link: l,
+                delivery_id,
+                state: Some(s),
+                ..
+            } if *l == link => Some((*delivery_id, s.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn condition(state: &DeliveryState) -> Option<String> {
+    match state {
+        DeliveryState::Rejected(r) => r.error.as_ref().map(|e| e.condition.to_string()),
+        _ => None,
+    }
+}
+
+fn authorized_client(w: &mut World) -> Client {
+    let mut c = w.client();
+    assert_eq!(
+        w.put_token(&mut c, "amqps://localhost/eh1", "SAS_KEY_VALUE"),
+        202
+    );
+    c
+}
+
+fn amqp_error(condition: &'static str) -> AmqpError {
+    AmqpError::new(Symbol::from_static(condition), "injected")
+}
+
+#[test]
+fn detach_links_detaches_the_selected_links_with_the_error_and_forgets_them() {
+    let mut w = World::new();
+    let mut c = authorized_client(&mut w);
+    let to_hub = w.sender(&mut c, "eh1");
+    let to_p0 = c
+        .conn
+        .attach(
+            c.session,
+            link("tx-p0", Role::Sender, "tx-p0", "eh1/Partitions/0"),
+        )
+        .unwrap();
+    w.pump(&mut [&mut c]);
+    let rx0 = w.receiver(&mut c, "rx0", 0, EventPosition::Earliest, None);
+    let rx1 = w.receiver(&mut c, "rx1", 1, EventPosition::Earliest, Some(5));
+    c.events.clear();
+
+    let now = w.now();
+    let n = w.broker.detach_links(
+        now,
+        LinkSelector::Entity("EH1/ConsumerGroups/$Default/Partitions/1".into()),
+        amqp_error("amqp:link:stolen"),
+    );
+    w.pump(&mut [&mut c]);
+    assert_eq!(n, 1);
+    assert_eq!(detach_error(&c, rx1).unwrap().condition, "amqp:link:stolen");
+    assert!(detach_error(&c, rx0).is_none());
+    // The epoch-5 receiver is forgotten: a lower epoch may now attach
+    // (on the handle just freed: forget its events first).
+    c.events.clear();
+    let again = w.receiver(&mut c, "rx1-again", 1, EventPosition::Earliest, Some(0));
+    assert!(detach_error(&c, again).is_none(), "{:?}", c.events);
+
+    c.events.clear();
+    let now = w.now();
+    let n = w.broker.detach_links(
+        now,
+        LinkSelector::Senders,
+        amqp_error("com.microsoft:server-busy"),
+    );
+    w.pump(&mut [&mut c]);
+    assert_eq!(n, 2);
+    for l in [to_hub, to_p0] {
+        assert_eq!(
+            detach_error(&c, l).unwrap().condition,
+            "com.microsoft:server-busy"
+        );
+    }
+    assert!(detach_error(&c, rx0).is_none());
+
+    c.events.clear();
+    let now = w.now();
+    let n = w.broker.detach_links(
+        now,
+        LinkSelector::All,
+        amqp_error("amqp:link:detach-forced"),
+    );
+    w.pump(&mut [&mut c]);
+    assert_eq!(n, 2, "rx0 and rx1-again; never $cbs");
+    assert_eq!(
+        detach_error(&c, rx0).unwrap().condition,
+        "amqp:link:detach-forced"
+    );
+    assert_eq!(w.broker.stats().links_detached, 5);
+    let now = w.now();
+    assert_eq!(
+        w.broker.detach_links(
+            now,
+            LinkSelector::All,
+            amqp_error("amqp:link:detach-forced")
+        ),
+        0
+    );
+    // $cbs still answers.
+    assert_eq!(
+        w.put_token(&mut c, "amqps://localhost/eh1", "SAS_KEY_VALUE"),
+        202
+    );
+}
+
+#[test]
+fn throttled_sends_are_rejected_with_server_busy_not_appended_and_the_link_stays() {
+    let mut w = World::new();
+    let mut c = authorized_client(&mut w);
+    let tx = w.sender(&mut c, "eh1/Partitions/0");
+    w.broker.throttle_sends(2);
+    let ids: Vec<u32> = (0..3u8).map(|i| send(&mut c, tx, &[i])).collect();
+    w.pump(&mut [&mut c]);
+    let got = outcomes(&c, tx);
+    assert_eq!(got.len(), 3, "{got:?}");
+    for (i, (id, state)) in got.iter().enumerate() {
+        assert_eq!(*id, ids[i]);
+        if i < 2 {
+            assert_eq!(
+                condition(state).as_deref(),
+                Some("com.microsoft:server-busy")
+            );
+            let DeliveryState::Rejected(r) = state else {
+                unreachable!()
+            };
+            let text = r.error.as_ref().unwrap().description.as_deref().unwrap();
+            assert!(text.contains("being throttled"), "{text}");
+        } else {
+            assert!(matches!(state, DeliveryState::Accepted(_)), "{state:?}");
+        }
+    }
+    assert!(detach_error(&c, tx).is_none());
+    assert_eq!(w.broker.stats().throttled, 2);
+    assert_eq!(w.broker.stats().events_in, 1);
+    let rx = w.receiver(&mut c, "rx", 0, EventPosition::Earliest, None);
+    c.conn.flow(rx, 10, false).unwrap();
+    w.pump(&mut [&mut c]);
+    let events = delivered(&c, rx);
+    assert_eq!(events.len(), 1);
+    assert_eq!(sequence_number(&events[0]), 0);
+    assert_eq!(events[0].body, Body::Data(vec![Bytes::from_static(&[2])]));
+}
+
+#[test]
+fn a_response_delay_holds_outcomes_and_replies_until_the_virtual_clock_reaches_them() {
+    let mut w = World::new();
+    let mut c = authorized_client(&mut w);
+    let tx = w.sender(&mut c, "eh1/Partitions/0");
+    let rx = w.receiver(&mut c, "rx", 0, EventPosition::Earliest, None);
+    c.conn.flow(rx, 10, false).unwrap();
+    w.pump(&mut [&mut c]);
+    let delay = Duration::from_millis(500);
+    w.broker.set_response_delay(delay);
+    let sent_at = w.now();
+    send(&mut c, tx, b"a");
+    w.pump(&mut [&mut c]);
+    assert!(outcomes(&c, tx).is_empty(), "the outcome is held");
+    assert_eq!(delivered(&c, rx).len(), 1, "but the event is appended");
+    assert_eq!(w.broker.poll_timeout(), Some(sent_at.instant + delay));
+
+    // A CBS reply is held behind it, in order.
+    w.elapsed += Duration::from_millis(100);
+    c.events.clear();
+    w.request_token(&mut c, "amqps://localhost/eh1", "SAS_KEY_VALUE");
+    assert_eq!(token_status(&c), None);
+
+    w.elapsed = Duration::from_millis(499);
+    let now = w.now();
+    w.broker.handle_timeout(now);
+    w.pump(&mut [&mut c]);
+    assert!(outcomes(&c, tx).is_empty());
+    w.elapsed = Duration::from_millis(500);
+    let now = w.now();
+    w.broker.handle_timeout(now);
+    w.pump(&mut [&mut c]);
+    let got = outcomes(&c, tx);
+    assert_eq!(got.len(), 1);
+    assert!(matches!(got[0].1, DeliveryState::Accepted(_)));
+    assert_eq!(token_status(&c), None, "the reply is due at 600 ms");
+    w.elapsed = Duration::from_millis(600);
+    let now = w.now();
+    w.broker.handle_timeout(now);
+    w.pump(&mut [&mut c]);
+    assert_eq!(token_status(&c), Some(202));
+    assert_eq!(w.broker.poll_timeout().map(|t| t > now.instant), Some(true));
+
+    // Back to zero: outcomes go out at once again.
+    w.broker.set_response_delay(Duration::ZERO);
+    c.events.clear();
+    send(&mut c, tx, b"b");
+    w.pump(&mut [&mut c]);
+    assert_eq!(outcomes(&c, tx).len(), 1);
+}
+
+#[test]
+fn an_event_whose_outcome_is_held_survives_the_connection_dropping() {
+    let mut w = World::new();
+    let mut c = authorized_client(&mut w);
+    let tx = w.sender(&mut c, "eh1/Partitions/1");
+    w.broker.set_response_delay(Duration::from_secs(5));
+    send(&mut c, tx, b"kept");
+    w.pump(&mut [&mut c]);
+    assert!(outcomes(&c, tx).is_empty());
+    w.broker.disconnect(c.id);
+    w.broker.set_response_delay(Duration::ZERO);
+    w.elapsed += Duration::from_secs(5);
+    let now = w.now();
+    w.broker.handle_timeout(now);
+    assert_eq!(w.broker.poll_timeout(), None, "nothing held any more");
+    let mut other = authorized_client(&mut w);
+    let rx = w.receiver(&mut other, "rx", 1, EventPosition::Earliest, None);
+    other.conn.flow(rx, 10, false).unwrap();
+    w.pump(&mut [&mut other]);
+    let events = delivered(&other, rx);
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        events[0].body,
+        Body::Data(vec![Bytes::from_static(b"kept")])
+    );
+}
+
+#[test]
+fn close_connection_closes_with_the_condition_and_forgets_the_links() {
+    let mut w = World::new();
+    let mut a = authorized_client(&mut w);
+    let mut b = authorized_client(&mut w);
+    let owner = w.receiver(&mut a, "owner", 0, EventPosition::Latest, Some(7));
+    assert!(detach_error(&a, owner).is_none());
+    let now = w.now();
+    w.broker
+        .close_connection(a.id, now, Some(amqp_error("amqp:connection:forced")));
+    w.pump(&mut [&mut a]);
+    assert!(
+        a.events.iter().any(
+            |e| matches!(e, Event::Closed(Some(err)) if err.condition == "amqp:connection:forced")
+        ),
+        "{:?}",
+        a.events
+    );
+    assert!(w.broker.is_closed(a.id), "the client answered the close");
+    // Its epoch receiver no longer holds the partition.
+    let lower = w.receiver(&mut b, "lower", 0, EventPosition::Latest, Some(1));
+    assert!(detach_error(&b, lower).is_none(), "{:?}", b.events);
+}
+
+// ---- appended events out, and back in ------------------------------------
+
+#[test]
+fn appended_events_are_handed_out_and_a_new_broker_restores_them() {
+    let mut w = World::new();
+    w.broker.record_appends(true);
+    let mut c = authorized_client(&mut w);
+    let tx = w.sender(&mut c, "eh1/Partitions/1");
+    for i in 0..3u8 {
+        w.elapsed += Duration::from_millis(10);
+        send(&mut c, tx, &[i; 5]);
+        w.pump(&mut [&mut c]);
+    }
+    let out = w.broker.take_appended();
+    assert!(w.broker.take_appended().is_empty(), "taken once");
+    assert_eq!(
+        out.iter()
+            .map(|a| (a.hub.as_str(), a.partition.as_str(), a.sequence_number))
+            .collect::<Vec<_>>(),
+        [("eh1", "1", 0), ("eh1", "1", 1), ("eh1", "1", 2)]
+    );
+    assert_eq!(out[1].offset, out[0].encoded.len() as u64);
+    assert_eq!(out[2].enqueued_ms, T0_MS + 30);
+
+    // A later broker takes them back and continues the numbering.
+    let mut w2 = World::new();
+    w2.elapsed = w.elapsed;
+    let now = w2.now();
+    assert_eq!(w2.broker.restore(now, out.clone()), Ok(3));
+    let mut c2 = authorized_client(&mut w2);
+    let tx2 = w2.sender(&mut c2, "eh1/Partitions/1");
+    send(&mut c2, tx2, b"new");
+    w2.pump(&mut [&mut c2]);
+    let rx = w2.receiver(&mut c2, "rx", 1, EventPosition::Earliest, None);
+    c2.conn.flow(rx, 10, false).unwrap();
+    w2.pump(&mut [&mut c2]);
+    let got = delivered(&c2, rx);
+    assert_eq!(
+        got.iter().map(sequence_number).collect::<Vec<_>>(),
+        [0, 1, 2, 3]
+    );
+    let offset = |m: &Message| {
+        m.message_annotations
+            .as_ref()
+            .unwrap()
+            .get("x-opt-offset")
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(
+        offset(&got[2]),
+        Value::String(out[2].offset.to_string().into())
+    );
+    let next = out[2].offset + out[2].encoded.len() as u64;
+    assert_eq!(offset(&got[3]), Value::String(next.to_string().into()));
+
+    // Out of order, unknown partitions and bad bytes are refused.
+    let mut w3 = World::new();
+    let now = w3.now();
+    let mut gap = out.clone();
+    gap.remove(1);
+    assert!(matches!(
+        w3.broker.restore(now, gap),
+        Err(eventhubs_emulator::RestoreError::OutOfOrder {
+            sequence_number: 2,
+            ..
+        })
+    ));
+    let mut w4 = World::new();
+    let now = w4.now();
+    let mut bad = out[0].clone();
+    bad.partition = "7".into();
+    assert!(w4.broker.restore(now, [bad]).is_err());
+    let mut bad = out[0].clone();
+    bad.encoded = Bytes::from_static(b"\x00\x53");
+    assert!(matches!(
+        w4.broker.restore(now, [bad]),
+        Err(eventhubs_emulator::RestoreError::Undecodable { .. })
+    ));
+}
+
+#[test]
+fn restored_events_past_retention_are_dropped_but_keep_their_numbers() {
+    let mut w = World::new();
+    w.broker.record_appends(true);
+    let mut c = authorized_client(&mut w);
+    let tx = w.sender(&mut c, "eh1/Partitions/0");
+    send(&mut c, tx, b"old");
+    w.pump(&mut [&mut c]);
+    let out = w.broker.take_appended();
+    let mut w2 = World::new();
+    w2.elapsed = Duration::from_millis(w2.broker.config().retention_ms as u64 + 1);
+    let now = w2.now();
+    assert_eq!(w2.broker.restore(now, out), Ok(0));
+    let mut c2 = authorized_client(&mut w2);
+    let tx2 = w2.sender(&mut c2, "eh1/Partitions/0");
+    send(&mut c2, tx2, b"new");
+    w2.pump(&mut [&mut c2]);
+    let rx = w2.receiver(&mut c2, "rx", 0, EventPosition::Earliest, None);
+    c2.conn.flow(rx, 10, false).unwrap();
+    w2.pump(&mut [&mut c2]);
+    assert_eq!(
+        delivered(&c2, rx)
+            .iter()
+            .map(sequence_number)
+            .collect::<Vec<_>>(),
+        [1]
+    );
+}
+
+// ---- logs -------------------------------------------------------------------
+
+/// Everything logged, as text.
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+    fn make_writer(&'a self) -> LogBuffer {
+        self.clone()
+    }
+}
+
+#[test]
+fn logs_name_tokens_links_and_conditions_but_never_a_secret() {
+    let log = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(log.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let mut w = World::new();
+        let mut c = w.client();
+        assert_eq!(
+            w.put_token(&mut c, "amqps://localhost/eh1", "WRONG_KEY"),
+            401
+        );
+        assert_eq!(
+            w.put_token(&mut c, "amqps://localhost/eh1", "SAS_KEY_VALUE"),
+            202
+        );
+        let rx = w.receiver(&mut c, "rx", 1, EventPosition::Earliest, Some(3));
+        let now = w.now();
+        w.broker.detach_links(
+            now,
+            LinkSelector::Receivers,
+            amqp_error("amqp:link:detach-forced"),
+        );
+        w.pump(&mut [&mut c]);
+        assert!(detach_error(&c, rx).is_some());
+        let mut plain = w.client_with(SaslMechanism::Plain {
+            username: "RootManageSharedAccessKey".into(),
+            password: "SAS_KEY_VALUE".into(),
+        });
+        w.sender(&mut plain, "eh1/Partitions/0");
+    });
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    for expected in [
+        "put-token refused",
+        "status=401",
+        "put-token accepted",
+        "audience=amqps://localhost/eh1",
+        "link attached",
+        "role=receiver entity=eh1/consumergroups/$default/partitions/1",
+        "epoch=3",
+        "fault: link detached",
+        "amqp:link:detach-forced",
+        "mechanism=PLAIN user=RootManageSharedAccessKey",
+        "role=sender entity=eh1/partitions/0",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
+    }
+    for secret in [
+        "SAS_KEY_VALUE",
+        "WRONG_KEY",
+        "SharedAccessSignature",
+        "sig=",
+    ] {
+        assert!(!text.contains(secret), "{secret:?} logged:\n{text}");
+    }
+}
+
+#[test]
+fn held_outcomes_are_bounded_the_oldest_go_out_early() {
+    let mut w = World::new();
+    let mut c = authorized_client(&mut w);
+    let tx = w.sender(&mut c, "eh1/Partitions/0");
+    w.broker.set_response_delay(Duration::from_secs(3600));
+    // 2^16 outcomes may wait; past that the oldest are sent at once.
+    let extra = 10;
+    let total = (1 << 16) + extra;
+    let mut ids = Vec::new();
+    while ids.len() < total {
+        while ids.len() < total && c.conn.credit(tx) > 0 {
+            ids.push(send(&mut c, tx, b"x"));
+        }
+        w.pump(&mut [&mut c]);
+    }
+    let early: Vec<u32> = outcomes(&c, tx).iter().map(|o| o.0).collect();
+    assert_eq!(early, ids[..extra], "only the overflow, oldest first");
+    assert_eq!(w.broker.stats().events_in, total as u64);
+    c.events.clear();
+    w.elapsed += Duration::from_secs(3600);
+    let now = w.now();
+    w.broker.handle_timeout(now);
+    w.pump(&mut [&mut c]);
+    assert_eq!(outcomes(&c, tx).len(), 1 << 16, "the rest when due");
 }

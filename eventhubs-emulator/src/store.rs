@@ -1,0 +1,712 @@
+//! Optional persistence (`--data-dir`): every partition is a directory of
+//! append-only segment files, read back at start.
+//!
+//! ```text
+//! DIR/<hub>/<partition>/<first sequence number, 20 digits>.log
+//! segment := "EHEMLOG1" record*
+//! record  := length u32 LE | crc32 u32 LE | body         (length = body size)
+//! body    := sequence number i64 LE | offset u64 LE | enqueued ms i64 LE | encoded message
+//! ```
+//!
+//! The hub directory is the hub's name in lower case with every byte other
+//! than `a-z`, `0-9`, `-` and `_` written `%xx`. A segment is closed once it
+//! holds 64 MiB and a new one begins; closed segments whose newest event is
+//! past retention are deleted (the newest segment is always kept, so the
+//! numbering survives even when every event has expired).
+//!
+//! The server appends what [`Broker::take_appended`](crate::Broker::take_appended)
+//! hands out, then `sync_data`s, before it sends the dispositions that
+//! acknowledge those events. Reading back, a torn last record (a crash in
+//! the middle of a write) is dropped with a warning and cut off the file;
+//! anything else that does not check out is a [`StoreError`].
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use tracing::{info, warn};
+
+use crate::broker::Appended;
+use crate::config::EmulatorConfig;
+
+const MAGIC: &[u8; 8] = b"EHEMLOG1";
+/// Record header: length and checksum.
+const RECORD_HEADER: usize = 8;
+/// Body fields before the encoded message.
+const BODY_FIELDS: usize = 24;
+/// A segment is closed once it reaches this size.
+const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Why the data directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A file or directory could not be read, written or synced.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// A segment does not start with the emulator's magic bytes.
+    #[error("{}: not an emulator segment (the file does not start with \"EHEMLOG1\")", path.display())]
+    NotASegment {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A record that is not the torn end of the newest segment is damaged,
+    /// or records do not follow each other.
+    #[error("{}: corrupt at byte {at}: {why}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Where the bad record starts.
+        at: u64,
+        /// What is wrong.
+        why: String,
+    },
+    /// An earlier write failed; nothing more is written until restart.
+    #[error("the data directory failed earlier and takes no more writes: {0}")]
+    Failed(String),
+    /// Events of a hub or partition this store was not opened for.
+    #[error("no partition '{partition}' of hub '{hub}' in the data directory")]
+    UnknownPartition {
+        /// The hub.
+        hub: String,
+        /// The partition.
+        partition: String,
+    },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// CRC-32 (IEEE 802.3, the one of zlib and Ethernet).
+fn crc32(data: &[u8]) -> u32 {
+    const TABLE: [u32; 256] = {
+        let mut table = [0u32; 256];
+        let mut i = 0;
+        while i < 256 {
+            let mut c = i as u32;
+            let mut k = 0;
+            while k < 8 {
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+                k += 1;
+            }
+            table[i] = c;
+            i += 1;
+        }
+        table
+    };
+    let mut c = !0u32;
+    for &b in data {
+        c = TABLE[((c ^ b as u32) & 0xff) as usize] ^ (c >> 8);
+    }
+    !c
+}
+
+/// The directory name of a hub.
+fn hub_dir_name(hub: &str) -> String {
+    let mut out = String::with_capacity(hub.len());
+    for b in hub.to_ascii_lowercase().bytes() {
+        if b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02x}"));
+        }
+    }
+    out
+}
+
+fn segment_name(first_sequence_number: i64) -> String {
+    format!("{first_sequence_number:020}.log")
+}
+
+/// Appends one record for `a` to `buf`.
+fn encode_record(buf: &mut Vec<u8>, a: &Appended) {
+    let len = (BODY_FIELDS + a.encoded.len()) as u32;
+    let start = buf.len();
+    buf.extend_from_slice(&len.to_le_bytes());
+    buf.extend_from_slice(&[0; 4]);
+    buf.extend_from_slice(&a.sequence_number.to_le_bytes());
+    buf.extend_from_slice(&a.offset.to_le_bytes());
+    buf.extend_from_slice(&a.enqueued_ms.to_le_bytes());
+    buf.extend_from_slice(&a.encoded);
+    let crc = crc32(&buf[start + RECORD_HEADER..]);
+    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Makes a new directory entry durable.
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_error(dir))?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+#[derive(Debug)]
+struct Segment {
+    path: PathBuf,
+    /// Enqueued time of its newest event (`i64::MIN` when empty).
+    newest_ms: i64,
+}
+
+#[derive(Debug)]
+struct PartitionLog {
+    hub: String,
+    partition: String,
+    dir: PathBuf,
+    /// Oldest first; the last one is the segment being appended to.
+    segments: Vec<Segment>,
+    /// The newest segment, open for appending, and its size.
+    active: Option<(File, u64)>,
+    /// A segment is closed once it reaches this size.
+    segment_bytes: u64,
+}
+
+/// The persisted partitions of one data directory.
+#[derive(Debug)]
+pub struct Store {
+    dir: PathBuf,
+    retention_ms: i64,
+    logs: BTreeMap<(String, String), PartitionLog>,
+    failed: Option<String>,
+}
+
+/// What reading one segment found.
+struct SegmentRead {
+    events: Vec<Appended>,
+    /// Where the valid records end (a torn tail starts here).
+    valid_len: u64,
+    /// Why the end is torn, when it is.
+    torn: Option<&'static str>,
+}
+
+/// Reads the records of one segment, checking them and their order
+/// against `next` (sequence number and offset due, once known).
+fn read_segment(
+    path: &Path,
+    hub: &str,
+    partition: &str,
+    next: &mut Option<(i64, u64)>,
+) -> Result<SegmentRead, StoreError> {
+    let mut data = Vec::new();
+    // Whole at once: a segment is closed at SEGMENT_BYTES.
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut data))
+        .map_err(io_error(path))?;
+    if data.len() < MAGIC.len() && MAGIC.starts_with(&data) {
+        return Ok(SegmentRead {
+            events: Vec::new(),
+            valid_len: 0,
+            torn: Some("the segment header is cut short"),
+        });
+    }
+    if data.len() < MAGIC.len() || &data[..MAGIC.len()] != MAGIC {
+        return Err(StoreError::NotASegment {
+            path: path.to_path_buf(),
+        });
+    }
+    let corrupt = |at: usize, why: String| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        at: at as u64,
+        why,
+    };
+    let data = Bytes::from(data);
+    let mut events = Vec::new();
+    let mut at = MAGIC.len();
+    let torn = loop {
+        let rest = &data[at..];
+        if rest.is_empty() {
+            break None;
+        }
+        // A crash can leave a record cut short, or (on some file systems)
+        // a tail of zeros; either can only be the end of the file.
+        let zeros = rest.iter().all(|&b| b == 0);
+        if rest.len() < RECORD_HEADER {
+            break Some("a record header is cut short");
+        }
+        let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
+        if len < BODY_FIELDS {
+            if zeros {
+                break Some("the file ends in zeros");
+            }
+            return Err(corrupt(at, format!("record length {len} is too small")));
+        }
+        if len > rest.len() - RECORD_HEADER {
+            break Some("the last record is cut short");
+        }
+        let body = &rest[RECORD_HEADER..RECORD_HEADER + len];
+        if crc32(body) != crc {
+            if RECORD_HEADER + len == rest.len() || zeros {
+                break Some("the last record fails its checksum");
+            }
+            return Err(corrupt(at, "the record fails its checksum".into()));
+        }
+        let field = |i: usize| <[u8; 8]>::try_from(&body[i * 8..i * 8 + 8]).expect("8 bytes");
+        let sequence_number = i64::from_le_bytes(field(0));
+        let offset = u64::from_le_bytes(field(1));
+        let enqueued_ms = i64::from_le_bytes(field(2));
+        let encoded_len = len - BODY_FIELDS;
+        match *next {
+            Some((seq, off)) if sequence_number != seq || offset != off => {
+                return Err(corrupt(
+                    at,
+                    format!("event {sequence_number} at offset {offset} does not follow: event {seq} at offset {off} was due"),
+                ));
+            }
+            _ if sequence_number < 0 => {
+                return Err(corrupt(
+                    at,
+                    format!("negative sequence number {sequence_number}"),
+                ));
+            }
+            _ => {}
+        }
+        *next = Some((sequence_number + 1, offset + encoded_len as u64));
+        let start = at + RECORD_HEADER + BODY_FIELDS;
+        events.push(Appended {
+            hub: hub.to_string(),
+            partition: partition.to_string(),
+            sequence_number,
+            offset,
+            enqueued_ms,
+            encoded: data.slice(start..start + encoded_len),
+        });
+        at += RECORD_HEADER + len;
+    };
+    Ok(SegmentRead {
+        events,
+        valid_len: at as u64,
+        torn,
+    })
+}
+
+impl PartitionLog {
+    /// Reads every segment of the partition; cuts a torn end off the newest.
+    fn open(dir: PathBuf, hub: &str, partition: &str) -> Result<(Self, Vec<Appended>), StoreError> {
+        fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+        let mut names: Vec<(i64, PathBuf)> = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(io_error(&dir))? {
+            let entry = entry.map_err(io_error(&dir))?;
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            match name.strip_suffix(".log").map(str::parse::<i64>) {
+                Some(Ok(first)) if first >= 0 => names.push((first, path)),
+                _ => {
+                    warn!(path = %path.display(), "data dir: ignoring a file that is not a segment")
+                }
+            }
+        }
+        names.sort();
+        let mut next = None;
+        let mut events = Vec::new();
+        let mut segments = Vec::new();
+        let count = names.len();
+        for (i, (first, path)) in names.into_iter().enumerate() {
+            let r = read_segment(&path, hub, partition, &mut next)?;
+            if let Some(e) = r.events.first() {
+                if e.sequence_number != first {
+                    return Err(StoreError::Corrupt {
+                        path,
+                        at: MAGIC.len() as u64,
+                        why: format!(
+                            "the segment is named for event {first} but starts with event {}",
+                            e.sequence_number
+                        ),
+                    });
+                }
+            }
+            if let Some(why) = r.torn {
+                if i + 1 != count {
+                    return Err(StoreError::Corrupt {
+                        path,
+                        at: r.valid_len,
+                        why: format!("{why}, in a segment that is not the newest"),
+                    });
+                }
+                warn!(path = %path.display(), at = r.valid_len, why, "data dir: dropping the torn end of the newest segment (an interrupted write)");
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(io_error(&path))?;
+                if r.valid_len < MAGIC.len() as u64 {
+                    // Not even the header made it: write it again.
+                    f.set_len(0).map_err(io_error(&path))?;
+                    (&f).write_all(MAGIC).map_err(io_error(&path))?;
+                } else {
+                    f.set_len(r.valid_len).map_err(io_error(&path))?;
+                }
+                f.sync_all().map_err(io_error(&path))?;
+            }
+            segments.push(Segment {
+                path,
+                newest_ms: r.events.last().map_or(i64::MIN, |e| e.enqueued_ms),
+            });
+            events.extend(r.events);
+        }
+        Ok((
+            PartitionLog {
+                hub: hub.to_string(),
+                partition: partition.to_string(),
+                dir,
+                segments,
+                active: None,
+                segment_bytes: SEGMENT_BYTES,
+            },
+            events,
+        ))
+    }
+
+    /// The newest segment, open for appending; a new one when there is none
+    /// or it is full.
+    fn active(&mut self, first_sequence_number: i64) -> Result<&mut (File, u64), StoreError> {
+        let limit = self.segment_bytes;
+        let full = self.active.as_ref().is_some_and(|(_, len)| *len >= limit);
+        if full {
+            self.active = None;
+        }
+        if self.active.is_none() {
+            let reuse = match self.segments.last() {
+                Some(s) if !full => {
+                    let len = fs::metadata(&s.path).map_err(io_error(&s.path))?.len();
+                    (len < limit).then(|| (s.path.clone(), len))
+                }
+                _ => None,
+            };
+            let (file, len) = match reuse {
+                Some((path, len)) => {
+                    let f = OpenOptions::new()
+                        .append(true)
+                        .open(&path)
+                        .map_err(io_error(&path))?;
+                    (f, len)
+                }
+                None => {
+                    let path = self.dir.join(segment_name(first_sequence_number));
+                    let mut f = OpenOptions::new()
+                        .create_new(true)
+                        .append(true)
+                        .open(&path)
+                        .map_err(io_error(&path))?;
+                    f.write_all(MAGIC).map_err(io_error(&path))?;
+                    f.sync_data().map_err(io_error(&path))?;
+                    sync_dir(&self.dir)?;
+                    self.segments.push(Segment {
+                        path,
+                        newest_ms: i64::MIN,
+                    });
+                    (f, MAGIC.len() as u64)
+                }
+            };
+            self.active = Some((file, len));
+        }
+        Ok(self.active.as_mut().expect("just set"))
+    }
+
+    /// Writes `events` (all of this partition, in order) and syncs them.
+    fn append(&mut self, events: &[&Appended], buf: &mut Vec<u8>) -> Result<(), StoreError> {
+        let (Some(first), Some(last)) = (events.first(), events.last()) else {
+            return Ok(());
+        };
+        buf.clear();
+        for a in events {
+            encode_record(buf, a);
+        }
+        self.active(first.sequence_number)?;
+        let (Some((file, len)), Some(segment)) = (self.active.as_mut(), self.segments.last_mut())
+        else {
+            return Err(StoreError::Failed(
+                "no segment is open for appending".into(),
+            ));
+        };
+        if let Err(source) = file.write_all(buf).and_then(|()| file.sync_data()) {
+            // Cut a partial write off, so the file ends on a whole record.
+            let _ = file.set_len(*len);
+            let _ = file.sync_data();
+            let path = segment.path.clone();
+            self.active = None;
+            return Err(StoreError::Io { path, source });
+        }
+        *len += buf.len() as u64;
+        segment.newest_ms = last.enqueued_ms;
+        Ok(())
+    }
+
+    /// Deletes closed segments whose newest event is older than `oldest_ms`.
+    /// The newest segment holding an event is always kept: it carries the
+    /// numbering.
+    fn expire(&mut self, oldest_ms: i64) -> Vec<PathBuf> {
+        let mut gone = Vec::new();
+        let keep_from = self
+            .segments
+            .iter()
+            .rposition(|s| s.newest_ms != i64::MIN)
+            .unwrap_or(0);
+        let mut deletable = keep_from;
+        while deletable > 0 && self.segments[0].newest_ms < oldest_ms {
+            deletable -= 1;
+            let s = self.segments.remove(0);
+            match fs::remove_file(&s.path) {
+                Ok(()) => gone.push(s.path),
+                Err(e) => {
+                    warn!(path = %s.path.display(), error = %e, "data dir: cannot delete an expired segment");
+                    self.segments.insert(0, s);
+                    break;
+                }
+            }
+        }
+        gone
+    }
+}
+
+impl Store {
+    /// Opens (creating it if needed) the data directory `dir` for the hubs
+    /// and partitions of `config`, and reads back every event it holds, in
+    /// order per partition. Closed segments past retention at `now_ms` are
+    /// deleted first. Files of hubs or partitions that are no longer
+    /// configured are left alone, with a warning.
+    pub fn open(
+        dir: &Path,
+        config: &EmulatorConfig,
+        now_ms: i64,
+    ) -> Result<(Store, Vec<Appended>), StoreError> {
+        fs::create_dir_all(dir).map_err(io_error(dir))?;
+        let mut logs = BTreeMap::new();
+        let mut events = Vec::new();
+        let oldest_ms = now_ms.saturating_sub(config.retention_ms);
+        let mut known = Vec::new();
+        for hub in &config.hubs {
+            let hub_dir = dir.join(hub_dir_name(&hub.name));
+            known.push(hub_dir.clone());
+            for p in 0..hub.partition_count {
+                let partition = p.to_string();
+                let (mut log, mut read) =
+                    PartitionLog::open(hub_dir.join(&partition), &hub.name, &partition)?;
+                let gone = log.expire(oldest_ms);
+                if !gone.is_empty() {
+                    // Their events were read first only to check the order.
+                    let first = log
+                        .segments
+                        .first()
+                        .and_then(|s| s.path.file_stem())
+                        .and_then(|s| s.to_str())
+                        .and_then(|s| s.parse::<i64>().ok())
+                        .unwrap_or(0);
+                    read.retain(|e| e.sequence_number >= first);
+                    info!(hub = %hub.name, partition = %partition, segments = gone.len(), "data dir: deleted segments past retention");
+                }
+                events.extend(read);
+                logs.insert((hub.name.to_ascii_lowercase(), partition), log);
+            }
+            if let Ok(entries) = fs::read_dir(&hub_dir) {
+                for e in entries.flatten() {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if name
+                        .parse::<u32>()
+                        .map_or(true, |p| p >= hub.partition_count)
+                    {
+                        warn!(path = %e.path().display(), "data dir: not a configured partition; left alone");
+                    }
+                }
+            }
+        }
+        for e in fs::read_dir(dir).map_err(io_error(dir))?.flatten() {
+            if !known.contains(&e.path()) {
+                warn!(path = %e.path().display(), "data dir: not a configured hub; left alone");
+            }
+        }
+        Ok((
+            Store {
+                dir: dir.to_path_buf(),
+                retention_ms: config.retention_ms,
+                logs,
+                failed: None,
+            },
+            events,
+        ))
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends `events` to their partitions' files and syncs them; returns
+    /// once they are durable. After a failed write the store takes no more
+    /// writes (every later call fails), so the files never have a gap.
+    pub fn append(&mut self, events: &[Appended], now_ms: i64) -> Result<(), StoreError> {
+        if let Some(why) = &self.failed {
+            return Err(StoreError::Failed(why.clone()));
+        }
+        let mut by_partition: BTreeMap<(String, String), Vec<&Appended>> = BTreeMap::new();
+        for a in events {
+            by_partition
+                .entry((a.hub.to_ascii_lowercase(), a.partition.clone()))
+                .or_default()
+                .push(a);
+        }
+        let oldest_ms = now_ms.saturating_sub(self.retention_ms);
+        let mut buf = Vec::new();
+        for (key, list) in by_partition {
+            let Some(log) = self.logs.get_mut(&key) else {
+                return Err(StoreError::UnknownPartition {
+                    hub: key.0,
+                    partition: key.1,
+                });
+            };
+            if let Err(e) = log.append(&list, &mut buf) {
+                self.failed = Some(e.to_string());
+                return Err(e);
+            }
+            for path in log.expire(oldest_ms) {
+                info!(hub = %log.hub, partition = %log.partition, path = %path.display(), "data dir: deleted a segment past retention");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use eventhubs_proto::codec::message::Message;
+    use eventhubs_proto::codec::Encode;
+
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let dir = std::env::temp_dir().join(format!(
+                "eventhubs-store-{name}-{}-{nanos}",
+                std::process::id()
+            ));
+            fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn events(partition: &str, from: i64, count: i64, offset: u64, ms: i64) -> Vec<Appended> {
+        let mut offset = offset;
+        (from..from + count)
+            .map(|seq| {
+                let encoded = Message::with_data(vec![seq as u8; 60]).to_bytes();
+                let a = Appended {
+                    hub: "eh1".into(),
+                    partition: partition.into(),
+                    sequence_number: seq,
+                    offset,
+                    enqueued_ms: ms,
+                    encoded,
+                };
+                offset += a.encoded.len() as u64;
+                a
+            })
+            .collect()
+    }
+
+    fn segments(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn segments_roll_expire_past_retention_and_reopen_with_the_numbering() {
+        let tmp = TempDir::new("roll");
+        let config = EmulatorConfig::default();
+        let t0 = 1_800_000_000_000;
+        let (mut store, read) = Store::open(&tmp.0, &config, t0).unwrap();
+        assert!(read.is_empty());
+        for log in store.logs.values_mut() {
+            log.segment_bytes = 300;
+        }
+        let old = events("0", 0, 10, 0, t0);
+        for e in &old {
+            store.append(std::slice::from_ref(e), t0).unwrap();
+        }
+        let p0 = tmp.0.join("eh1").join("0");
+        let before = segments(&p0);
+        assert!(before.len() >= 3, "{before:?}");
+        assert_eq!(before[0], "00000000000000000000.log");
+
+        // An hour and more later, a new event: the old closed segments go;
+        // the one written last is the newest and stays until it is closed.
+        let later = t0 + config.retention_ms + 1;
+        let next_offset = old[9].offset + old[9].encoded.len() as u64;
+        let new = events("0", 10, 1, next_offset, later);
+        store.append(&new, later).unwrap();
+        let after = segments(&p0);
+        assert!(after.len() < before.len(), "{before:?} -> {after:?}");
+        drop(store);
+
+        let (_, read) = Store::open(&tmp.0, &config, later).unwrap();
+        let first: i64 = after[0].trim_end_matches(".log").parse().unwrap();
+        let seqs: Vec<i64> = read.iter().map(|a| a.sequence_number).collect();
+        assert_eq!(seqs, (first..=10).collect::<Vec<_>>());
+        assert_eq!(read.last().unwrap(), &new[0]);
+        assert_eq!(read[0], old[first as usize]);
+    }
+
+    #[test]
+    fn a_gap_between_segments_is_corruption() {
+        let tmp = TempDir::new("gap");
+        let config = EmulatorConfig::default();
+        let (mut store, _) = Store::open(&tmp.0, &config, 0).unwrap();
+        for log in store.logs.values_mut() {
+            log.segment_bytes = 100;
+        }
+        for e in &events("1", 0, 4, 0, 0) {
+            store.append(std::slice::from_ref(e), 0).unwrap();
+        }
+        drop(store);
+        let p1 = tmp.0.join("eh1").join("1");
+        let names = segments(&p1);
+        assert_eq!(names.len(), 4);
+        fs::remove_file(p1.join(&names[1])).unwrap();
+        let e = Store::open(&tmp.0, &config, 0).unwrap_err().to_string();
+        assert!(e.contains("does not follow"), "{e}");
+        assert!(e.contains(&names[2]), "{e}");
+    }
+
+    #[test]
+    fn crc32_matches_the_standard_check_value() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32(b""), 0);
+    }
+
+    #[test]
+    fn hub_names_become_safe_directory_names() {
+        assert_eq!(hub_dir_name("Eh1"), "eh1");
+        assert_eq!(hub_dir_name("my.hub_2-x"), "my%2ehub_2-x");
+        assert_eq!(hub_dir_name(".."), "%2e%2e");
+        assert_eq!(hub_dir_name("a/b"), "a%2fb");
+    }
+}

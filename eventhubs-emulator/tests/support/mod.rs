@@ -1,0 +1,232 @@
+//! A blocking AMQP client on the engine over one loopback TCP socket, for
+//! the emulator's socket tests and its benchmark (which includes this file
+//! by path).
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use eventhubs_proto::codec::message::{Batch, Body, Message};
+use eventhubs_proto::codec::messaging::{Source, Target};
+use eventhubs_proto::codec::performatives::{AmqpError, Role};
+use eventhubs_proto::codec::Encode;
+use eventhubs_proto::engine::{
+    Connection, ConnectionConfig, Event, LinkConfig, LinkId, SaslConfig, SaslMechanism,
+    SessionConfig, Side,
+};
+use eventhubs_proto::eventhubs::EventPosition;
+
+/// SASL PLAIN with the emulator's default policy: no CBS needed.
+pub fn emulator_plain() -> SaslMechanism {
+    SaslMechanism::Plain {
+        username: "RootManageSharedAccessKey".into(),
+        password: "SAS_KEY_VALUE".into(),
+    }
+}
+
+/// One engine connection over one TCP stream, with one session.
+pub struct Client {
+    pub conn: Connection,
+    stream: TcpStream,
+    pub events: VecDeque<Event>,
+    pub session: u16,
+    out: Vec<u8>,
+    rbuf: Vec<u8>,
+    /// The peer closed the socket.
+    pub eof: bool,
+    next_tag: u64,
+}
+
+impl Client {
+    /// Connects, authenticates with `sasl`, opens and begins a session;
+    /// returns once the peer's open has arrived.
+    pub fn connect(addr: SocketAddr, sasl: SaslMechanism) -> std::io::Result<Client> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        let mut config = ConnectionConfig::new(Side::Client, "emulator-test-client");
+        config.hostname = Some("localhost".into());
+        config.sasl = SaslConfig::Client(vec![sasl]);
+        config.max_frame_size = 256 * 1024;
+        let mut conn = Connection::new(config, Instant::now());
+        conn.open().expect("open");
+        let session = conn
+            .begin_session(SessionConfig {
+                incoming_window: 100_000,
+                ..SessionConfig::default()
+            })
+            .expect("session");
+        let mut c = Client {
+            conn,
+            stream,
+            events: VecDeque::new(),
+            session,
+            out: Vec::with_capacity(1 << 20),
+            rbuf: vec![0; 1 << 20],
+            eof: false,
+            next_tag: 0,
+        };
+        c.until(Duration::from_secs(10), |_, e| {
+            matches!(e, Event::Opened(_)).then_some(())
+        })
+        .ok_or_else(|| std::io::Error::other("no open from the peer"))?;
+        Ok(c)
+    }
+
+    /// Writes what is pending, then waits up to `wait` for input.
+    pub fn turn(&mut self, wait: Duration) {
+        let now = Instant::now();
+        self.conn.handle_timeout(now);
+        self.flush();
+        self.drain_events();
+        if !self.events.is_empty() || self.eof {
+            return;
+        }
+        let _ = self
+            .stream
+            .set_read_timeout(Some(wait.max(Duration::from_millis(1))));
+        match self.stream.read(&mut self.rbuf) {
+            Ok(0) => self.eof = true,
+            Ok(n) => {
+                self.conn.handle_input(Instant::now(), &self.rbuf[..n]);
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => self.eof = true,
+        }
+        self.drain_events();
+    }
+
+    fn drain_events(&mut self) {
+        while let Some(e) = self.conn.poll_event() {
+            self.events.push_back(e);
+        }
+    }
+
+    /// Writes what the engine has queued.
+    pub fn flush(&mut self) {
+        self.out.clear();
+        let _ = self.conn.poll_transmit(Instant::now(), &mut self.out);
+        if !self.out.is_empty() && self.stream.write_all(&self.out).is_err() {
+            self.eof = true;
+        }
+    }
+
+    /// Turns until `f` returns `Some` for an event (consumed), or `within`
+    /// passes or the socket closes (`None`).
+    pub fn until<T>(
+        &mut self,
+        within: Duration,
+        mut f: impl FnMut(&mut Connection, &Event) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = Instant::now() + within;
+        loop {
+            while let Some(e) = self.events.pop_front() {
+                if let Some(v) = f(&mut self.conn, &e) {
+                    return Some(v);
+                }
+            }
+            if self.eof || Instant::now() >= deadline {
+                return None;
+            }
+            self.turn(Duration::from_millis(20));
+        }
+    }
+
+    /// Attaches a link and waits for the answer: `Err` with the broker's
+    /// error when it refuses.
+    pub fn attach(&mut self, config: LinkConfig) -> Result<LinkId, Option<AmqpError>> {
+        let role = config.role;
+        let link = self.conn.attach(self.session, config).expect("attach");
+        let answered = self.until(Duration::from_secs(10), |_, e| match e {
+            Event::LinkAttached {
+                link: l, attach, ..
+            } if *l == link => Some(match role {
+                Role::Sender => attach.target.is_some(),
+                Role::Receiver => attach.source.is_some(),
+            }),
+            _ => None,
+        });
+        match answered {
+            Some(true) => Ok(link),
+            _ => Err(self
+                .until(Duration::from_secs(10), |_, e| match e {
+                    Event::LinkDetached { link: l, error, .. } if *l == link => Some(error.clone()),
+                    _ => None,
+                })
+                .flatten()),
+        }
+    }
+
+    /// A sender to `address` (a hub, `eh1/Partitions/0`, or a queue).
+    pub fn sender(&mut self, address: &str) -> Result<LinkId, Option<AmqpError>> {
+        self.attach(LinkConfig {
+            name: format!("tx-{address}"),
+            role: Role::Sender,
+            source: Some(Source::with_address("client")),
+            target: Some(Target::with_address(address)),
+            ..Default::default()
+        })
+    }
+
+    /// A receiver from `address`, starting at `position` when given (an
+    /// Event Hubs filter; `None` for a plain queue).
+    pub fn receiver(
+        &mut self,
+        address: &str,
+        position: Option<EventPosition>,
+    ) -> Result<LinkId, Option<AmqpError>> {
+        let mut source = Source::with_address(address);
+        source.filter = position.map(|p| p.filter_set());
+        self.attach(LinkConfig {
+            name: format!("rx-{address}"),
+            role: Role::Receiver,
+            source: Some(source),
+            target: Some(Target::with_address("client")),
+            ..Default::default()
+        })
+    }
+
+    /// Sends `payload` unsettled with `format`; returns the delivery id.
+    pub fn send(&mut self, link: LinkId, format: u32, payload: Bytes) -> u32 {
+        self.next_tag += 1;
+        let tag = Bytes::copy_from_slice(&self.next_tag.to_be_bytes());
+        self.conn
+            .send(link, tag, format, false, payload)
+            .expect("send")
+    }
+}
+
+/// An event of `size` bytes of body whose first 8 bytes are `n`.
+pub fn event(n: u64, size: usize) -> Message {
+    let mut body = vec![b'x'; size.max(8)];
+    body[..8].copy_from_slice(&n.to_be_bytes());
+    Message {
+        body: Body::Data(vec![body.into()]),
+        ..Default::default()
+    }
+}
+
+/// An Event Hubs batch of `events`, encoded (send with
+/// `BATCH_MESSAGE_FORMAT`).
+pub fn batch(events: &[Message]) -> Bytes {
+    let envelope = Message::default();
+    Batch {
+        envelope: &envelope,
+        events,
+    }
+    .to_bytes()
+}
+
+/// The first 8 body bytes of an event, as `event` wrote them.
+pub fn event_number(m: &Message) -> Option<u64> {
+    match &m.body {
+        Body::Data(d) => d
+            .first()
+            .and_then(|b| b.get(..8))
+            .map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes"))),
+        _ => None,
+    }
+}

@@ -1,0 +1,18 @@
+//! The shared integration scenarios (`tests/scenarios` at the workspace
+//! root) on tokio, against the emulator over real sockets.
+
+#[path = "../../tests/scenarios/mod.rs"]
+mod scenarios;
+
+use eventhubs_tokio::TokioRuntime;
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
+scenario_tests!(TokioRuntime, block_on);
