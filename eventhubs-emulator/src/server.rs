@@ -156,7 +156,11 @@ impl Server {
 
     /// Serves on `listener` and the TLS and WebSocket `listeners` until the
     /// task is dropped.
-    pub async fn serve_with(self, listener: TcpListener, listeners: Listeners) -> std::io::Result<()> {
+    pub async fn serve_with(
+        self,
+        listener: TcpListener,
+        listeners: Listeners,
+    ) -> std::io::Result<()> {
         run(listener, self.shared, None, listeners).await
     }
 }

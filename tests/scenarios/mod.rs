@@ -139,7 +139,7 @@ pub async fn send_and_receive_options<R: Runtime>() {
         .receiver(
             "1",
             ReceiveOptions::default()
-                .sequence_number(before + 100, true)
+                .sequence_number(before + 101, true)
                 .consumer_group("cg1")
                 .epoch(3)
                 .identifier("scenario")
