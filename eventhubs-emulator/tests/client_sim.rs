@@ -8,10 +8,12 @@ mod sim;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use eventhubs_emulator::EmulatorConfig;
+use eventhubs_emulator::{EmulatorConfig, LinkSelector};
 use eventhubs_proto::client::{
     ClientError, ClientEvent, EventData, OpId, ReceivedEvent, ReceiverId, ReceiverOptions,
 };
+use eventhubs_proto::codec::performatives::AmqpError;
+use eventhubs_proto::codec::Symbol;
 use eventhubs_proto::codec::{Timestamp, Value};
 use eventhubs_proto::eventhubs::EventPosition;
 use sim::{Network, World};
@@ -290,6 +292,7 @@ struct Outcome {
     drops: u32,
     connects: u32,
     receiver_restarts: u32,
+    faults: u32,
 }
 
 /// One seeded run: a producer sends small groups of events (to the
@@ -352,6 +355,13 @@ fn run_seed(seed: u64) -> Outcome {
     }
     plan.sort_by_key(|p| p.0);
     let mut plan = plan.into_iter().peekable();
+    // Service-side faults at random instants: throttling, links detached
+    // with a transient condition, slow responses.
+    let mut faults: Vec<(Duration, u64)> = (0..rng.below(6))
+        .map(|_| (Duration::from_millis(rng.below(300_000)), rng.next_u64()))
+        .collect();
+    faults.sort();
+    let mut faults = faults.into_iter().peekable();
     let mut ops: HashMap<OpId, (Vec<i64>, std::time::Instant)> = HashMap::new();
     let mut out = Outcome::default();
     let mut acked_ids: BTreeSet<i64> = BTreeSet::new();
@@ -371,6 +381,40 @@ fn run_seed(seed: u64) -> Outcome {
                 .unwrap();
             ops.insert(op, (ids, deadline));
         }
+        while faults.peek().is_some_and(|f| f.0 <= w.elapsed) {
+            let (_, bits) = faults.next().unwrap();
+            let now = w.now();
+            let bnow = eventhubs_emulator::Now {
+                instant: now.instant,
+                unix_ms: now.unix_ms,
+            };
+            match bits % 4 {
+                0 => w.broker.throttle_sends(1 + (bits >> 8) as u32 % 4),
+                1 => {
+                    let condition = [
+                        "amqp:link:detach-forced",
+                        "com.microsoft:server-busy",
+                        "com.microsoft:timeout",
+                    ][(bits >> 8) as usize % 3];
+                    let which = [
+                        LinkSelector::All,
+                        LinkSelector::Senders,
+                        LinkSelector::Receivers,
+                    ][(bits >> 16) as usize % 3]
+                        .clone();
+                    w.broker.detach_links(
+                        bnow,
+                        which,
+                        AmqpError::new(Symbol::from_static(condition), "simulated fault"),
+                    );
+                }
+                2 => w
+                    .broker
+                    .set_response_delay(Duration::from_millis((bits >> 8) % 3000)),
+                _ => w.broker.set_response_delay(Duration::ZERO),
+            }
+            out.faults += 1;
+        }
         for (t, ev) in w.take_events(c) {
             match ev {
                 ClientEvent::SendComplete { op, result } => {
@@ -385,7 +429,18 @@ fn run_seed(seed: u64) -> Outcome {
                             out.acked += ids.len();
                             acked_ids.extend(ids);
                         }
-                        Err(_) => out.failed_ops += 1,
+                        Err(e) => {
+                            // Credentials are valid and every injected fault
+                            // is transient: only running out of time or
+                            // retries is an acceptable failure.
+                            if e.recovery() == eventhubs_proto::eventhubs::RecoveryKind::Fatal {
+                                fail(format!("send failed with a fatal error: {e}"));
+                            }
+                            out.failed_ops += 1;
+                            if std::env::var_os("SIM_VERBOSE").is_some() {
+                                println!("seed {seed}: send failed: {e}");
+                            }
+                        }
                     }
                 }
                 ClientEvent::Received { receiver, event } => {
@@ -493,10 +548,12 @@ fn seeded_runs_lose_nothing_duplicate_nothing_and_never_hang() {
         total.drops += o.drops;
         total.connects += o.connects;
         total.receiver_restarts += o.receiver_restarts;
+        total.faults += o.faults;
     }
     println!("{seeds} seeds: {total:?}");
     // The runs must exercise what they claim to.
     assert!(total.drops > seeds as u32 / 2, "{total:?}");
+    assert!(total.faults > seeds as u32, "{total:?}");
     assert!(
         total.acked > 0 && total.received >= total.acked,
         "{total:?}"

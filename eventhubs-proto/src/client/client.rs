@@ -1872,9 +1872,13 @@ impl Client {
         if !self.uses_cbs() {
             return true;
         }
+        // Authorised with the current token: while a refreshed token is
+        // being put, new links wait for it, so that an attach never
+        // overtakes the put-token that covers it.
+        let generation = self.tokens.get(audience).map_or(0, |s| s.generation);
         self.conn
             .as_ref()
-            .is_some_and(|c| matches!(c.auth.get(audience), Some(Auth::Done(_))))
+            .is_some_and(|c| c.auth.get(audience) == Some(&Auth::Done(generation)))
     }
 
     fn put_tokens(&mut self, _now: Now) {
