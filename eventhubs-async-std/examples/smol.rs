@@ -29,8 +29,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ReceiveOptions::default().sequence_number(p.last_sequence_number, false),
             )
             .await?;
-        let mut sender = HubOptions::default();
-        sender.partitioned_sender = Some(info.partition_ids[0].clone());
+        let sender = HubOptions {
+            partitioned_sender: Some(info.partition_ids[0].clone()),
+            ..HubOptions::default()
+        };
         let producer = Hub::from_connection_string(&cs, sender)?;
         producer.send(Event::new("hello from smol")).await?;
         let timeout = async {

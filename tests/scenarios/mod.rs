@@ -272,8 +272,10 @@ pub async fn tls_transport<R: Runtime>() {
     let provider =
         SasTokenProvider::from_key("RootManageSharedAccessKey", "SAS_KEY_VALUE").unwrap();
     let transport = TransportOptions::new(TransportKind::Tls).with_port(port);
-    let mut retry = eventhubs_proto::eventhubs::RetryPolicy::default();
-    retry.max_retries = 1;
+    let retry = eventhubs_proto::eventhubs::RetryPolicy {
+        max_retries: 1,
+        ..Default::default()
+    };
     let h = Hub::<R>::new(
         "localhost",
         "eh1",

@@ -1593,8 +1593,8 @@ impl Client {
 
     fn detach_gone(&mut self, link: Option<LinkId>) {
         if let (Some(link), Some(c)) = (link, self.conn.as_mut()) {
-            if c.owners.contains_key(&link) {
-                c.owners.insert(link, Owner::Gone);
+            if let Some(owner) = c.owners.get_mut(&link) {
+                *owner = Owner::Gone;
                 let _ = c.engine.detach(link, true, None);
             }
         }

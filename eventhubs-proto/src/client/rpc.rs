@@ -315,11 +315,13 @@ mod tests {
 
     #[test]
     fn status_is_read_in_both_spellings_and_any_int_width() {
-        let mut m = Message::default();
-        m.application_properties = Some(props(&[
-            ("statusCode", Value::Uint(202)),
-            ("statusDescription", Value::String("Accepted".into())),
-        ]));
+        let mut m = Message {
+            application_properties: Some(props(&[
+                ("statusCode", Value::Uint(202)),
+                ("statusDescription", Value::String("Accepted".into())),
+            ])),
+            ..Message::default()
+        };
         let s = response_status(&m).unwrap();
         assert!(s.is_success());
         assert_eq!((s.code, s.description.as_deref()), (202, Some("Accepted")));
@@ -345,7 +347,7 @@ mod tests {
         map.insert(s("partition_count"), Value::Int(2));
         map.insert(
             s("partition_ids"),
-            Value::Array(crate::codec::value::Array::new(0xa1, vec![s("0"), s("1")]).unwrap()),
+            Value::Array(crate::codec::Array::new(0xa1, vec![s("0"), s("1")]).unwrap()),
         );
         map.insert(s("georeplication_factor"), Value::Int(1));
         let m = Message::with_value(Value::Map(map));
