@@ -192,6 +192,18 @@ pub fn checkpoint_of(event: &ReceivedEvent) -> Checkpoint {
     )
 }
 
+/// `event.checkpoint()`, as the Go library's `Event.GetCheckpoint`.
+pub trait EventCheckpoint {
+    /// Where to resume after this event.
+    fn checkpoint(&self) -> Checkpoint;
+}
+
+impl EventCheckpoint for ReceivedEvent {
+    fn checkpoint(&self) -> Checkpoint {
+        checkpoint_of(self)
+    }
+}
+
 struct Inner<R: Runtime> {
     rt: R,
     host: String,

@@ -37,7 +37,8 @@ pub use eventhubs_proto::client::{
     PartitionRuntimeInformation, ReceivedEvent, SystemProperties,
 };
 pub use hub::{
-    checkpoint_of, EventStream, Hub, HubOptions, ListenerHandle, ReceiveOptions, SendOptions,
+    checkpoint_of, EventCheckpoint, EventStream, Hub, HubOptions, ListenerHandle, ReceiveOptions,
+    SendOptions,
 };
 pub use persist::{Checkpoint, CheckpointPersister, FilePersister, MemoryPersister, PersistError};
 pub use runtime::{BoxFuture, Runtime};

@@ -15,6 +15,7 @@ use eventhubs_proto::client::{
 use eventhubs_proto::codec::performatives::AmqpError;
 use eventhubs_proto::codec::Symbol;
 use eventhubs_proto::codec::{Timestamp, Value};
+use eventhubs_proto::eventhubs::sas::SyncTokenProvider;
 use eventhubs_proto::eventhubs::EventPosition;
 use sim::{Network, World};
 
@@ -781,4 +782,73 @@ fn close_finishes_sends_then_closes_the_connection() {
         w.broker.connections().is_empty(),
         "the broker saw the connection close"
     );
+}
+
+/// With an asynchronous token source, the client asks for the token and
+/// connects only once it has one, so the service's window for a first
+/// put-token is never spent waiting on the source.
+#[test]
+fn external_tokens_are_fetched_before_connecting() {
+    let mut w = World::new(10, EmulatorConfig::default(), Network::calm());
+    let mut o = World::options(10, HOUR);
+    o.credential = eventhubs_proto::client::Credential::External;
+    let c = w.add_client(o);
+    let now = w.now();
+    let op = w.peers[c]
+        .client
+        .send(
+            now,
+            vec![event(0, None)],
+            Some("0".into()),
+            now.instant + Duration::from_secs(90),
+        )
+        .unwrap();
+    let events = drain(&mut w, c, 30);
+    let audience = events
+        .iter()
+        .find_map(|e| match e {
+            ClientEvent::TokenRequired { audience } => Some(audience.clone()),
+            _ => None,
+        })
+        .expect("a token is asked for");
+    assert_eq!(audience, "amqps://localhost/eh1/Partitions/0");
+    assert!(
+        !events.iter().any(|e| matches!(e, ClientEvent::Connect(_))),
+        "no connection before the token"
+    );
+    // The caller's source answers after 30 s.
+    let provider_now = w.now();
+    let token = eventhubs_proto::eventhubs::sas::SasKeyProvider::new(sim::KEY_NAME, sim::KEY)
+        .unwrap()
+        .token(&audience, (provider_now.unix_ms / 1000) as u64);
+    w.peers[c]
+        .client
+        .supply_token(provider_now, &audience, token);
+    let events = drain(&mut w, c, 10);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::SendComplete { op: o, result: Ok(()) } if *o == op)),
+        "{events:?}"
+    );
+    assert_eq!(w.peers[c].connects, 1);
+}
+
+/// `com.microsoft:server-busy` on a transfer: the send waits the service's
+/// extra 4–8 s before retrying, then succeeds.
+#[test]
+fn server_busy_backs_off_at_least_four_seconds() {
+    let mut w = World::new(11, EmulatorConfig::default(), Network::calm());
+    let c = w.add_client(World::options(11, HOUR));
+    send(&mut w, c, vec![event(0, None)], Some("0")).unwrap();
+    w.broker.throttle_sends(2);
+    let start = w.now().instant;
+    send(&mut w, c, vec![event(1, None)], Some("0")).unwrap();
+    let waited = w.now().instant - start;
+    assert!(
+        waited >= Duration::from_secs(8),
+        "two server-busy back-offs: {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(30), "{waited:?}");
+    assert_eq!(w.broker.stats().events_in, 2);
 }

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use eventhubs_async::persist::FilePersister;
+use eventhubs_async::persist::{CheckpointPersister, FilePersister};
 use eventhubs_async::transport::{TransportKind, TransportOptions};
 use eventhubs_async::{
     Error, Event, EventStream, Hub, HubOptions, ReceiveOptions, Runtime, SasTokenProvider,
@@ -503,12 +503,35 @@ pub async fn checkpoints_resume_after_restart<R: Runtime>() {
     );
     h.send_batch(numbered(5..8)).await.unwrap();
     let mut s = h.receiver("1", ReceiveOptions::default()).await.unwrap();
-    let rest: Vec<i64> = take::<R>(&mut s, 3).await.iter().map(n_of).collect();
+    let events = take::<R>(&mut s, 3).await;
+    let rest: Vec<i64> = events.iter().map(n_of).collect();
     assert_eq!(rest, vec![5, 6, 7]);
+    {
+        use eventhubs_async::EventCheckpoint as _;
+        let cp = events[0].checkpoint();
+        assert_eq!(
+            (cp.offset.as_str(), cp.sequence_number),
+            (
+                events[0].system.offset.as_str(),
+                events[0].system.sequence_number
+            )
+        );
+    }
+    let saved = FilePersister::new(&dir)
+        .unwrap()
+        .read(e_host(&h), "eh1", "$Default", "1")
+        .unwrap()
+        .expect("a checkpoint");
+    assert_eq!(saved.sequence_number, 4, "the last handled event");
+    let _ = saved.resume_position();
     assert_eq!(*got.lock().unwrap(), vec![0, 1, 2, 3, 4]);
     drop(s);
     h.close().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn e_host<R: Runtime>(h: &Hub<R>) -> &str {
+    h.host()
 }
 
 fn rand_suffix() -> u128 {

@@ -1788,7 +1788,15 @@ impl Client {
             }
             _ => {}
         }
-        let wants = self.has_work() && self.closing.is_none_or(|_| !self.ops.is_empty());
+        // With CBS, connect only once a token is at hand: the service closes
+        // a connection that puts no token within ~20 s of opening.
+        let token_ready = !self.uses_cbs()
+            || self
+                .needed_audiences()
+                .iter()
+                .any(|a| self.tokens.get(a).is_some_and(|s| s.token.is_some()));
+        let wants =
+            self.has_work() && token_ready && self.closing.is_none_or(|_| !self.ops.is_empty());
         if matches!(self.phase, Phase::Idle) && self.conn.is_none() && wants {
             let id = TransportId(self.next_transport);
             self.next_transport += 1;
