@@ -148,28 +148,23 @@ pub fn split_into_batches(
             if batch.try_add(e)? {
                 continue;
             }
-            if batch.is_empty() {
-                let mut alone = EventBatch::new(key.cloned(), usize::MAX);
-                alone.try_add(e)?;
-                return Err(BatchError::EventTooLarge {
-                    index,
-                    size: alone.size(),
-                    max: max_size,
-                });
+            if !batch.is_empty() {
+                out.push(std::mem::replace(
+                    &mut batch,
+                    EventBatch::new(key.cloned(), max_size),
+                ));
+                if batch.try_add(e)? {
+                    continue;
+                }
             }
-            out.push(std::mem::replace(
-                &mut batch,
-                EventBatch::new(key.cloned(), max_size),
-            ));
-            if !batch.try_add(e)? {
-                let mut alone = EventBatch::new(key.cloned(), usize::MAX);
-                alone.try_add(e)?;
-                return Err(BatchError::EventTooLarge {
-                    index,
-                    size: alone.size(),
-                    max: max_size,
-                });
-            }
+            // Too large even alone in a batch.
+            let mut alone = EventBatch::new(key.cloned(), usize::MAX);
+            alone.try_add(e)?;
+            return Err(BatchError::EventTooLarge {
+                index,
+                size: alone.size(),
+                max: max_size,
+            });
         }
         if !batch.is_empty() {
             out.push(batch);

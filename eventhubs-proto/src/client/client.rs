@@ -1191,68 +1191,48 @@ impl Client {
                 let Some(s) = self.senders.get_mut(&key) else {
                     return;
                 };
-                if s.attached_at
-                    .is_some_and(|t| now.instant.saturating_duration_since(t) >= HEALTHY_SPAN)
-                {
-                    s.failures = 0;
-                }
                 s.reset_link();
-                s.failures += 1;
-                let kind = classify_error(error.as_ref(), ErrorSource::Link);
-                let condition = error.as_ref().map(|e| e.condition.clone());
-                let bits = self.rng.next_u64();
-                let delay = (kind != RecoveryKind::Fatal)
-                    .then(|| {
-                        self.options
-                            .retry
-                            .next_delay(s.failures, condition.as_ref(), bits)
-                    })
-                    .flatten();
-                warn!(target = ?key, condition = ?condition.as_ref().map(Symbol::as_str), "sender detached");
-                match delay {
-                    Some(d) => s.retry_at = Some(now.instant + d),
-                    None => {
-                        let err = ClientError::Service(error.unwrap_or_else(|| {
-                            amqp_error("amqp:link:detach-forced", "sender detached")
-                        }));
-                        self.fail_sender(&key, err);
+                let failures = count_failure(&mut s.failures, s.attached_at, now);
+                warn!(target = ?key, condition = ?error.as_ref().map(|e| e.condition.as_str()), "sender detached");
+                match self.link_retry_delay(failures, error.as_ref()) {
+                    Some(d) => {
+                        if let Some(s) = self.senders.get_mut(&key) {
+                            s.retry_at = Some(now.instant + d);
+                        }
                     }
+                    None => self.fail_sender(&key, detach_error(error, "sender detached")),
                 }
             }
             Owner::Receiver(id) => {
                 let Some(r) = self.receivers.get_mut(&id) else {
                     return;
                 };
-                if r.attached_at
-                    .is_some_and(|t| now.instant.saturating_duration_since(t) >= HEALTHY_SPAN)
-                {
-                    r.failures = 0;
-                }
                 r.link = None;
                 r.attached = false;
-                r.failures += 1;
-                let kind = classify_error(error.as_ref(), ErrorSource::Link);
-                let condition = error.as_ref().map(|e| e.condition.clone());
-                let bits = self.rng.next_u64();
-                let delay = (kind != RecoveryKind::Fatal)
-                    .then(|| {
-                        self.options
-                            .retry
-                            .next_delay(r.failures, condition.as_ref(), bits)
-                    })
-                    .flatten();
-                warn!(partition = %r.options.partition_id, condition = ?condition.as_ref().map(Symbol::as_str), "receiver detached");
-                match delay {
-                    Some(d) => r.retry_at = Some(now.instant + d),
-                    None => {
-                        let err = ClientError::Service(error.unwrap_or_else(|| {
-                            amqp_error("amqp:link:detach-forced", "receiver detached")
-                        }));
-                        self.fail_receiver(id, err);
+                let failures = count_failure(&mut r.failures, r.attached_at, now);
+                warn!(partition = %r.options.partition_id, condition = ?error.as_ref().map(|e| e.condition.as_str()), "receiver detached");
+                match self.link_retry_delay(failures, error.as_ref()) {
+                    Some(d) => {
+                        if let Some(r) = self.receivers.get_mut(&id) {
+                            r.retry_at = Some(now.instant + d);
+                        }
                     }
+                    None => self.fail_receiver(id, detach_error(error, "receiver detached")),
                 }
             }
         }
+    }
+
+    /// How long to wait before re-attaching a link detached with `error`
+    /// after `failures` failures in a row; `None` to give up.
+    fn link_retry_delay(&mut self, failures: u32, error: Option<&AmqpError>) -> Option<Duration> {
+        let bits = self.rng.next_u64();
+        if classify_error(error, ErrorSource::Link) == RecoveryKind::Fatal {
+            return None;
+        }
+        self.options
+            .retry
+            .next_delay(failures, error.map(|e| &e.condition), bits)
     }
 
     fn on_delivery(
@@ -2219,6 +2199,22 @@ impl Client {
         info!("client closed");
         self.events.push_back(ClientEvent::Closed);
     }
+}
+
+/// Counts one more failure of a link, starting afresh when it had stayed
+/// attached for [`HEALTHY_SPAN`]; returns the count.
+fn count_failure(failures: &mut u32, attached_at: Option<Instant>, now: Now) -> u32 {
+    if attached_at.is_some_and(|t| now.instant.saturating_duration_since(t) >= HEALTHY_SPAN) {
+        *failures = 0;
+    }
+    *failures += 1;
+    *failures
+}
+
+/// The error to report for a detach, with a stand-in when the service gave
+/// none.
+fn detach_error(error: Option<AmqpError>, what: &'static str) -> ClientError {
+    ClientError::Service(error.unwrap_or_else(|| amqp_error("amqp:link:detach-forced", what)))
 }
 
 /// When to put a fresh token: 10 minutes before expiry (Go), or a fifth of
