@@ -292,6 +292,19 @@ impl<R: Runtime> Hub<R> {
         )
     }
 
+    /// A hub `name` in `namespace` with credentials from the environment:
+    /// `EVENTHUB_KEY_NAME` and `EVENTHUB_KEY_VALUE`, or the key in
+    /// `EVENTHUB_CONNECTION_STRING` (Go
+    /// `NewHubWithNamespaceNameAndEnvironment`).
+    pub fn with_environment_credentials(
+        namespace: &str,
+        name: &str,
+        options: HubOptions,
+    ) -> Result<Self, Error> {
+        let provider = SasTokenProvider::from_process_env()?;
+        Self::new(namespace, name, provider, options)
+    }
+
     /// A hub from `EVENTHUB_CONNECTION_STRING`, or `EVENTHUB_NAMESPACE`,
     /// `EVENTHUB_NAME` with `EVENTHUB_KEY_NAME` and `EVENTHUB_KEY_VALUE`
     /// (Go `NewHubFromEnvironment`).

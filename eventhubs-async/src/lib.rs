@@ -33,8 +33,8 @@ pub mod transport;
 pub use credentials::{HubEnvironment, SasTokenProvider, SyncAdapter, TokenFuture, TokenProvider};
 pub use error::Error;
 pub use eventhubs_proto::client::{
-    EventData as Event, HubRuntimeInformation, LastEnqueuedEventProperties,
-    PartitionRuntimeInformation, ReceivedEvent, SystemProperties,
+    split_into_batches, BatchError, EventBatch, EventData as Event, HubRuntimeInformation,
+    LastEnqueuedEventProperties, PartitionRuntimeInformation, ReceivedEvent, SystemProperties,
 };
 pub use hub::{
     checkpoint_of, EventCheckpoint, EventStream, Hub, HubOptions, ListenerHandle, ReceiveOptions,

@@ -712,9 +712,9 @@ fn sends_fail_by_their_deadline_when_the_service_is_unreachable() {
         ..Network::calm()
     };
     let mut w = World::new(8, EmulatorConfig::default(), net);
-    let mut o = World::options(8, HOUR);
-    o.retry.max_retries = 1000;
-    let c = w.add_client(o);
+    // The default policy (3 retries): sends go on retrying until their
+    // deadline all the same.
+    let c = w.add_client(World::options(8, HOUR));
     let now = w.now();
     let deadline = now.instant + Duration::from_secs(20);
     let op = w.peers[c]

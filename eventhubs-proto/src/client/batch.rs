@@ -206,6 +206,42 @@ mod tests {
     }
 
     #[test]
+    fn batches_are_byte_exact() {
+        // Event "a": one data section, 00 53 75 a0 01 'a'.
+        let data_a = [0x00, 0x53, 0x75, 0xa0, 0x01, b'a'];
+        let mut b = EventBatch::new(None, 1024);
+        assert!(b.try_add(&EventData::new(&b"a"[..])).unwrap());
+        assert!(b.try_add(&EventData::new(&b"a"[..])).unwrap());
+        // No envelope sections; each event in a data section of its own.
+        let mut expected = Vec::new();
+        for _ in 0..2 {
+            expected.extend_from_slice(&[0x00, 0x53, 0x75, 0xa0, 0x06]);
+            expected.extend_from_slice(&data_a);
+        }
+        assert_eq!(&b.encode().0[..], &expected[..]);
+        assert_eq!(b.size(), 22);
+
+        // With a partition key: message-annotations {x-opt-partition-key:
+        // "k"} on the envelope and on each event.
+        let mut annotations = vec![0x00, 0x53, 0x72, 0xc1, 0x19, 0x02, 0xa3, 0x13];
+        annotations.extend_from_slice(b"x-opt-partition-key");
+        annotations.extend_from_slice(&[0xa1, 0x01, b'k']);
+        let mut keyed = EventData::new(&b"a"[..]);
+        keyed.partition_key = Some("k".into());
+        let mut b = EventBatch::new(Some("k".into()), 1024);
+        assert!(b.try_add(&keyed).unwrap());
+        assert!(b.try_add(&keyed).unwrap());
+        let mut expected = annotations.clone();
+        for _ in 0..2 {
+            expected.extend_from_slice(&[0x00, 0x53, 0x75, 0xa0, 36]);
+            expected.extend_from_slice(&annotations);
+            expected.extend_from_slice(&data_a);
+        }
+        assert_eq!(&b.encode().0[..], &expected[..]);
+        assert_eq!(b.size(), 112);
+    }
+
+    #[test]
     fn section_overhead_is_5_below_256_bytes_and_8_above() {
         let mut b = EventBatch::new(None, usize::MAX);
         let before = b.size();

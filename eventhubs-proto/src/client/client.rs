@@ -129,6 +129,11 @@ pub struct ClientOptions {
     pub idle_timeout: Option<Duration>,
     /// How long a transport and the AMQP open may take.
     pub connect_timeout: Duration,
+    /// Keep retrying sends and information requests after the policy's
+    /// retries are used up, at its largest step, for as long as their
+    /// deadline allows (transient errors only). Receivers, which have no
+    /// deadline, still give up after the policy's retries.
+    pub retry_until_deadline: bool,
 }
 
 impl ClientOptions {
@@ -146,6 +151,7 @@ impl ClientOptions {
             max_frame_size: 64 * 1024,
             idle_timeout: Some(Duration::from_secs(60)),
             connect_timeout: Duration::from_secs(60),
+            retry_until_deadline: true,
         }
     }
 }
@@ -1071,15 +1077,27 @@ impl Client {
             }
         }
         self.conn_failures += 1;
+        let until_deadline = self.options.retry_until_deadline && !self.ops.is_empty();
         let delay = if kind == RecoveryKind::Fatal {
             None
         } else {
-            let bits = self.rng.next_u64();
-            self.options
-                .retry
-                .next_delay(self.conn_failures, error.condition(), bits)
+            retry_delay(
+                &self.options.retry,
+                &mut self.rng,
+                self.conn_failures,
+                error.condition(),
+                until_deadline,
+            )
         };
         self.last_conn_error = Some(error.clone());
+        if delay.is_some() && self.conn_failures > self.options.retry.max_retries {
+            // Retries are used up: receivers give up; operations go on
+            // trying until their deadlines.
+            let rs: Vec<ReceiverId> = self.receivers.keys().copied().collect();
+            for r in rs {
+                self.fail_receiver(r, error.clone());
+            }
+        }
         match delay {
             Some(d) => {
                 debug!(
@@ -1194,7 +1212,7 @@ impl Client {
                 s.reset_link();
                 let failures = count_failure(&mut s.failures, s.attached_at, now);
                 warn!(target = ?key, condition = ?error.as_ref().map(|e| e.condition.as_str()), "sender detached");
-                match self.link_retry_delay(failures, error.as_ref()) {
+                match self.link_retry_delay(failures, error.as_ref(), true) {
                     Some(d) => {
                         if let Some(s) = self.senders.get_mut(&key) {
                             s.retry_at = Some(now.instant + d);
@@ -1211,7 +1229,7 @@ impl Client {
                 r.attached = false;
                 let failures = count_failure(&mut r.failures, r.attached_at, now);
                 warn!(partition = %r.options.partition_id, condition = ?error.as_ref().map(|e| e.condition.as_str()), "receiver detached");
-                match self.link_retry_delay(failures, error.as_ref()) {
+                match self.link_retry_delay(failures, error.as_ref(), false) {
                     Some(d) => {
                         if let Some(r) = self.receivers.get_mut(&id) {
                             r.retry_at = Some(now.instant + d);
@@ -1225,14 +1243,23 @@ impl Client {
 
     /// How long to wait before re-attaching a link detached with `error`
     /// after `failures` failures in a row; `None` to give up.
-    fn link_retry_delay(&mut self, failures: u32, error: Option<&AmqpError>) -> Option<Duration> {
-        let bits = self.rng.next_u64();
+    fn link_retry_delay(
+        &mut self,
+        failures: u32,
+        error: Option<&AmqpError>,
+        until_deadline: bool,
+    ) -> Option<Duration> {
         if classify_error(error, ErrorSource::Link) == RecoveryKind::Fatal {
             return None;
         }
-        self.options
-            .retry
-            .next_delay(failures, error.map(|e| &e.condition), bits)
+        let until_deadline = until_deadline && self.options.retry_until_deadline;
+        retry_delay(
+            &self.options.retry,
+            &mut self.rng,
+            failures,
+            error.map(|e| &e.condition),
+            until_deadline,
+        )
     }
 
     fn on_delivery(
@@ -1406,12 +1433,15 @@ impl Client {
                     let err =
                         ClientError::status(status.code, status.description, status.condition);
                     *attempt += 1;
-                    let bits = self.rng.next_u64();
                     let delay = (err.recovery() != RecoveryKind::Fatal)
                         .then(|| {
-                            self.options
-                                .retry
-                                .next_delay(*attempt, err.condition(), bits)
+                            retry_delay(
+                                &self.options.retry,
+                                &mut self.rng,
+                                *attempt,
+                                err.condition(),
+                                self.options.retry_until_deadline,
+                            )
                         })
                         .flatten();
                     match delay {
@@ -1481,11 +1511,13 @@ impl Client {
             }
             Err(e) => {
                 unit.attempt += 1;
-                let bits = self.rng.next_u64();
-                let delay = self
-                    .options
-                    .retry
-                    .next_delay(unit.attempt, Some(&e.condition), bits);
+                let delay = retry_delay(
+                    &self.options.retry,
+                    &mut self.rng,
+                    unit.attempt,
+                    Some(&e.condition),
+                    self.options.retry_until_deadline,
+                );
                 debug!(
                     condition = e.condition.as_str(),
                     attempt = unit.attempt,
@@ -1591,12 +1623,16 @@ impl Client {
     ) {
         let slot = self.tokens.entry(audience.to_owned()).or_default();
         slot.failures += 1;
-        let bits = self.rng.next_u64();
+        let until_deadline = self.options.retry_until_deadline && !self.ops.is_empty();
         let delay = (kind.unwrap_or(RecoveryKind::Fatal) != RecoveryKind::Fatal)
             .then(|| {
-                self.options
-                    .retry
-                    .next_delay(slot.failures, error.condition(), bits)
+                retry_delay(
+                    &self.options.retry,
+                    &mut self.rng,
+                    slot.failures,
+                    error.condition(),
+                    until_deadline,
+                )
             })
             .flatten();
         if let Some(d) = delay {
@@ -2199,6 +2235,28 @@ impl Client {
         info!("client closed");
         self.events.push_back(ClientEvent::Closed);
     }
+}
+
+/// The policy's delay before retry `attempt`; once its retries are used
+/// up and `until_deadline`, its largest step again (the caller's deadline
+/// ends the retrying). `None` to give up: fatal conditions, retrying
+/// disabled, or retries used up otherwise.
+fn retry_delay(
+    policy: &RetryPolicy,
+    rng: &mut SplitMix64,
+    attempt: u32,
+    condition: Option<&Symbol>,
+    until_deadline: bool,
+) -> Option<Duration> {
+    let bits = rng.next_u64();
+    if let Some(d) = policy.next_delay(attempt, condition, bits) {
+        return Some(d);
+    }
+    if !until_deadline || attempt <= policy.max_retries {
+        // Disabled, or refused for its condition.
+        return None;
+    }
+    policy.next_delay(policy.max_retries, condition, bits)
 }
 
 /// Counts one more failure of a link, starting afresh when it had stayed
