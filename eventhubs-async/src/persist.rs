@@ -190,51 +190,35 @@ pub trait CheckpointPersister: Send + Sync {
     ) -> Result<Option<Checkpoint>, PersistError>;
 }
 
-impl<P: CheckpointPersister + ?Sized> CheckpointPersister for Arc<P> {
-    fn write(
-        &self,
-        namespace: &str,
-        hub: &str,
-        consumer_group: &str,
-        partition_id: &str,
-        checkpoint: &Checkpoint,
-    ) -> Result<(), PersistError> {
-        (**self).write(namespace, hub, consumer_group, partition_id, checkpoint)
-    }
+/// Persisters behind a smart pointer are persisters.
+macro_rules! forward_persister {
+    ($($ptr:ident),*) => {$(
+        impl<P: CheckpointPersister + ?Sized> CheckpointPersister for $ptr<P> {
+            fn write(
+                &self,
+                namespace: &str,
+                hub: &str,
+                consumer_group: &str,
+                partition_id: &str,
+                checkpoint: &Checkpoint,
+            ) -> Result<(), PersistError> {
+                (**self).write(namespace, hub, consumer_group, partition_id, checkpoint)
+            }
 
-    fn read(
-        &self,
-        namespace: &str,
-        hub: &str,
-        consumer_group: &str,
-        partition_id: &str,
-    ) -> Result<Option<Checkpoint>, PersistError> {
-        (**self).read(namespace, hub, consumer_group, partition_id)
-    }
+            fn read(
+                &self,
+                namespace: &str,
+                hub: &str,
+                consumer_group: &str,
+                partition_id: &str,
+            ) -> Result<Option<Checkpoint>, PersistError> {
+                (**self).read(namespace, hub, consumer_group, partition_id)
+            }
+        }
+    )*};
 }
 
-impl<P: CheckpointPersister + ?Sized> CheckpointPersister for Box<P> {
-    fn write(
-        &self,
-        namespace: &str,
-        hub: &str,
-        consumer_group: &str,
-        partition_id: &str,
-        checkpoint: &Checkpoint,
-    ) -> Result<(), PersistError> {
-        (**self).write(namespace, hub, consumer_group, partition_id, checkpoint)
-    }
-
-    fn read(
-        &self,
-        namespace: &str,
-        hub: &str,
-        consumer_group: &str,
-        partition_id: &str,
-    ) -> Result<Option<Checkpoint>, PersistError> {
-        (**self).read(namespace, hub, consumer_group, partition_id)
-    }
-}
+forward_persister!(Arc, Box);
 
 type Key = (String, String, String, String);
 

@@ -138,18 +138,18 @@ pub enum FilterError {
 
 /// The three operands, with their canonical spelling.
 #[derive(Clone, Copy)]
-enum Operand {
+enum FilterField {
     Offset,
     SequenceNumber,
     EnqueuedTime,
 }
 
-impl Operand {
+impl FilterField {
     fn name(self) -> &'static str {
         match self {
-            Operand::Offset => OFFSET_OPERAND,
-            Operand::SequenceNumber => SEQUENCE_NUMBER_OPERAND,
-            Operand::EnqueuedTime => ENQUEUED_TIME_OPERAND,
+            FilterField::Offset => OFFSET_OPERAND,
+            FilterField::SequenceNumber => SEQUENCE_NUMBER_OPERAND,
+            FilterField::EnqueuedTime => ENQUEUED_TIME_OPERAND,
         }
     }
 }
@@ -253,9 +253,9 @@ impl EventPosition {
             .unwrap_or(s.len());
         let (operand_text, rest) = s.split_at(operand_end);
         let operand = [
-            Operand::Offset,
-            Operand::SequenceNumber,
-            Operand::EnqueuedTime,
+            FilterField::Offset,
+            FilterField::SequenceNumber,
+            FilterField::EnqueuedTime,
         ]
         .into_iter()
         .find(|o| o.name().eq_ignore_ascii_case(operand_text))
@@ -309,17 +309,17 @@ impl EventPosition {
                 })
         };
         Ok(match operand {
-            Operand::Offset if value == EARLIEST_OFFSET => EventPosition::Earliest,
-            Operand::Offset if value == LATEST_OFFSET => EventPosition::Latest,
-            Operand::Offset => EventPosition::Offset {
+            FilterField::Offset if value == EARLIEST_OFFSET => EventPosition::Earliest,
+            FilterField::Offset if value == LATEST_OFFSET => EventPosition::Latest,
+            FilterField::Offset => EventPosition::Offset {
                 offset: value,
                 inclusive,
             },
-            Operand::SequenceNumber => EventPosition::SequenceNumber {
+            FilterField::SequenceNumber => EventPosition::SequenceNumber {
                 sequence_number: number(&value)?,
                 inclusive,
             },
-            Operand::EnqueuedTime => EventPosition::EnqueuedTime {
+            FilterField::EnqueuedTime => EventPosition::EnqueuedTime {
                 enqueued_time: Timestamp(number(&value)?),
                 inclusive,
             },
