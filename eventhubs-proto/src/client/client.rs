@@ -2286,3 +2286,50 @@ fn refresh_instant(now: Now, token: &Token) -> Option<Instant> {
     let lead = (remaining / 5).min(Duration::from_secs(600));
     Some(now.instant + remaining.saturating_sub(lead).max(Duration::from_secs(1)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_a_key() {
+        let o = ClientOptions::new(
+            "ns.servicebus.windows.net",
+            "hub",
+            Credential::Plain {
+                key_name: "policy".into(),
+                key: "s3cr3t-key".into(),
+            },
+        );
+        let client = Client::new(o);
+        let shown = format!("{:?} {:?}", client.options(), client);
+        assert!(shown.contains("policy"), "{shown}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+    }
+
+    #[test]
+    fn refresh_comes_ten_minutes_early_or_at_four_fifths_of_short_lives() {
+        let now = Now {
+            instant: Instant::now(),
+            unix_ms: 1_000_000_000_000,
+        };
+        let token = |secs: u64| Token {
+            token: String::new(),
+            expires_at_unix: 1_000_000_000 + secs,
+            token_type: crate::eventhubs::sas::TokenType::SasToken,
+        };
+        let at = |secs| refresh_instant(now, &token(secs)).map(|t| t - now.instant);
+        assert_eq!(at(7200), Some(Duration::from_secs(6600)));
+        assert_eq!(at(300), Some(Duration::from_secs(240)));
+        assert_eq!(
+            at(0),
+            Some(Duration::from_secs(1)),
+            "an expired token is replaced at once"
+        );
+        let unknown = Token {
+            expires_at_unix: 0,
+            ..token(0)
+        };
+        assert_eq!(refresh_instant(now, &unknown), None);
+    }
+}
