@@ -3,6 +3,17 @@
 against the local Event Hubs emulator.
 
     python3 tests/python_sdk/compat.py --port 5672
+    python3 tests/python_sdk/compat.py --transport tls --port 5671 --ca cert.pem
+    python3 tests/python_sdk/compat.py --transport wss --port 443 --ca cert.pem
+
+Over plain AMQP (the default, as Microsoft's emulator serves it) it runs the
+whole suite. Over `tls` (the emulator's `--tls-listen`) or `wss`
+(`--wss-listen`, AMQP over WebSocket over TLS) it runs the transport
+scenarios: the client is configured as for the service (a connection string
+without `UseDevelopmentEmulator`, namespace host `--host`, default
+`localhost`), dials `--port` through the SDK's `custom_endpoint_address` and
+verifies the emulator's certificate against `--ca` (`connection_verify`).
+`wss` needs `python3 -m pip install websocket-client`.
 
 Runs every scenario, prints `PASS name` or `FAIL name: reason` for each, then
 `N passed, M failed`, and exits non-zero if any failed. Needs only
@@ -22,7 +33,7 @@ import time
 import traceback
 import uuid
 
-from azure.eventhub import EventData, EventHubConsumerClient, EventHubProducerClient
+from azure.eventhub import EventData, EventHubConsumerClient, EventHubProducerClient, TransportType
 from azure.eventhub import exceptions as eh_exceptions
 
 HUB = "eh1"
@@ -31,22 +42,49 @@ MAX_MESSAGE_SIZE = 1024 * 1024
 RECEIVE_TIMEOUT = 10.0
 
 PORT = 5672
+# "amqp" (plain, UseDevelopmentEmulator), "tls" or "wss"; set by main().
+TRANSPORT = "amqp"
+HOST = "localhost"
+CA = None
 
 
 def connection_string(key="SAS_KEY_VALUE", hub=HUB):
+    if TRANSPORT == "amqp":
+        return (
+            f"Endpoint=sb://127.0.0.1:{PORT};SharedAccessKeyName=RootManageSharedAccessKey;"
+            f"SharedAccessKey={key};UseDevelopmentEmulator=true;EntityPath={hub}"
+        )
+    # The service's form: TLS, no port (the SDK would dial 5671 or 443).
     return (
-        f"Endpoint=sb://127.0.0.1:{PORT};SharedAccessKeyName=RootManageSharedAccessKey;"
-        f"SharedAccessKey={key};UseDevelopmentEmulator=true;EntityPath={hub}"
+        f"Endpoint=sb://{HOST}/;SharedAccessKeyName=RootManageSharedAccessKey;"
+        f"SharedAccessKey={key};EntityPath={hub}"
     )
 
 
+def transport_kwargs(host=None, ca="default"):
+    """The client options that reach the emulator's TLS or WebSocket-over-TLS
+    listener: the SDK's transport, its custom endpoint (host and port to
+    dial; the TLS server name is its host) and the certificate to trust.
+    `ca=None` leaves the SDK's default trust store (certifi)."""
+    if TRANSPORT == "amqp":
+        return {}
+    kwargs = {
+        "transport_type": TransportType.Amqp if TRANSPORT == "tls" else TransportType.AmqpOverWebsocket,
+        "custom_endpoint_address": f"sb://{host or HOST}:{PORT}",
+    }
+    ca = CA if ca == "default" else ca
+    if ca is not None:
+        kwargs["connection_verify"] = ca
+    return kwargs
+
+
 def producer(**kwargs):
-    return EventHubProducerClient.from_connection_string(connection_string(), **kwargs)
+    return EventHubProducerClient.from_connection_string(connection_string(), **transport_kwargs(), **kwargs)
 
 
 def consumer(consumer_group="$Default", **kwargs):
     return EventHubConsumerClient.from_connection_string(
-        connection_string(), consumer_group=consumer_group, **kwargs
+        connection_string(), consumer_group=consumer_group, **transport_kwargs(), **kwargs
     )
 
 
@@ -703,6 +741,53 @@ def missing_event_hub():
             raise AssertionError("sent to a hub that does not exist")
 
 
+def send_batch_receive_back():
+    """A batch with properties and an event of 256 KiB (many TLS records
+    and, over WebSocket, several AMQP frames) to one partition, received
+    back byte for byte over the same transport."""
+    marker = tag()
+    big = f"{marker} big ".encode() + bytes(range(256)) * 1024
+    with producer() as p:
+        before = p.get_partition_properties("0")["last_enqueued_sequence_number"]
+        batch = p.create_batch(partition_id="0")
+        for i in range(3):
+            ev = EventData(f"{marker} {i}")
+            ev.properties = {"i": i, "transport": TRANSPORT}
+            batch.add(ev)
+        batch.add(EventData(big))
+        p.send_batch(batch)
+        after = p.get_partition_properties("0")["last_enqueued_sequence_number"]
+    assert after == before + 4, (before, after)
+    with Receiver("0", before, starting_position_inclusive=False) as r:
+        evs = r.wait_for(lambda evs: len(evs) >= 4)
+    assert [e.sequence_number for e in evs[:4]] == list(range(before + 1, before + 5)), evs
+    assert [body(e) for e in evs[:3]] == [f"{marker} {i}" for i in range(3)], [body(e)[:80] for e in evs]
+    for i, e in enumerate(evs[:3]):
+        back = {text(k): text(v) for k, v in e.properties.items()}
+        assert back == {"i": i, "transport": TRANSPORT}, back
+    assert b"".join(evs[3].body) == big, len(b"".join(evs[3].body))
+
+
+def untrusted_certificate_refused():
+    """The SDK really verifies the emulator's certificate: without
+    `connection_verify` (certifi's public roots only) the self-signed
+    certificate is refused, and with it, a name the certificate does not
+    carry (dialing 127.0.0.1) is refused too."""
+    for what, kwargs, mismatch in (
+        ("default trust store", transport_kwargs(ca=None), False),
+        ("host 127.0.0.1", transport_kwargs(host="127.0.0.1"), True),
+    ):
+        p = EventHubProducerClient.from_connection_string(connection_string(), retry_total=0, **kwargs)
+        try:
+            with p:
+                p.get_eventhub_properties()
+        except eh_exceptions.ConnectError as e:
+            assert "CERTIFICATE_VERIFY_FAILED" in str(e), (what, str(e))
+            assert ("mismatch" in str(e)) == mismatch, (what, str(e))
+        else:
+            raise AssertionError(f"connected with {what}")
+
+
 SCENARIOS = [
     get_eventhub_properties,
     get_partition_properties,
@@ -727,23 +812,40 @@ SCENARIOS = [
     missing_event_hub,
 ]
 
+# Over TLS and WebSocket over TLS: the transport, not the broker, is under
+# test (the broker behind every listener is the same).
+TRANSPORT_SCENARIOS = [
+    get_eventhub_properties,
+    send_batch_receive_back,
+    untrusted_certificate_refused,
+]
+
 
 def main():
-    global PORT
+    global PORT, TRANSPORT, HOST, CA
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=5672)
+    parser.add_argument("--transport", choices=["amqp", "tls", "wss"], default="amqp",
+                        help="plain AMQP (the whole suite), AMQP over TLS or over WebSocket over TLS")
+    parser.add_argument("--host", default="localhost",
+                        help="tls/wss: the namespace host, a name the emulator's certificate carries")
+    parser.add_argument("--ca", help="tls/wss: PEM file of the emulator's certificate (or its CA)")
     parser.add_argument("--only", help="run only the scenarios whose name contains this")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="print tracebacks, timings and the SDK's warnings")
     args = parser.parse_args()
     PORT = args.port
+    TRANSPORT, HOST, CA = args.transport, args.host, args.ca
+    if TRANSPORT != "amqp" and not CA:
+        parser.error(f"--transport {TRANSPORT} needs --ca")
+    scenarios = SCENARIOS if TRANSPORT == "amqp" else TRANSPORT_SCENARIOS
     # The SDK logs expected failures (stolen links, refused attaches) as
     # warnings: keep them out of the report unless asked.
     logging.basicConfig(level=logging.WARNING if args.verbose else logging.CRITICAL)
     if not args.verbose:
         logging.getLogger("azure").setLevel(logging.CRITICAL)
     passed = failed = 0
-    for scenario in SCENARIOS:
+    for scenario in scenarios:
         name = scenario.__name__
         if args.only and args.only not in name:
             continue
