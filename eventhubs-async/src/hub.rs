@@ -490,7 +490,7 @@ impl<R: Runtime> Hub<R> {
             prefetch: options.prefetch.max(1),
             track_last_enqueued: options.track_last_enqueued,
         };
-        let (events, mut events_rx) = mpsc::unbounded();
+        let (events, events_rx) = mpsc::unbounded();
         let (reply, rx) = oneshot::channel();
         self.command(Command::OpenReceiver {
             options: ro,
@@ -498,21 +498,26 @@ impl<R: Runtime> Hub<R> {
             reply,
         })?;
         let id = rx.await.map_err(|_| Error::Closed)??;
-        let stream = EventStream {
+        let mut stream = EventStream {
             id,
             commands: self.inner.commands.clone(),
-            events: events_rx_take(&mut events_rx),
+            events: events_rx,
             consumed: 0,
             batch: (options.prefetch / 4).max(1),
             finished: false,
+            first: None,
         };
-        let mut stream = stream;
         // Wait for the attach (or its refusal).
         match stream.events.next().await {
             Some(ReceiverMsg::Opened) => Ok(stream),
             Some(ReceiverMsg::Closed(Some(e))) => Err(e.into()),
             Some(ReceiverMsg::Closed(None)) | None => Err(Error::Closed),
-            Some(ReceiverMsg::Event(_)) => unreachable_opened(),
+            // The core announces a receiver before its first event; should
+            // an event come first all the same, it is kept, not lost.
+            Some(ReceiverMsg::Event(e)) => {
+                stream.first = Some(e);
+                Ok(stream)
+            }
         }
     }
 
@@ -598,20 +603,6 @@ impl<R: Runtime> Hub<R> {
     }
 }
 
-fn events_rx_take(
-    rx: &mut mpsc::UnboundedReceiver<ReceiverMsg>,
-) -> mpsc::UnboundedReceiver<ReceiverMsg> {
-    let (_, empty) = mpsc::unbounded();
-    std::mem::replace(rx, empty)
-}
-
-fn unreachable_opened() -> Result<EventStream, Error> {
-    // The core announces a receiver before its first event.
-    Err(Error::InvalidOption(
-        "receiver delivered before it opened".into(),
-    ))
-}
-
 /// The events of one partition receiver, as a [`Stream`]. Dropping it
 /// closes the receiver. Taking events returns credit to the service.
 pub struct EventStream {
@@ -621,6 +612,8 @@ pub struct EventStream {
     consumed: u32,
     batch: u32,
     finished: bool,
+    /// An event that arrived while waiting for the attach.
+    first: Option<Box<ReceivedEvent>>,
 }
 
 impl std::fmt::Debug for EventStream {
@@ -647,6 +640,10 @@ impl Stream for EventStream {
     type Item = Result<ReceivedEvent, Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(e) = self.first.take() {
+            self.consumed += 1;
+            return Poll::Ready(Some(Ok(*e)));
+        }
         loop {
             if self.finished {
                 return Poll::Ready(None);
