@@ -20,12 +20,13 @@
 //! | `0xE1` | u16 BE | the clock advances that many ms, due timers fire |
 //! | `0xE2` | - | the clock jumps to the client's next timer, which fires |
 //! | `0xE3` | u16 BE | the clock advances that many seconds, due timers fire |
-//! | `0xF0..=0xF7` | see [`Harness::command`] | a caller command |
+//! | `0xF0..=0xF8` | see [`tag`] | a caller command |
 //! | others | - | nothing |
 //!
 //! A record cut short by the end of the input takes what is there. When
 //! the input ends, the service falls silent and the clock runs from timer
-//! to timer past every operation's deadline.
+//! to timer past every operation's deadline, then five minutes more (at
+//! most 200 timers) for the receivers' and the connection's retries.
 //!
 //! # Invariants (any violation panics)
 //!
@@ -102,6 +103,9 @@ pub mod tag {
     pub const CLOSE: u8 = 0xF6;
     /// The transport fails: `disconnected`.
     pub const DISCONNECT: u8 = 0xF7;
+    /// The next `n` transports cannot be opened: `connect_failed`, one
+    /// byte `n`.
+    pub const FAIL_CONNECTS: u8 = 0xF8;
 }
 
 /// The first input byte.
@@ -190,6 +194,8 @@ pub struct Harness {
     /// The transport the client uses, once `connected`.
     transport: Option<TransportId>,
     last_transport: u64,
+    /// `Connect`s to answer with `connect_failed`.
+    fail_connects: u8,
     /// Transports the client asked for and got, oldest first (for the
     /// seed generator).
     pub connected: Vec<TransportId>,
@@ -244,6 +250,7 @@ impl Harness {
             external,
             transport: None,
             last_transport: 0,
+            fail_connects: 0,
             connected: Vec::new(),
             retired: Vec::new(),
             keep_sent,
@@ -400,6 +407,7 @@ impl Harness {
                     self.client.disconnected(now, t, "fuzz: transport failed");
                 }
             }
+            tag::FAIL_CONNECTS => self.fail_connects = arg,
             _ => return,
         }
         self.settle();
@@ -409,7 +417,12 @@ impl Harness {
     pub fn command_takes_arg(cmd: u8) -> bool {
         matches!(
             cmd,
-            tag::CREDIT | tag::SEND | tag::PARTITION | tag::OPEN_RECEIVER | tag::CLOSE
+            tag::CREDIT
+                | tag::SEND
+                | tag::PARTITION
+                | tag::OPEN_RECEIVER
+                | tag::CLOSE
+                | tag::FAIL_CONNECTS
         )
     }
 
@@ -499,9 +512,14 @@ impl Harness {
                 assert!(id.0 > self.last_transport, "Connect({id:?}) not fresh");
                 self.last_transport = id.0;
                 self.report.connects += 1;
-                self.transport = Some(id);
-                self.connected.push(id);
-                self.client.connected(now, id);
+                if self.fail_connects > 0 {
+                    self.fail_connects -= 1;
+                    self.client.connect_failed(now, id, "fuzz: connect failed");
+                } else {
+                    self.transport = Some(id);
+                    self.connected.push(id);
+                    self.client.connected(now, id);
+                }
             }
             ClientEvent::Disconnect {
                 transport,
@@ -646,7 +664,8 @@ impl Harness {
     }
 
     /// The service falls silent: the clock runs from timer to timer until
-    /// every operation has completed, which must happen by its deadline.
+    /// every operation has completed, which must happen by its deadline;
+    /// then a while longer, for the retries of what is left.
     pub fn finish(&mut self) {
         let mut steps = 0;
         while !self.ops.is_empty() {
@@ -657,6 +676,13 @@ impl Harness {
             );
             // check() already holds that a timer is set.
             self.next_timer();
+        }
+        let end = self.start + self.elapsed + Duration::from_secs(300);
+        for _ in 0..200 {
+            match self.client.poll_timeout() {
+                Some(t) if t <= end => self.next_timer(),
+                _ => break,
+            }
         }
     }
 
