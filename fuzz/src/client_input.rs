@@ -35,8 +35,8 @@
 //!   reaches a deadline the operation has completed;
 //! - while an operation is pending, the client has a timer no later than
 //!   its deadline (so a driver that sleeps until `poll_timeout` wakes);
-//! - after `handle_timeout(now)` the next timer is after `now` (a driver
-//!   would otherwise spin);
+//! - after every call, timers due are fired as a driver would, after
+//!   which the next timer is after `now` (a driver would otherwise spin);
 //! - events name only receivers that exist: `ReceiverOpened` at most once
 //!   and before any `Received`, nothing after `ReceiverClosed`, which comes
 //!   at most once; `Received` sequence numbers strictly increase per
@@ -461,11 +461,22 @@ impl Harness {
         }
     }
 
+    /// Fires the timers due now: [`Harness::settle`] does.
     fn fire(&mut self) {
+        self.settle();
+    }
+
+    /// What a driver does after every call into the client: drains what it
+    /// writes and reports (answering `Connect` at once), fires the timers
+    /// then due, drains again, and checks the invariants. Once
+    /// `handle_timeout(now)` has run, no timer may still be due at `now`:
+    /// a driver would call it again at once, forever.
+    fn settle(&mut self) {
+        self.drain();
         let now = self.now();
         if self.client.poll_timeout().is_some_and(|t| t <= now.instant) {
             self.client.handle_timeout(now);
-            self.settle();
+            self.drain();
             if let Some(t) = self.client.poll_timeout() {
                 assert!(
                     t > now.instant,
@@ -475,11 +486,10 @@ impl Harness {
                 );
             }
         }
+        self.check();
     }
 
-    /// Drains what the client writes and reports, answering `Connect` at
-    /// once, then checks the invariants.
-    fn settle(&mut self) {
+    fn drain(&mut self) {
         loop {
             let now = self.now();
             self.buf.clear();
@@ -501,7 +511,6 @@ impl Harness {
                 break;
             }
         }
-        self.check();
     }
 
     fn on_event(&mut self, ev: ClientEvent) {
