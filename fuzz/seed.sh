@@ -9,6 +9,11 @@
 #                     the streams (Event Hubs batches among them)
 #   value_decode   <- proton/values/*.bin, plus every performative and SASL
 #                     body of the streams and every section of the messages
+#   engine_server  <- the client byte streams, raw and after a handshake
+#   client_input   <- whole sessions of the client core against the broker
+#                     model, recorded by eventhubs-emulator/tests/fuzz_seeds.rs
+#                     (a cargo test run in the main workspace), plus the
+#                     broker streams of the real-client traces as feed records
 #
 # Needs python3 (standard library only) to split streams into frames.
 set -euo pipefail
@@ -113,6 +118,26 @@ for f in "$fixtures"/proton/streams/*.client.bin "$fixtures"/traces/**/*.client.
     { printf '\x01'; cat "$f"; } > "$corpus/engine_server/$base.handshake"
 done
 
-for t in frame_decode message_decode value_decode engine_server; do
+# client_input: recorded sessions (the generator replays each one and
+# checks that it goes as deep as the session did), and the traces' broker
+# streams behind the full scenario byte (0x3c), in long feed records.
+mkdir -p "$corpus/client_input"
+FUZZ_SEEDS_DIR="$corpus/client_input" cargo test --quiet \
+    --manifest-path "$here/../Cargo.toml" -p eventhubs-emulator --test fuzz_seeds
+python3 - "$fixtures" "$corpus" <<'PY'
+import glob, os, struct, sys
+
+fixtures, corpus = sys.argv[1], sys.argv[2]
+for path in sorted(glob.glob(f"{fixtures}/traces/**/*.broker.bin", recursive=True)):
+    b = open(path, "rb").read()
+    out = bytearray([0x3C])
+    for i in range(0, len(b), 0xFFFF):
+        piece = b[i:i + 0xFFFF]
+        out += bytes([0xE0]) + struct.pack(">H", len(piece)) + piece
+    name = os.path.relpath(path, fixtures).replace("/", "__")
+    open(os.path.join(corpus, "client_input", "trace__" + name), "wb").write(out)
+PY
+
+for t in frame_decode message_decode value_decode engine_server client_input; do
     echo "$t: $(find "$corpus/$t" -type f | wc -l) files"
 done

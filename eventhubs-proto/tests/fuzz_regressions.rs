@@ -1,7 +1,8 @@
 //! Inputs found by the cargo-fuzz targets in `fuzz/`, each of which once
 //! broke an invariant those targets check: whatever decodes re-encodes, in
 //! both forms, to exactly `encoded_len` bytes that decode again and
-//! re-encode to the same bytes; and nothing panics.
+//! re-encode to the same bytes; nothing panics; and (`client_input`) the
+//! client core never leaves a timer due after `handle_timeout`.
 
 use bytes::Bytes;
 use eventhubs_proto::codec::{Decode, Encode, Form, Value};
@@ -98,4 +99,82 @@ fn deeply_nested_values_encode_in_linear_time() {
         assert!(Value::decode_all(&Bytes::from(nest(deepest + 1))).is_err());
     }
     assert!(start.elapsed() < std::time::Duration::from_secs(5));
+}
+
+/// client_input: a service whose open carries idle-time-out 1 ms made the
+/// client spin. The engine sends heartbeats at half the peer's idle
+/// time-out, computed as `ms / 2` in whole milliseconds: 0 for 1 ms, so
+/// after every heartbeat the next was due at once, `poll_timeout()`
+/// returned `now` forever, and a driver looping on `handle_timeout` wrote
+/// an empty frame per pass without sleeping. (The broker model, on the same
+/// engine, spun the same way for a client asking for 1 ms.) The interval is
+/// now halved as a `Duration`: 500 us.
+#[test]
+fn one_ms_peer_idle_timeout_does_not_spin() {
+    use std::time::{Duration, Instant};
+
+    use eventhubs_proto::client::{Client, ClientEvent, ClientOptions, Credential, Now};
+    use eventhubs_proto::codec::frame::{encode_amqp_frame, encode_sasl_frame, ProtocolHeader};
+    use eventhubs_proto::codec::performatives::Open;
+    use eventhubs_proto::codec::sasl::{SaslCode, SaslFrame, SaslMechanisms, SaslOutcome};
+    use eventhubs_proto::codec::Symbol;
+
+    let start = Instant::now();
+    let mut now = Now {
+        instant: start,
+        unix_ms: 1_800_000_000_000,
+    };
+    let credential = Credential::Plain {
+        key_name: "k".into(),
+        key: "v".into(),
+    };
+    let mut client = Client::new(ClientOptions::new("localhost", "eh1", credential));
+    client
+        .get_hub_information(now, start + Duration::from_secs(30))
+        .unwrap();
+    let Some(ClientEvent::Connect(id)) = client.poll_event() else {
+        panic!("no Connect");
+    };
+    client.connected(now, id);
+    // The service: SASL PLAIN accepted, then an open asking for 1 ms.
+    let mut service = ProtocolHeader::SASL.to_bytes().to_vec();
+    let mechanisms = SaslMechanisms {
+        sasl_server_mechanisms: vec![Symbol::from_static("PLAIN")],
+    };
+    encode_sasl_frame(
+        &mut service,
+        &SaslFrame::Mechanisms(mechanisms),
+        Form::Compact,
+    );
+    let outcome = SaslOutcome {
+        code: SaslCode::Ok,
+        additional_data: None,
+    };
+    encode_sasl_frame(&mut service, &SaslFrame::Outcome(outcome), Form::Compact);
+    service.extend_from_slice(&ProtocolHeader::AMQP.to_bytes());
+    let open = Open {
+        container_id: "service".into(),
+        idle_time_out: Some(1),
+        ..Default::default()
+    };
+    encode_amqp_frame(&mut service, 0, &open.into(), &[], Form::Compact);
+    client.handle_input(now, &service);
+    let mut out = Vec::new();
+    let mut heartbeats = 0;
+    // A driver's passes over 10 ms: each fires the timers due, writes, and
+    // must then find the next timer in the future.
+    while now.instant < start + Duration::from_millis(10) {
+        if client.poll_timeout().is_some_and(|t| t <= now.instant) {
+            client.handle_timeout(now);
+        }
+        out.clear();
+        if client.poll_transmit(now, &mut out) == 8 {
+            heartbeats += 1;
+        }
+        let next = client.poll_timeout().expect("a heartbeat timer");
+        assert!(next > now.instant, "timer due at once after a pass");
+        now.instant = next;
+    }
+    // One heartbeat per 500 us, not one per pass.
+    assert!((15..=25).contains(&heartbeats), "{heartbeats} heartbeats");
 }

@@ -158,3 +158,5 @@ pub fn check_stream(data: &[u8]) {
         }
     }
 }
+
+pub mod client_input;
