@@ -12,8 +12,9 @@
 #   engine_server  <- the client byte streams, raw and after a handshake
 #   client_input   <- whole sessions of the client core against the broker
 #                     model, recorded by eventhubs-emulator/tests/fuzz_seeds.rs
-#                     (a cargo test run in the main workspace), plus the
-#                     broker streams of the real-client traces as feed records
+#                     (a cargo test run in the main workspace), one of them
+#                     edited to a 1 ms idle-time-out, plus the broker
+#                     streams of the real-client traces as feed records
 #
 # Needs python3 (standard library only) to split streams into frames.
 set -euo pipefail
@@ -136,6 +137,16 @@ for path in sorted(glob.glob(f"{fixtures}/traces/**/*.broker.bin", recursive=Tru
         out += bytes([0xE0]) + struct.pack(">H", len(piece)) + piece
     name = os.path.relpath(path, fixtures).replace("/", "__")
     open(os.path.join(corpus, "client_input", "trace__" + name), "wb").write(out)
+
+# The whole-chunk session with the broker's open asking for idle-time-out
+# 1 ms instead of 240 s (uint 0x0003a980): heartbeats every 500 us, the
+# input that once left the heartbeat timer due for ever.
+d = os.path.join(corpus, "client_input")
+b = open(os.path.join(d, "sas_whole.bin"), "rb").read()
+pat = bytes([0x70, 0x00, 0x03, 0xA9, 0x80])
+if pat in b:
+    patched = b.replace(pat, bytes([0x70, 0, 0, 0, 1]), 1)
+    open(os.path.join(d, "sas_whole_idle_1ms.bin"), "wb").write(patched)
 PY
 
 for t in frame_decode message_decode value_decode engine_server client_input; do

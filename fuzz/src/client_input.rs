@@ -72,6 +72,13 @@ pub const HUB: &str = "eh1";
 /// sender in the client, whose senders live in a `HashMap`: two would be
 /// visited in a random order, and the run would not be deterministic.
 pub const PARTITION: &str = "0";
+/// Commands that would exceed this many pending operations are ignored.
+/// The client's work per call grows with its operations and receivers, so
+/// inputs with hundreds of them are slow (a 20 KB input with 436 receivers
+/// and 344 requests ran 260 ms) without reaching anything new.
+pub const MAX_OPS: usize = 16;
+/// Commands that would exceed this many open receivers are ignored.
+pub const MAX_RECEIVERS: usize = 4;
 /// Deadline of the operations the scenario starts with.
 pub const OP_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -302,6 +309,9 @@ impl Harness {
     // ----- work -----
 
     fn send(&mut self, count: usize, body: usize, deadline: Duration) {
+        if self.ops.len() >= MAX_OPS {
+            return;
+        }
         let now = self.now();
         let events = (0..count)
             .map(|i| {
@@ -319,6 +329,9 @@ impl Harness {
     }
 
     fn hub(&mut self, deadline: Duration) {
+        if self.ops.len() >= MAX_OPS {
+            return;
+        }
         let now = self.now();
         if let Ok(op) = self.client.get_hub_information(now, now.instant + deadline) {
             self.ops.insert(op, (OpKind::Hub, now.instant + deadline));
@@ -326,6 +339,9 @@ impl Harness {
     }
 
     fn partition(&mut self, id: String, deadline: Duration) {
+        if self.ops.len() >= MAX_OPS {
+            return;
+        }
         let now = self.now();
         if let Ok(op) = self
             .client
@@ -337,6 +353,9 @@ impl Harness {
     }
 
     fn open_receiver(&mut self, position: EventPosition) {
+        if self.receivers.values().filter(|r| !r.closed).count() >= MAX_RECEIVERS {
+            return;
+        }
         let now = self.now();
         let options = ReceiverOptions {
             position,
