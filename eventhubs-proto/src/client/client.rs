@@ -434,7 +434,7 @@ pub struct Client {
     conn_failures: u32,
     last_conn_error: Option<ClientError>,
     tokens: HashMap<String, TokenSlot>,
-    senders: HashMap<Option<String>, SenderState>,
+    senders: BTreeMap<Option<String>, SenderState>,
     receivers: BTreeMap<ReceiverId, ReceiverState>,
     ops: BTreeMap<OpId, Op>,
     mgmt_queue: VecDeque<OpId>,
@@ -479,7 +479,7 @@ impl Client {
             conn_failures: 0,
             last_conn_error: None,
             tokens: HashMap::new(),
-            senders: HashMap::new(),
+            senders: BTreeMap::new(),
             receivers: BTreeMap::new(),
             ops: BTreeMap::new(),
             mgmt_queue: VecDeque::new(),
@@ -1957,7 +1957,6 @@ impl Client {
         for key in keys {
             let audience = self.sender_audience(&key);
             let authorised = self.authorised(&audience);
-            let name = self.link_name("sender");
             let address = match &key {
                 None => self.options.hub.clone(),
                 Some(p) => format!("{}/Partitions/{p}", self.options.hub),
@@ -1971,6 +1970,13 @@ impl Client {
                     continue;
                 }
                 s.retry_at = None;
+                let name = self.link_name("sender");
+                let Some(s) = self.senders.get_mut(&key) else {
+                    continue;
+                };
+                let Some(c) = self.conn.as_mut() else {
+                    return;
+                };
                 let config = LinkConfig {
                     name: name.clone(),
                     role: Role::Sender,
@@ -2077,7 +2083,6 @@ impl Client {
     fn run_receivers(&mut self, now: Now) {
         let ids: Vec<ReceiverId> = self.receivers.keys().copied().collect();
         for id in ids {
-            let name = self.link_name("receiver");
             let Some(r) = self.receivers.get(&id) else {
                 continue;
             };
@@ -2088,6 +2093,10 @@ impl Client {
             if !self.authorised(&audience) {
                 continue;
             }
+            let name = self.link_name("receiver");
+            let Some(r) = self.receivers.get(&id) else {
+                continue;
+            };
             let o = &r.options;
             let address = format!(
                 "{}/ConsumerGroups/{}/Partitions/{}",
