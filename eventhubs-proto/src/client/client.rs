@@ -1679,7 +1679,7 @@ impl Client {
 
     fn install_token(&mut self, now: Now, audience: &str, token: Token) {
         let slot = self.tokens.entry(audience.to_owned()).or_default();
-        slot.refresh_at = refresh_instant(now, &token);
+        slot.refresh_at = refresh_delay(now.unix_secs(), &token).map(|d| now.instant + d);
         slot.generation += 1;
         slot.token = Some(token);
         slot.retry_at = None;
@@ -2284,16 +2284,16 @@ fn detach_error(error: Option<AmqpError>, what: &'static str) -> ClientError {
     ClientError::Service(error.unwrap_or_else(|| amqp_error("amqp:link:detach-forced", what)))
 }
 
-/// When to put a fresh token: 10 minutes before expiry (Go), or a fifth of
+/// How long after `now_unix_secs` to put a fresh token: 10 minutes before expiry (Go), or a fifth of
 /// the remaining life before it for shorter tokens; never for tokens of
 /// unknown expiry.
-fn refresh_instant(now: Now, token: &Token) -> Option<Instant> {
+fn refresh_delay(now_unix_secs: u64, token: &Token) -> Option<Duration> {
     if token.expires_at_unix == 0 {
         return None;
     }
-    let remaining = Duration::from_secs(token.expires_at_unix.saturating_sub(now.unix_secs()));
+    let remaining = Duration::from_secs(token.expires_at_unix.saturating_sub(now_unix_secs));
     let lead = (remaining / 5).min(Duration::from_secs(600));
-    Some(now.instant + remaining.saturating_sub(lead).max(Duration::from_secs(1)))
+    Some(remaining.saturating_sub(lead).max(Duration::from_secs(1)))
 }
 
 #[cfg(test)]
@@ -2318,16 +2318,13 @@ mod tests {
 
     #[test]
     fn refresh_comes_ten_minutes_early_or_at_four_fifths_of_short_lives() {
-        let now = Now {
-            instant: Instant::now(),
-            unix_ms: 1_000_000_000_000,
-        };
+        let now = 1_000_000_000;
         let token = |secs: u64| Token {
             token: String::new(),
             expires_at_unix: 1_000_000_000 + secs,
             token_type: crate::eventhubs::sas::TokenType::SasToken,
         };
-        let at = |secs| refresh_instant(now, &token(secs)).map(|t| t - now.instant);
+        let at = |secs| refresh_delay(now, &token(secs));
         assert_eq!(at(7200), Some(Duration::from_secs(6600)));
         assert_eq!(at(300), Some(Duration::from_secs(240)));
         assert_eq!(
@@ -2339,6 +2336,6 @@ mod tests {
             expires_at_unix: 0,
             ..token(0)
         };
-        assert_eq!(refresh_instant(now, &unknown), None);
+        assert_eq!(refresh_delay(now, &unknown), None);
     }
 }
