@@ -13,6 +13,8 @@
 //! - [`eventhubs`]: pure Event Hubs pieces: connection strings and Azure
 //!   environments, SAS tokens and token providers, partition-key hashing,
 //!   start-position filters, error classification and retry policy.
+//! - [`http`]: a sans-IO HTTP/1.1 exchange (requests written, responses
+//!   parsed, both bounded), for the Azure REST APIs.
 //!
 //! # Example
 //!
@@ -58,3 +60,4 @@ pub mod client;
 pub mod codec;
 pub mod engine;
 pub mod eventhubs;
+pub mod http;
