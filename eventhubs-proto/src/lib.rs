@@ -15,6 +15,8 @@
 //!   start-position filters, error classification and retry policy.
 //! - [`http`]: a sans-IO HTTP/1.1 exchange (requests written, responses
 //!   parsed, both bounded), for the Azure REST APIs.
+//! - [`storage`]: Azure Blob Storage requests, Shared Key and SAS signing,
+//!   storage connection strings and the XML replies.
 //!
 //! # Example
 //!
@@ -61,3 +63,4 @@ pub mod codec;
 pub mod engine;
 pub mod eventhubs;
 pub mod http;
+pub mod storage;

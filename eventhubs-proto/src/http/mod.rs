@@ -13,6 +13,7 @@
 //!   the connection's reuse.
 //! - [`RequestParser`] and [`write_response`]: the server side, on the same
 //!   body framing ([`BodyDecoder`]).
+//! - [`date`]: HTTP dates to and from Unix seconds.
 //!
 //! Every size is bounded by [`Limits`]; hostile bytes give an
 //! [`HttpError`], never a panic or an allocation beyond the limits.
@@ -37,6 +38,7 @@
 //! ```
 
 mod client;
+pub mod date;
 mod error;
 mod framing;
 mod server;
