@@ -17,6 +17,8 @@
 //!   parsed, both bounded), for the Azure REST APIs.
 //! - [`storage`]: Azure Blob Storage requests, Shared Key and SAS signing,
 //!   storage connection strings and the XML replies.
+//! - [`checkpoint`]: partition ownership and checkpoints in the blob layout
+//!   all Event Hubs SDKs share, and a sans-IO in-memory store.
 //!
 //! # Example
 //!
@@ -58,6 +60,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod checkpoint;
 pub mod client;
 pub mod codec;
 pub mod engine;

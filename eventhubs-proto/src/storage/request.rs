@@ -9,7 +9,7 @@ use http::{Method, Request, Uri};
 
 use super::error::StorageError;
 use super::shared_key::{SasToken, SharedKeyCredential};
-use crate::http::date::format_http_date;
+use crate::http::date::{format_http_date, parse_http_date};
 
 /// Percent-encodes everything but the unreserved characters (RFC 3986
 /// 2.3) and, when `keep_slash`, `/`.
@@ -534,4 +534,28 @@ pub fn authorize(
         Authorization::Anonymous => {}
     }
     Ok(())
+}
+
+/// The version of a blob a write or Get Blob Properties reports: `ETag`
+/// (without quotes) and `Last-Modified`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BlobVersion {
+    /// The ETag, unquoted.
+    pub etag: Option<String>,
+    /// `Last-Modified`, ms since the Unix epoch (1 s resolution).
+    pub last_modified_unix_ms: Option<i64>,
+}
+
+impl BlobVersion {
+    /// The version in a response's headers.
+    pub fn of(response: &http::Response<Bytes>) -> Self {
+        let h = response.headers();
+        let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
+        BlobVersion {
+            etag: text("etag").map(|e| super::xml::unquote_etag(e).to_owned()),
+            last_modified_unix_ms: text("last-modified")
+                .and_then(parse_http_date)
+                .map(|s| s.saturating_mul(1000)),
+        }
+    }
 }
