@@ -54,6 +54,12 @@ impl StoreError {
             StoreError::IncompleteCheckpoint(_) => None,
         }
     }
+
+    /// True when the service refused the credential (403: a wrong key, an
+    /// expired or insufficient SAS, a token without the role).
+    pub fn is_authentication_failure(&self) -> bool {
+        matches!(self, StoreError::Blob(e) if e.service().is_some_and(|s| s.is_authentication_failure()))
+    }
 }
 
 /// Where a processor keeps who owns which partition and how far each got.
