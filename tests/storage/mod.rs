@@ -345,8 +345,10 @@ pub async fn http_reuse_and_retry<R: Runtime>() {
     );
     assert_eq!(closing.connections(), 1);
 
-    // A connection the server closed while idle is noticed before use
-    // and dropped: the request goes on a fresh connection at once.
+    // A connection the server closed while idle goes unused: it is seen
+    // closed when taken from the pool (or, had the close not arrived yet,
+    // fails and is retried); either way the request succeeds on a fresh
+    // connection.
     let once = Scripted::start(|_, _| Reply::OkThenClose);
     assert_eq!(
         body_of(&client, &once.url("/")).await,
