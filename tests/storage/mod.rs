@@ -89,7 +89,8 @@ impl Drop for Azurite {
 
 fn azurite_binary() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("AZURITE_BLOB") {
-        return Some(PathBuf::from(p));
+        let p = PathBuf::from(p);
+        return p.exists().then_some(p);
     }
     let local = workspace().join(".azurite/node_modules/.bin/azurite-blob");
     if local.exists() {
