@@ -13,6 +13,7 @@
 //! - [`eventhubs`]: pure Event Hubs pieces: connection strings and Azure
 //!   environments, SAS tokens and token providers, partition-key hashing,
 //!   start-position filters, error classification and retry policy.
+//! - [`processor`]: the event processor's load balancer.
 //!
 //! # Example
 //!
@@ -58,3 +59,4 @@ pub mod client;
 pub mod codec;
 pub mod engine;
 pub mod eventhubs;
+pub mod processor;
