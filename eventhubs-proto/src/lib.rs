@@ -19,6 +19,7 @@
 //!   storage connection strings and the XML replies.
 //! - [`checkpoint`]: partition ownership and checkpoints in the blob layout
 //!   all Event Hubs SDKs share, and a sans-IO in-memory store.
+//! - [`processor`]: the event processor's load balancer.
 //!
 //! # Example
 //!
@@ -66,4 +67,5 @@ pub mod codec;
 pub mod engine;
 pub mod eventhubs;
 pub mod http;
+pub mod processor;
 pub mod storage;
