@@ -13,6 +13,8 @@
 //! - [`eventhubs`]: pure Event Hubs pieces: connection strings and Azure
 //!   environments, SAS tokens and token providers, partition-key hashing,
 //!   start-position filters, error classification and retry policy.
+//! - [`identity`]: Microsoft Entra ID token requests, responses, client
+//!   assertions, certificates and the `AZURE_*` credential chain.
 //! - [`processor`]: the event processor's load balancer.
 //!
 //! # Example
@@ -59,4 +61,5 @@ pub mod client;
 pub mod codec;
 pub mod engine;
 pub mod eventhubs;
+pub mod identity;
 pub mod processor;
