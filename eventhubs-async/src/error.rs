@@ -31,6 +31,9 @@ pub enum Error {
     /// A token could not be made.
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// Entra ID credentials could not be built from the environment.
+    #[error(transparent)]
+    Identity(#[from] crate::identity::ChainError),
     /// Checkpoints could not be read or written.
     #[error(transparent)]
     Persist(#[from] PersistError),
