@@ -17,3 +17,8 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 }
 
 entra_tests!(TokioRuntime, block_on);
+
+#[test]
+fn python_sdk_with_entra_credential() {
+    entra::python_sdk_with_entra_credential();
+}

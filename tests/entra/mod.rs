@@ -826,3 +826,57 @@ macro_rules! entra_tests {
         )*
     };
 }
+
+/// The official Python SDK with a credential that fetches its JWT from the
+/// OAuth2 server (`tests/python_sdk/entra.py`): send and receive succeed, a
+/// forged token and an identity without a role are refused.
+pub fn python_sdk_with_entra_credential() {
+    let have_sdk = Command::new("python3")
+        .args(["-c", "import azure.eventhub, azure.core"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have_sdk {
+        if std::env::var("EVENTHUBS_INTEROP").as_deref() == Ok("require") {
+            panic!("EVENTHUBS_INTEROP=require but python3 cannot import azure.eventhub (python3 -m pip install azure-eventhub)");
+        }
+        println!("SKIPPED: interop peer unavailable: the Python SDK (python3 -m pip install azure-eventhub)");
+        return;
+    }
+    let Some(peer) = OAuth2Peer::start(json!({
+        "py-app": {"secret": SECRET, "oid": "oid-py"},
+        "py-norole": {"secret": SECRET, "oid": "oid-nobody"},
+    })) else {
+        return;
+    };
+    let e = emulator(vec![peer.issuer_config()], &[("oid-py", "Manage")]);
+    let output = Command::new("python3")
+        .arg(root().join("tests/python_sdk/entra.py"))
+        .args(["--port", &e.addr().port().to_string()])
+        .args([
+            "--token-url",
+            &format!("{}/{TENANT}/oauth2/v2.0/token", peer.authority()),
+        ])
+        .args([
+            "--client-id",
+            "py-app",
+            "--norole-client-id",
+            "py-norole",
+            "--secret",
+            SECRET,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}");
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    assert!(output.status.success(), "entra.py failed: {last}");
+    assert_eq!(last, "3 passed, 0 failed");
+}
