@@ -34,6 +34,9 @@ pub enum Error {
     /// Entra ID credentials could not be built from the environment.
     #[error(transparent)]
     Identity(#[from] crate::identity::ChainError),
+    /// An Entra ID credential could not be built or get a token.
+    #[error(transparent)]
+    Credential(#[from] eventhubs_proto::identity::CredentialError),
     /// Checkpoints could not be read or written.
     #[error(transparent)]
     Persist(#[from] PersistError),
