@@ -880,3 +880,43 @@ pub fn python_sdk_with_entra_credential() {
     assert!(output.status.success(), "entra.py failed: {last}");
     assert_eq!(last, "3 passed, 0 failed");
 }
+
+/// `Hub::from_environment` with `EVENTHUB_NAMESPACE` and `EVENTHUB_NAME`
+/// but no SAS credentials takes the `AZURE_*` chain. It sets process
+/// variables, so it runs alone in its own test binary.
+pub async fn hub_from_environment_uses_the_chain<R: Runtime>() {
+    let Some(peer) =
+        OAuth2Peer::start(json!({"env-hub-app": {"secret": SECRET, "oid": "oid-env-hub"}}))
+    else {
+        return;
+    };
+    let e = emulator(vec![peer.issuer_config()], &[("oid-env-hub", "Manage")]);
+    for (k, v) in [
+        ("EVENTHUB_NAMESPACE", "127.0.0.1".to_string()),
+        ("EVENTHUB_NAME", "eh1".into()),
+        ("AZURE_TENANT_ID", TENANT.into()),
+        ("AZURE_CLIENT_ID", "env-hub-app".into()),
+        ("AZURE_CLIENT_SECRET", SECRET.into()),
+        ("AZURE_AUTHORITY_HOST", peer.authority()),
+    ] {
+        std::env::set_var(k, v);
+    }
+    for k in [
+        "EVENTHUB_CONNECTION_STRING",
+        "EVENTHUB_KEY_NAME",
+        "EVENTHUB_KEY_VALUE",
+    ] {
+        std::env::remove_var(k);
+    }
+    let h = Hub::<R>::from_environment(HubOptions {
+        transport: TransportOptions::new(TransportKind::Plain).with_port(e.addr().port()),
+        partitioned_sender: Some("0".into()),
+        ..HubOptions::default()
+    })
+    .expect("hub from the environment");
+    h.send_batch(numbered(0..2))
+        .await
+        .expect("send authorised by the chain's token");
+    assert_eq!(receive_n(&h, 2).await, [0, 1]);
+    h.close().await.unwrap();
+}
