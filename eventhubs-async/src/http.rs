@@ -555,3 +555,86 @@ async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::io::Cursor;
+
+    /// A connection with nothing to read yet.
+    struct Quiet;
+
+    impl AsyncRead for Quiet {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Pending
+        }
+    }
+
+    impl futures_io::AsyncWrite for Quiet {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            b: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(Ok(b.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn pooled_connections_are_checked_before_reuse() {
+        let mut quiet: BoxedStream = Box::new(Quiet);
+        assert!(still_open(&mut quiet));
+        let mut closed: BoxedStream = Box::new(Cursor::new(Vec::new()));
+        assert!(!still_open(&mut closed), "EOF: the server closed it");
+        let mut chatty: BoxedStream = Box::new(Cursor::new(b"HTTP/1.1 408".to_vec()));
+        assert!(!still_open(&mut chatty), "bytes nobody asked for");
+    }
+
+    #[test]
+    fn targets_and_connect_errors() {
+        let t = Target::of(&"https://[::1]/c/b?sig=x".parse().unwrap()).unwrap();
+        assert_eq!(
+            t.key,
+            PoolKey {
+                tls: true,
+                host: "::1".into(),
+                port: 443
+            }
+        );
+        assert_eq!(t.shown, "https://[::1]/c/b");
+        let t = Target::of(&"http://h:8080".parse().unwrap()).unwrap();
+        assert_eq!((t.key.port, t.key.tls), (8080, false));
+        let e = Endpoint::new("h.example", 1);
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        assert!(matches!(
+            connect_error(&e, refused),
+            HttpClientError::Refused { .. }
+        ));
+        let resolver = io::Error::other("failed to lookup address information");
+        assert!(matches!(
+            connect_error(&e, resolver),
+            HttpClientError::Resolve { .. }
+        ));
+        let ip = Endpoint::new("10.0.0.1", 1);
+        let other = io::Error::other("odd");
+        assert!(matches!(
+            connect_error(&ip, other),
+            HttpClientError::Connect { .. }
+        ));
+        let unreachable = io::Error::from_raw_os_error(113);
+        assert!(matches!(
+            connect_error(&e, unreachable),
+            HttpClientError::Connect { .. }
+        ));
+    }
+}

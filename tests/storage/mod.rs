@@ -214,6 +214,8 @@ enum Reply {
     Garbage,
     /// A `Content-Length` of 10,000 and that many bytes.
     Big,
+    /// `200 OK` whose body is the request's head.
+    Echo,
 }
 
 /// A server on a free loopback port running `script(connection, request)`;
@@ -223,24 +225,33 @@ struct Scripted {
     connections: Arc<AtomicUsize>,
 }
 
-fn read_request(s: &mut impl Read) -> bool {
+fn read_request(s: &mut impl Read) -> Option<Vec<u8>> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         match s.read(&mut byte) {
             Ok(1) => head.push(byte[0]),
-            _ => return false,
+            _ => return None,
         }
     }
-    true
+    Some(head)
 }
 
 fn serve(mut s: impl Read + Write, connection: usize, script: fn(usize, usize) -> Reply) {
     for request in 0.. {
-        if !read_request(&mut s) {
+        let Some(head) = read_request(&mut s) else {
             return;
-        }
+        };
         match script(connection, request) {
+            Reply::Echo => {
+                let reply = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", head.len());
+                let sent = s
+                    .write_all(reply.as_bytes())
+                    .and_then(|_| s.write_all(&head));
+                if sent.is_err() {
+                    return;
+                }
+            }
             Reply::Ok | Reply::OkThenClose => {
                 let body = format!("connection {connection} request {request}");
                 let reply = format!(
@@ -345,8 +356,10 @@ pub async fn http_reuse_and_retry<R: Runtime>() {
     );
     assert_eq!(closing.connections(), 1);
 
-    // A connection the server closed while idle is noticed before use
-    // and dropped: the request goes on a fresh connection at once.
+    // A connection the server closed while idle goes unused: it is seen
+    // closed when taken from the pool (or, had the close not arrived yet,
+    // fails and is retried); either way the request succeeds on a fresh
+    // connection.
     let once = Scripted::start(|_, _| Reply::OkThenClose);
     assert_eq!(
         body_of(&client, &once.url("/")).await,
@@ -504,6 +517,92 @@ pub async fn https_and_certificates<R: Runtime>() {
         .expect("client");
     assert_eq!(body_of(&trusted, &url).await, "connection 1 request 0");
     assert_eq!(body_of(&trusted, &url).await, "connection 1 request 1");
+}
+
+/// A bearer token provider that counts its calls.
+struct CountingTokens(AtomicUsize);
+
+impl eventhubs_async::TokenProvider for CountingTokens {
+    fn token(&self, audience: &str) -> eventhubs_async::TokenFuture {
+        let n = self.0.fetch_add(1, Ordering::SeqCst);
+        let audience = audience.to_owned();
+        Box::pin(async move {
+            assert_eq!(audience, eventhubs_async::storage::STORAGE_SCOPE);
+            Ok(eventhubs_proto::eventhubs::Token {
+                token: format!("token-{n}"),
+                expires_at_unix: unix_now() as u64 + 3600,
+                token_type: eventhubs_proto::eventhubs::TokenType::Jwt,
+            })
+        })
+    }
+}
+
+/// A bearer credential sends `Authorization: Bearer <token>` for the
+/// storage scope, fetching the token once while it is fresh; Shared Key
+/// and SAS sign as they should on the wire.
+pub async fn storage_credentials_on_the_wire<R: Runtime>() {
+    let echo = Scripted::start(|_, _| Reply::Echo);
+    let endpoint = BlobEndpoint::parse(&echo.url("/acct")).expect("endpoint");
+    let tokens = Arc::new(CountingTokens(AtomicUsize::new(0)));
+    let http = HttpClient::new(R::default()).expect("http");
+    let blob = BlobClient::new(
+        http.clone(),
+        endpoint.clone(),
+        StorageCredential::Bearer(tokens.clone()),
+    );
+    let heads = |r: http::Response<Bytes>| String::from_utf8(r.body().to_vec()).expect("utf-8");
+    for _ in 0..2 {
+        let request = blob
+            .service()
+            .get_properties("c00", "a/b")
+            .expect("request");
+        // HEAD gets no body back: ask with GET to see the echo.
+        let (mut parts, body) = request.into_parts();
+        parts.method = http::Method::GET;
+        let head = heads(
+            blob.send(http::Request::from_parts(parts, body))
+                .await
+                .expect("send"),
+        );
+        assert!(head.starts_with("GET /acct/c00/a/b HTTP/1.1\r\n"), "{head}");
+        assert!(
+            head.contains("\r\nauthorization: Bearer token-0\r\n"),
+            "{head}"
+        );
+        assert!(head.contains("\r\nx-ms-version: 2021-12-02\r\n"), "{head}");
+        assert!(head.contains("\r\nx-ms-date: "), "{head}");
+    }
+    assert_eq!(tokens.0.load(Ordering::SeqCst), 1, "the token is cached");
+
+    let sas = key().account_sas(&AccountSas::new("rl", unix_now() + 60));
+    let blob = BlobClient::new(
+        http.clone(),
+        endpoint.clone(),
+        StorageCredential::Sas(sas.clone()),
+    );
+    let request = blob
+        .service()
+        .list_blobs("c00", &ListBlobs::with_metadata("p/"))
+        .expect("request");
+    let head = heads(blob.send(request).await.expect("send"));
+    assert!(
+        head.contains(&format!("&include=metadata&{} HTTP/1.1", sas.as_query())),
+        "{head}"
+    );
+    assert!(!head.contains("authorization"), "{head}");
+
+    let blob = BlobClient::new(http, endpoint, StorageCredential::SharedKey(key()));
+    let request = blob.service().create_container("c00").expect("request");
+    let head = heads(blob.send(request).await.expect("send"));
+    assert!(
+        head.starts_with("PUT /acct/c00?restype=container HTTP/1.1\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.contains("\r\nauthorization: SharedKey devstoreaccount1:"),
+        "{head}"
+    );
+    assert!(head.contains("\r\ncontent-length: 0\r\n"), "{head}");
 }
 
 // ---------------------------------------------------------------------
@@ -1123,7 +1222,8 @@ pub async fn python_interop<R: Runtime>() {
 macro_rules! storage_tests {
     ($rt:ty, $block_on:expr) => {
         storage_tests!(@each $rt, $block_on;
-            http_reuse_and_retry, http_errors_are_typed, https_and_certificates, blob_operations,
+            http_reuse_and_retry, http_errors_are_typed, https_and_certificates,
+            storage_credentials_on_the_wire, blob_operations,
             blob_checkpoint_store, memory_checkpoint_store, paging, storage_errors, sas_tokens,
             python_interop);
     };
