@@ -397,6 +397,24 @@ pub async fn entra_secret_and_certificate<R: Runtime>() {
     assert!(err.to_string().contains("AADSTS7000215"), "{err}");
     let _ = h.close().await;
 
+    // As a TokenProvider for another scope (the Blob Storage client asks
+    // for https://storage.azure.com/.default): that scope goes to Entra ID,
+    // which here knows only Event Hubs.
+    let sender =
+        ClientSecretCredential::<R>::new(TENANT, "sender-app", SECRET, peer.options()).unwrap();
+    let err = TokenProvider::token(&sender, "https://storage.azure.com/.default")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("AADSTS500011") && err.to_string().contains("storage.azure.com"),
+        "{err}"
+    );
+    let t = TokenProvider::token(&sender, "amqps://localhost/eh1/Partitions/0")
+        .await
+        .expect("CBS audience");
+    assert_eq!(t.token_type, eventhubs_proto::eventhubs::TokenType::Jwt);
+    assert!(t.expires_at_unix > eventhubs_async::credentials::unix_now() + 3000);
+
     // An unknown tenant and an unknown application are named.
     let err =
         ClientSecretCredential::<R>::new("other-tenant", "sender-app", SECRET, peer.options())

@@ -18,9 +18,10 @@
 //!   with workload identity before managed identity as today's SDKs do).
 //!
 //! Every credential implements [`TokenCredential`] (a token for a scope)
-//! and [`TokenProvider`](crate::TokenProvider) (the Event Hubs scope, for any CBS audience). A
-//! cached token is handed out while [`AccessToken::is_fresh`]; the client
-//! core asks again before expiry, and gets a fresh one. `Debug` never
+//! and [`TokenProvider`](crate::TokenProvider) (the Event Hubs scope for a
+//! CBS audience; an `https://` scope, as the Blob Storage client asks, as
+//! it is). A cached token is handed out while [`AccessToken::is_fresh`];
+//! the client core asks again before expiry, and gets a fresh one. `Debug` never
 //! shows a secret, an assertion or a token, and neither do errors or logs.
 
 use std::collections::HashMap;
@@ -296,12 +297,25 @@ pub(crate) fn cbs_token(t: AccessToken) -> Token {
     }
 }
 
-/// `TokenProvider` for a credential: its scope for every audience.
+/// The scope to ask for when a [`TokenProvider`](crate::TokenProvider) is
+/// asked for `audience`: a CBS audience (`amqps://…`, `sb://…`) means the
+/// credential's scope (Event Hubs); an `https://` resource or `…/.default`
+/// scope (as the Blob Storage client asks for) is used as it is.
+pub(crate) fn scope_for(audience: &str, default_scope: String) -> String {
+    if audience.starts_with("https://") {
+        eventhubs_proto::identity::request::resource_to_scope(audience)
+    } else {
+        default_scope
+    }
+}
+
+/// `TokenProvider` for a credential: its scope for every CBS audience.
 macro_rules! token_provider_via_scope {
     ($($t:ident),*) => {$(
         impl<R: $crate::runtime::Runtime> $crate::credentials::TokenProvider for $t<R> {
-            fn token(&self, _audience: &str) -> $crate::credentials::TokenFuture {
-                let fut = $crate::identity::TokenCredential::get_token(self, &self.default_scope());
+            fn token(&self, audience: &str) -> $crate::credentials::TokenFuture {
+                let scope = $crate::identity::scope_for(audience, self.default_scope());
+                let fut = $crate::identity::TokenCredential::get_token(self, &scope);
                 Box::pin(async move {
                     fut.await
                         .map($crate::identity::cbs_token)
