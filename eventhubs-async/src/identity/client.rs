@@ -100,9 +100,8 @@ impl<R: Runtime> TokenCredential for ClientSecretCredential<R> {
                 .cached(&scope, || async {
                     let request = i.client.secret_request(&i.secret, &scope);
                     i.common
-                        .fetch(&request, RetryRules::EntraId, None, None)
+                        .fetch(&request, RetryRules::EntraId, None, None, i.secret.expose())
                         .await
-                        .map_err(|e| e.scrub(i.secret.expose()))
                 })
                 .await
         })
@@ -273,9 +272,14 @@ impl<R: Runtime> TokenCredential for ClientCertificateCredential<R> {
                     let assertion = i.assertion()?;
                     let request = i.client.assertion_request(&assertion, &scope);
                     i.common
-                        .fetch(&request, RetryRules::EntraId, None, None)
+                        .fetch(
+                            &request,
+                            RetryRules::EntraId,
+                            None,
+                            None,
+                            assertion.expose(),
+                        )
                         .await
-                        .map_err(|e| e.scrub(assertion.expose()))
                 })
                 .await
         })
@@ -398,9 +402,14 @@ impl<R: Runtime> TokenCredential for WorkloadIdentityCredential<R> {
                     let assertion = i.assertion()?;
                     let request = i.client.assertion_request(&assertion, &scope);
                     i.common
-                        .fetch(&request, RetryRules::EntraId, None, None)
+                        .fetch(
+                            &request,
+                            RetryRules::EntraId,
+                            None,
+                            None,
+                            assertion.expose(),
+                        )
                         .await
-                        .map_err(|e| e.scrub(assertion.expose()))
                 })
                 .await
         })

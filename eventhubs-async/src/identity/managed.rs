@@ -118,6 +118,10 @@ impl<R: Runtime> TokenCredential for ManagedIdentityCredential<R> {
                             "no managed identity endpoint answered at {where_}: {reason}"
                         ),
                     };
+                    let secret = match &i.source {
+                        ManagedIdentitySource::AppService { header, .. } => header.expose(),
+                        _ => "",
+                    };
                     let result = i
                         .common
                         .fetch(
@@ -125,6 +129,7 @@ impl<R: Runtime> TokenCredential for ManagedIdentityCredential<R> {
                             RetryRules::ManagedIdentity,
                             probing.then_some(MANAGED_IDENTITY_PROBE_TIMEOUT),
                             if probing { Some(&unavailable) } else { None },
+                            secret,
                         )
                         .await;
                     if !matches!(
@@ -133,12 +138,7 @@ impl<R: Runtime> TokenCredential for ManagedIdentityCredential<R> {
                     ) {
                         i.answered.store(true, Ordering::Relaxed);
                     }
-                    match &i.source {
-                        ManagedIdentitySource::AppService { header, .. } => {
-                            result.map_err(|e| e.scrub(header.expose()))
-                        }
-                        _ => result,
-                    }
+                    result
                 })
                 .await
         })

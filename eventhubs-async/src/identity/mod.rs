@@ -200,13 +200,15 @@ impl<R: Runtime> Common<R> {
 
     /// Sends `request`, retrying by `rules`; the first attempt waits at most
     /// `first_timeout` when given (a probe), and `on_no_answer` turns a
-    /// first attempt without an answer into the caller's error.
+    /// first attempt without an answer into the caller's error. Errors are
+    /// scrubbed of `secret` before they are logged or returned.
     pub(crate) async fn fetch(
         &self,
         request: &TokenHttpRequest,
         rules: RetryRules,
         first_timeout: Option<Duration>,
         on_no_answer: Option<&(dyn Fn(String) -> CredentialError + Sync)>,
+        secret: &str,
     ) -> Result<AccessToken, CredentialError> {
         let endpoint = request.endpoint();
         let started = Instant::now();
@@ -236,7 +238,7 @@ impl<R: Runtime> Common<R> {
                                 status,
                                 retry_after,
                             },
-                            e,
+                            e.scrub(secret),
                         ),
                     }
                 }
