@@ -37,6 +37,7 @@ mod driver;
 pub mod error;
 pub mod http;
 pub mod hub;
+pub mod identity;
 pub mod persist;
 pub mod runtime;
 pub mod storage;

@@ -19,6 +19,8 @@
 //!   storage connection strings and the XML replies.
 //! - [`checkpoint`]: partition ownership and checkpoints in the blob layout
 //!   all Event Hubs SDKs share, and a sans-IO in-memory store.
+//! - [`identity`]: Microsoft Entra ID token requests, responses, client
+//!   assertions, certificates and the `AZURE_*` credential chain.
 //! - [`processor`]: the event processor's load balancer.
 //!
 //! # Example
@@ -67,5 +69,6 @@ pub mod codec;
 pub mod engine;
 pub mod eventhubs;
 pub mod http;
+pub mod identity;
 pub mod processor;
 pub mod storage;
