@@ -24,6 +24,13 @@
 //!    cycle (azure-event-hubs-go and JavaScript's default);
 //!    [`LoadBalancingStrategy::Greedy`] claims up to its fair share at once
 //!    (the default of .NET, Java and Python).
+//! 5. One exception to the one claim per cycle, so that a graceful stop
+//!    hands its partitions over within one cycle: partitions *recently
+//!    relinquished* (an empty owner id written less than the ownership
+//!    expiry ago, which only a stopping processor writes) are claimed up
+//!    to the fair share at once, before anything else, under either
+//!    strategy. Never-owned and expired partitions, and steals, still
+//!    go one per cycle under `Balanced`.
 //!
 //! Every partition this processor owns is renewed in each cycle, which
 //! refreshes its last-modified time in the store: that is the heartbeat
@@ -271,11 +278,29 @@ pub fn plan<'a, P: AsRef<str>>(
 
     let renew: Vec<String> = owned[me].iter().map(|p| (*p).to_owned()).collect();
     let mut mine = renew.len();
-    let budget = match config.strategy {
-        LoadBalancingStrategy::Balanced => 1,
-        LoadBalancingStrategy::Greedy => max.saturating_sub(mine),
-    };
+    // Recently relinquished partitions: handed over by a graceful stop.
+    let (mut handed_over, rest): (Vec<&str>, Vec<&str>) = claimable.into_iter().partition(|p| {
+        let o = &records[*p];
+        o.owner_id.is_empty()
+            && o.last_modified_unix_ms != i64::MIN
+            && now_unix_ms.saturating_sub(o.last_modified_unix_ms) < expiry_ms
+    });
+    let mut claimable = rest;
     let mut claim = Vec::new();
+    while mine < max && !handed_over.is_empty() {
+        let p = handed_over.swap_remove(pick(rng, handed_over.len()));
+        claim.push(Claim {
+            partition_id: p.to_owned(),
+            stolen_from: None,
+        });
+        mine += 1;
+    }
+    claimable.append(&mut handed_over);
+    let budget = claim.len()
+        + match config.strategy {
+            LoadBalancingStrategy::Balanced => 1,
+            LoadBalancingStrategy::Greedy => max.saturating_sub(mine),
+        };
     while claim.len() < budget && mine < max {
         let below_min = mine < min;
         if !claimable.is_empty() {
@@ -336,6 +361,22 @@ pub fn owned_by<'a>(
     v.sort();
     v.dedup();
     v
+}
+
+/// The wait before the next cycle: the update interval scaled by a
+/// factor drawn uniformly from [0.8, 1.2), so that processors started
+/// together drift apart instead of listing and claiming in lockstep
+/// (azure-event-hubs-go draws from [0.8, 1.3), Python adds up to 20 %).
+/// The mean is the interval, so request rates and expiry margins are
+/// those of the interval itself.
+pub fn cycle_delay(config: &LoadBalancingConfig, rng: &mut SplitMix64) -> Duration {
+    let factor = 0.8 + 0.4 * rng.next_f64();
+    config.update_interval.mul_f64(factor)
+}
+
+/// The longest wait [`cycle_delay`] draws.
+pub fn max_cycle_delay(config: &LoadBalancingConfig) -> Duration {
+    config.update_interval.mul_f64(1.2)
 }
 
 /// A uniform index below `n` (`n > 0`).
@@ -527,6 +568,59 @@ mod tests {
         );
         assert_eq!("Greedy".parse(), Ok(LoadBalancingStrategy::Greedy));
         assert!("fair".parse::<LoadBalancingStrategy>().is_err());
+    }
+
+    #[test]
+    fn relinquished_partitions_are_taken_up_to_the_share_at_once() {
+        // b stopped and relinquished 2 and 3 just now; a (balanced) takes
+        // both in one cycle. A relinquish older than the expiry counts as
+        // never owned: one per cycle.
+        let ps = parts(4);
+        let records = [
+            view("0", "a", NOW),
+            view("1", "a", NOW),
+            view("2", "", NOW - 1_000),
+            view("3", "", NOW - 1_000),
+        ];
+        let c = LoadBalancingConfig::default();
+        let p = plan(&ps, records, "a", NOW, &c, &mut SplitMix64::new(9));
+        let mut got: Vec<_> = p.claim.iter().map(|c| c.partition_id.as_str()).collect();
+        got.sort();
+        assert_eq!(got, ["2", "3"]);
+        let old = [
+            view("0", "a", NOW),
+            view("1", "a", NOW),
+            view("2", "", NOW - 3_600_000),
+            view("3", "", NOW - 3_600_000),
+        ];
+        let p = plan(&ps, old, "a", NOW, &c, &mut SplitMix64::new(9));
+        assert_eq!(p.claim.len(), 1);
+        // Two survivors share them: each takes only up to its share.
+        let three = [
+            view("0", "a", NOW),
+            view("1", "b", NOW),
+            view("2", "", NOW - 1_000),
+            view("3", "", NOW - 1_000),
+        ];
+        let p = plan(&ps, three, "a", NOW, &c, &mut SplitMix64::new(9));
+        assert_eq!(p.claim.len(), 1);
+    }
+
+    #[test]
+    fn cycle_delays_are_jittered_around_the_interval() {
+        let c = LoadBalancingConfig::default();
+        let mut rng = SplitMix64::new(4);
+        let delays: Vec<Duration> = (0..1000).map(|_| cycle_delay(&c, &mut rng)).collect();
+        assert!(delays
+            .iter()
+            .all(|d| *d >= Duration::from_secs(8) && *d < max_cycle_delay(&c)));
+        let mean = delays.iter().sum::<Duration>() / 1000;
+        assert!(
+            mean > Duration::from_millis(9_700) && mean < Duration::from_millis(10_300),
+            "{mean:?}"
+        );
+        assert!(delays.iter().any(|d| *d < Duration::from_millis(8_400)));
+        assert!(delays.iter().any(|d| *d > Duration::from_millis(11_600)));
     }
 
     #[test]
