@@ -32,6 +32,3 @@ pub use io::{
     ReceiverKey, StoreFailure, StoreOpId, StoreReply,
 };
 pub use state::Processor;
-
-#[cfg(test)]
-mod tests;

@@ -1,14 +1,14 @@
-//! The processor state machine driven by hand: a [`MemoryStore`] answers
+//! The processor core (`eventhubs_proto::processor::Processor`) driven by hand: a [`MemoryStore`] answers
 //! its store requests at once (or not, or with a failure), receivers are
 //! fed events by the test, and time moves only when the test says.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::*;
-use crate::checkpoint::{MemoryStore, PartitionCheckpoint, PartitionOwnership};
-use crate::client::{Now, ReceivedEvent};
-use crate::eventhubs::EventPosition;
+use eventhubs_proto::checkpoint::{MemoryStore, PartitionCheckpoint, PartitionOwnership};
+use eventhubs_proto::client::{Now, ReceivedEvent};
+use eventhubs_proto::eventhubs::EventPosition;
+use eventhubs_proto::processor::*;
 
 const NS: &str = "localhost:5672";
 const HUB: &str = "eh1";
@@ -141,6 +141,7 @@ impl Harness {
                         s.update_checkpoint(checkpoint).expect("complete");
                     })),
                 ),
+                other => panic!("unexpected {other:?}"),
             };
             self.p.handle_store_reply(now, reply.0, reply.1);
         }
