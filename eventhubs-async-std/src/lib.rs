@@ -39,6 +39,11 @@ impl Runtime for AsyncStdRuntime {
 /// A client of one event hub on async-std.
 pub type Hub = eventhubs_async::Hub<AsyncStdRuntime>;
 
+/// An event processor on async-std (see [`eventhubs_async::processor`]).
+pub type Processor = eventhubs_async::Processor<AsyncStdRuntime>;
+/// The blob checkpoint store on async-std.
+pub type BlobCheckpointStore = eventhubs_async::BlobCheckpointStore<AsyncStdRuntime>;
+
 /// Entra ID credentials on async-std (see [`eventhubs_async::identity`]).
 pub type ClientSecretCredential =
     eventhubs_async::identity::ClientSecretCredential<AsyncStdRuntime>;

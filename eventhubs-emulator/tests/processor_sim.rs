@@ -283,7 +283,7 @@ struct Setup {
 fn setup(seed: u64) -> Setup {
     let mut r = SplitMix64::new(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ 0xc0ffee);
     let partitions = 4 + r.below(9) as u32;
-    let strategy = if seed % 2 == 0 {
+    let strategy = if seed.is_multiple_of(2) {
         LoadBalancingStrategy::Balanced
     } else {
         LoadBalancingStrategy::Greedy
@@ -376,12 +376,14 @@ struct Run {
 impl Run {
     fn new(seed: u64) -> Run {
         let s = setup(seed);
-        let mut emulator = EmulatorConfig::default();
-        emulator.hubs = vec![HubConfig {
-            name: HUB.into(),
-            partition_count: s.partitions,
-            consumer_groups: vec![CG.into()],
-        }];
+        let emulator = EmulatorConfig {
+            hubs: vec![HubConfig {
+                name: HUB.into(),
+                partition_count: s.partitions,
+                consumer_groups: vec![CG.into()],
+            }],
+            ..EmulatorConfig::default()
+        };
         let mut w = World::new(seed, emulator, s.net);
         let sender = w.add_client(World::options(seed, HOUR));
         let mut config = ProcessorConfig::new(NS, HUB, "template");

@@ -63,6 +63,11 @@ impl Runtime for TokioRuntime {
 /// A client of one event hub on tokio.
 pub type Hub = eventhubs_async::Hub<TokioRuntime>;
 
+/// An event processor on tokio (see [`eventhubs_async::processor`]).
+pub type Processor = eventhubs_async::Processor<TokioRuntime>;
+/// The blob checkpoint store on tokio.
+pub type BlobCheckpointStore = eventhubs_async::BlobCheckpointStore<TokioRuntime>;
+
 /// Entra ID credentials on tokio (see [`eventhubs_async::identity`]).
 pub type ClientSecretCredential = eventhubs_async::identity::ClientSecretCredential<TokioRuntime>;
 /// A certificate credential on tokio.

@@ -577,10 +577,10 @@ impl Processor {
             }
             _ => {}
         }
-        if !self
+        if self
             .partitions
             .get(partition_id)
-            .is_some_and(|p| p.owned.is_some())
+            .is_none_or(|p| p.owned.is_none())
         {
             return Err(CheckpointRefused::NotOwned(partition_id.to_owned()));
         }
