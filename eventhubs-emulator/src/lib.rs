@@ -13,15 +13,19 @@
 //!   handles to inject faults.
 //! - [`listeners`]: optional AMQP-over-TLS and AMQP-over-WebSocket (plain
 //!   and TLS) listeners for the same broker, and [`Emulator::builder`].
+//! - `quirks`: accommodations for known client bugs that a broker this
+//!   quick exposes (Microsoft's Rust SDK loses outcomes that arrive early).
 //! - [`store`]: optional persistence of the partition logs in a data
 //!   directory (`--data-dir`, [`EmulatorConfig::with_data_dir`]).
 
 pub mod broker;
 pub mod config;
 pub mod listeners;
+mod quirks;
 pub mod server;
 pub mod store;
 
 pub use broker::{Appended, Broker, ConnId, LinkSelector, Now, RestoreError};
 pub use config::EmulatorConfig;
+pub use quirks::LATE_OUTCOME_DELAY;
 pub use server::Emulator;
