@@ -106,7 +106,15 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<(String, Options
             "--hub" => o.hub = value(&flag)?,
             "--partition" => o.partition = value(&flag)?,
             "--runs" => o.runs = num(&flag, value(&flag)?)?,
-            "--timeout" => o.timeout = Duration::from_secs_f64(num(&flag, value(&flag)?)?),
+            "--timeout" => {
+                let secs: f64 = num(&flag, value(&flag)?)?;
+                o.timeout = Duration::try_from_secs_f64(secs)
+                    .ok()
+                    .filter(|d| !d.is_zero())
+                    .ok_or(format!(
+                        "--timeout: {secs} is not a positive number of seconds"
+                    ))?;
+            }
             "--events" => o.events = Some(num(&flag, value(&flag)?)?),
             "--batch-size" => o.batch_size = num(&flag, value(&flag)?)?,
             "--event-size" => o.event_size = num(&flag, value(&flag)?)?,
@@ -271,7 +279,7 @@ fn run_loop(name: &str, o: &Options, mut one: impl FnMut() -> Outcome) -> Tally 
             Outcome::Stalled(step) => {
                 t.stalled += 1;
                 eprintln!(
-                    "{name} run {run}/{}: STALLED in {step} (no progress for {:?})",
+                    "{name} run {run}/{}: STALLED in {step} (not finished within {:?})",
                     o.runs, o.timeout
                 );
             }
