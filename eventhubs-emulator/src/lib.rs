@@ -13,6 +13,8 @@
 //!   handles to inject faults.
 //! - [`listeners`]: optional AMQP-over-TLS and AMQP-over-WebSocket (plain
 //!   and TLS) listeners for the same broker, and [`Emulator::builder`].
+//! - [`entra`]: Entra ID (JWT) tokens checked like the service: trusted
+//!   issuers and their keys, audiences, expiry, role assignments per hub.
 //! - `quirks`: accommodations for known client bugs that a broker this
 //!   quick exposes (Microsoft's Rust SDK loses outcomes that arrive early).
 //! - [`store`]: optional persistence of the partition logs in a data
@@ -20,6 +22,7 @@
 
 pub mod broker;
 pub mod config;
+pub mod entra;
 pub mod listeners;
 mod quirks;
 pub mod server;
