@@ -32,6 +32,7 @@ use eventhubs_proto::eventhubs::{EventPosition, RoundRobin};
 use tracing::{debug, info, warn};
 
 use crate::config::{EmulatorConfig, HubConfig, Policy};
+use crate::quirks::{self, LateOutcomes, LATE_OUTCOME_DELAY};
 
 /// A decoded request: message id, reply-to, application properties, body.
 type Request = (
@@ -203,6 +204,9 @@ struct Conn {
     pending: BTreeMap<LinkId, VecDeque<Bytes>>,
     opened_ms: i64,
     next_tag: u64,
+    /// Outcomes held for a client that loses early ones (see
+    /// [`crate::quirks`]).
+    late: LateOutcomes,
 }
 
 /// What the broker counts, for tests and logs.
@@ -495,6 +499,7 @@ impl Broker {
                 pending: BTreeMap::new(),
                 opened_ms: now.unix_ms,
                 next_tag: 0,
+                late: LateOutcomes::default(),
             },
         );
         id
@@ -782,6 +787,7 @@ impl Broker {
             .values()
             .filter_map(|c| c.engine.poll_timeout())
             .chain(self.held.front().map(|h| h.release))
+            .chain(self.conns.values().filter_map(|c| c.late.next_due()))
             .min()
     }
 
@@ -800,6 +806,7 @@ impl Broker {
             let Some(conn) = self.conns.get_mut(&id) else {
                 continue;
             };
+            conn.late.release_due(now.instant, &mut conn.engine);
             conn.engine.handle_timeout(now.instant);
             // Anonymous connections must put a token in time (1.2).
             let waited = now.unix_ms - conn.opened_ms;
@@ -902,6 +909,14 @@ impl Broker {
             }
             Event::Opened(open) => {
                 debug!(conn = id.0, container = %open.container_id, hostname = ?open.hostname, "open");
+                if quirks::loses_early_outcomes(&open) {
+                    info!(
+                        conn = id.0,
+                        delay_ms = LATE_OUTCOME_DELAY.as_millis() as u64,
+                        "client is Microsoft's Rust SDK: its outcomes are held (fe2o3-amqp loses early ones)"
+                    );
+                    conn.late.set_delay(LATE_OUTCOME_DELAY);
+                }
                 let _ = conn.engine.open();
             }
             Event::LinkAttached {
@@ -948,7 +963,9 @@ impl Broker {
                 "AMQP close from the client"
             ),
             Event::Failed(e) => warn!(conn = id.0, error = %e, "connection failed"),
+            Event::SessionEnded { channel, .. } => conn.late.forget_session(channel),
             Event::SessionError { channel, error } => {
+                conn.late.forget_session(channel);
                 warn!(conn = id.0, channel, error = %error_text(Some(&error)), "session ended: the client broke the protocol")
             }
             _ => {}
@@ -1304,6 +1321,9 @@ impl Broker {
                     state,
                 };
                 self.hold(id, now, action);
+            } else if let Some(conn) = self.conns.get_mut(&id).filter(|c| c.late.is_on()) {
+                conn.late
+                    .hold(now.instant, link, delivery_id, state, &mut conn.engine);
             } else if let Some(conn) = self.conns.get_mut(&id) {
                 let _ = conn.engine.disposition(
                     link.channel,

@@ -15,6 +15,8 @@
 //!   and TLS) listeners for the same broker, and [`Emulator::builder`].
 //! - [`entra`]: Entra ID (JWT) tokens checked like the service: trusted
 //!   issuers and their keys, audiences, expiry, role assignments per hub.
+//! - `quirks`: accommodations for known client bugs that a broker this
+//!   quick exposes (Microsoft's Rust SDK loses outcomes that arrive early).
 //! - [`store`]: optional persistence of the partition logs in a data
 //!   directory (`--data-dir`, [`EmulatorConfig::with_data_dir`]).
 
@@ -22,9 +24,11 @@ pub mod broker;
 pub mod config;
 pub mod entra;
 pub mod listeners;
+mod quirks;
 pub mod server;
 pub mod store;
 
 pub use broker::{Appended, Broker, ConnId, LinkSelector, Now, RestoreError};
 pub use config::EmulatorConfig;
+pub use quirks::LATE_OUTCOME_DELAY;
 pub use server::Emulator;

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use eventhubs_emulator::{Broker, ConnId, EmulatorConfig, LinkSelector, Now};
+use eventhubs_emulator::{Broker, ConnId, EmulatorConfig, LinkSelector, Now, LATE_OUTCOME_DELAY};
 use eventhubs_proto::codec::message::{Body, Message};
 use eventhubs_proto::codec::messaging::{DeliveryState, MessageId, Properties, Source, Target};
 use eventhubs_proto::codec::performatives::{AmqpError, Fields, Role};
@@ -64,9 +64,14 @@ impl World {
 
     /// Opens a client authenticating with `sasl`.
     fn client_with(&mut self, sasl: SaslMechanism) -> Client {
-        let now = self.now();
         let mut c = ConnectionConfig::new(Side::Client, "model-client");
         c.sasl = SaslConfig::Client(vec![sasl]);
+        self.client_from(c)
+    }
+
+    /// Opens a client with the connection settings `c`.
+    fn client_from(&mut self, c: ConnectionConfig) -> Client {
+        let now = self.now();
         let mut conn = Connection::new(c, now.instant);
         let id = self.broker.connect(now);
         conn.open().unwrap();
@@ -963,4 +968,128 @@ fn held_outcomes_are_bounded_the_oldest_go_out_early() {
     w.broker.handle_timeout(now);
     w.pump(&mut [&mut c]);
     assert_eq!(outcomes(&c, tx).len(), 1 << 16, "the rest when due");
+}
+
+/// The connection properties of Microsoft's Rust SDK
+/// (`azure_messaging_eventhubs` 0.16), as its `open` carries them.
+fn ms_rust_sdk_properties() -> Fields {
+    let mut p: Fields = Map::new();
+    for (k, v) in [
+        (
+            "user-agent",
+            "azsdk-rust-messaging_eventhubs/0.16.0 (1.95.0; linux; x86_64)",
+        ),
+        ("version", "0.16.0"),
+        ("platform", "linux"),
+        ("product", "azure_messaging_eventhubs"),
+    ] {
+        p.insert(Symbol::from_static(k), Value::String(v.into()));
+    }
+    p
+}
+
+fn ms_rust_sdk_client(w: &mut World) -> Client {
+    let mut c = ConnectionConfig::new(Side::Client, "ff319d72-5b2b-4ee0-989a-7255c438246a");
+    c.sasl = SaslConfig::Client(vec![SaslMechanism::Anonymous]);
+    c.properties = Some(ms_rust_sdk_properties());
+    w.client_from(c)
+}
+
+/// Moves the virtual clock on by `by`, fires the broker's timers, moves bytes.
+fn advance(w: &mut World, c: &mut Client, by: Duration) {
+    w.elapsed += by;
+    let now = w.now();
+    w.broker.handle_timeout(now);
+    w.pump(&mut [c]);
+}
+
+/// Microsoft's Rust SDK (on fe2o3-amqp) records a delivery as unsettled
+/// only after handing its transfer to another task, and drops a settled
+/// disposition processed before that: an outcome sent at once can be lost
+/// and the send then waits forever. Its outcomes are held; others' are not.
+#[test]
+fn outcomes_for_microsofts_rust_sdk_are_held_so_that_it_cannot_lose_them() {
+    let mut w = World::new();
+    let mut other = authorized_client(&mut w);
+    let other_tx = w.sender(&mut other, "eh1/Partitions/0");
+    let rx = w.receiver(&mut other, "rx", 0, EventPosition::Earliest, None);
+    other.conn.flow(rx, 10, false).unwrap();
+    w.pump(&mut [&mut other]);
+
+    let mut sdk = ms_rust_sdk_client(&mut w);
+    // The put-token request waits for its outcome too: held; the reply is not.
+    w.request_token(&mut sdk, "amqps://localhost/eh1", "SAS_KEY_VALUE");
+    assert_eq!(token_status(&sdk), Some(202));
+    assert!(
+        outcomes(&sdk, sdk.cbs_tx).is_empty(),
+        "put-token outcome held"
+    );
+    advance(&mut w, &mut sdk, LATE_OUTCOME_DELAY);
+    assert_eq!(outcomes(&sdk, sdk.cbs_tx).len(), 1);
+
+    let tx = w.sender(&mut sdk, "eh1/Partitions/0");
+    let sent_at = w.now();
+    sdk.events.clear();
+    let id = send(&mut sdk, tx, b"sdk");
+    w.pump(&mut [&mut sdk, &mut other]);
+    assert!(outcomes(&sdk, tx).is_empty(), "the outcome is held");
+    assert_eq!(delivered(&other, rx).len(), 1, "but the event is appended");
+    assert_eq!(
+        w.broker.poll_timeout(),
+        Some(sent_at.instant + LATE_OUTCOME_DELAY)
+    );
+
+    // Meanwhile another client's outcome goes out at once.
+    send(&mut other, other_tx, b"other");
+    w.pump(&mut [&mut other]);
+    assert_eq!(outcomes(&other, other_tx).len(), 1);
+
+    advance(
+        &mut w,
+        &mut sdk,
+        LATE_OUTCOME_DELAY - Duration::from_millis(1),
+    );
+    assert!(outcomes(&sdk, tx).is_empty());
+    advance(&mut w, &mut sdk, Duration::from_millis(1));
+    let got = outcomes(&sdk, tx);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, id);
+    assert!(matches!(got[0].1, DeliveryState::Accepted(_)));
+    assert_eq!(
+        w.broker.poll_timeout().map(|t| t > w.now().instant),
+        Some(true)
+    );
+
+    // A session that ends before its outcome is due gets none, and the
+    // session that takes its channel next (its delivery ids start again at
+    // 0) is not settled by the old session's outcomes.
+    send(&mut sdk, tx, b"in flight");
+    w.pump(&mut [&mut sdk]);
+    sdk.conn.end_session(sdk.session, None).unwrap();
+    w.pump(&mut [&mut sdk]);
+    let session = sdk.conn.begin_session(SessionConfig::default()).unwrap();
+    w.pump(&mut [&mut sdk]);
+    let tx = sdk
+        .conn
+        .attach(
+            session,
+            link("tx2", Role::Sender, "tx2", "eh1/Partitions/0"),
+        )
+        .unwrap();
+    w.pump(&mut [&mut sdk]);
+    advance(&mut w, &mut sdk, LATE_OUTCOME_DELAY / 2);
+    sdk.events.clear();
+    let ids: Vec<u32> = (0..4).map(|_| send(&mut sdk, tx, b"new session")).collect();
+    w.pump(&mut [&mut sdk]);
+    advance(&mut w, &mut sdk, LATE_OUTCOME_DELAY / 2);
+    assert!(
+        outcomes(&sdk, tx).is_empty(),
+        "an outcome of the ended session settled one of the new session's deliveries: {:?}",
+        outcomes(&sdk, tx)
+    );
+    advance(&mut w, &mut sdk, LATE_OUTCOME_DELAY / 2);
+    assert_eq!(
+        outcomes(&sdk, tx).iter().map(|o| o.0).collect::<Vec<_>>(),
+        ids
+    );
 }
