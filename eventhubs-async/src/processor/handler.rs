@@ -79,6 +79,37 @@ pub trait Handler: Send + Sync + 'static {
     }
 }
 
+/// A shared handler (e.g. one the application also reads from).
+impl<H: Handler> Handler for std::sync::Arc<H> {
+    fn on_events<'a>(
+        &'a self,
+        context: &'a PartitionContext,
+        events: &'a [ReceivedEvent],
+    ) -> HandlerFuture<'a, HandlerResult> {
+        (**self).on_events(context, events)
+    }
+
+    fn on_partition_initialized<'a>(
+        &'a self,
+        context: &'a PartitionContext,
+        position: &'a EventPosition,
+    ) -> HandlerFuture<'a, ()> {
+        (**self).on_partition_initialized(context, position)
+    }
+
+    fn on_partition_closed<'a>(
+        &'a self,
+        context: &'a PartitionContext,
+        reason: &'a CloseReason,
+    ) -> HandlerFuture<'a, ()> {
+        (**self).on_partition_closed(context, reason)
+    }
+
+    fn on_error<'a>(&'a self, error: &'a ProcessorError) -> HandlerFuture<'a, ()> {
+        (**self).on_error(error)
+    }
+}
+
 /// A [`Handler`] from a closure over each batch: see [`handler_fn`].
 pub struct FnHandler<F>(F);
 
