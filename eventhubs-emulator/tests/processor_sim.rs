@@ -267,6 +267,8 @@ struct Figures {
     store_slow: u64,
     /// Seconds from the last membership change to settled, and the bound.
     last_settle: (f64, f64),
+    /// Connections cut by the network.
+    cuts: u64,
 }
 
 struct Setup {
@@ -323,6 +325,12 @@ fn setup(seed: u64) -> Setup {
     let mut net = Network::calm();
     net.latency = Duration::from_millis(1 + r.below(20));
     net.max_chunk = 512 + r.below(64 * 1024) as usize;
+    // Every fifth seed cuts connections now and then (about once a minute
+    // per client): the client cores recover their receivers, which the
+    // processors never notice.
+    if seed % 5 == 4 {
+        net.drop_ppm = 2_000;
+    }
     Setup {
         partitions,
         strategy,
@@ -1215,6 +1223,7 @@ impl Run {
         self.figures.requests_per_cycle = rpc;
         self.figures.store_failures = self.store.failures;
         self.figures.store_slow = self.store.slow;
+        self.figures.cuts = self.w.peers.iter().map(|p| u64::from(p.drops)).sum();
         self.figures
     }
 }
@@ -1319,8 +1328,9 @@ fn report(all: &[(u64, Figures, LoadBalancingStrategy)]) {
         .fold(0.0f64, f64::max);
     let fails: u64 = all.iter().map(|(_, f, _)| f.store_failures).sum();
     let slow: u64 = all.iter().map(|(_, f, _)| f.store_slow).sum();
+    let cuts: u64 = all.iter().map(|(_, f, _)| f.cuts).sum();
     println!(
-        "{} seeds: {events} events processed, {dups} again after an ownership change; longest two-owner overlap {overlap:.2} s; {fails} store requests failed, {slow} slowed past the time-out",
+        "{} seeds: {events} events processed, {dups} again after an ownership change; longest two-owner overlap {overlap:.2} s; {fails} store requests failed, {slow} slowed past the time-out; {cuts} connections cut",
         all.len()
     );
 }
