@@ -714,3 +714,43 @@ fn a_claim_lost_to_a_racer_is_not_an_error() {
     assert!(std::iter::from_fn(|| b.poll_event()).all(|e| !matches!(e, ProcessorEvent::Error(_))));
     let _ = PartitionOwnership::new(NS, HUB, CG, "0", "x");
 }
+
+#[test]
+fn a_failed_checkpoint_of_its_own_is_written_again_after_a_back_off() {
+    let mut h = Harness::new("a", 1, |c| c.max_wait = Duration::ZERO);
+    h.take_events();
+    h.answer = Answer::Fail;
+    h.feed("0", 0..1);
+    let b = Harness::batches(&h.take_events());
+    h.done(b[0].2);
+    assert!(h.take_events().iter().any(|e| matches!(
+        e,
+        ProcessorEvent::Error(ProcessorError {
+            kind: ErrorKind::UpdateCheckpoint,
+            ..
+        })
+    )));
+    assert!(h.store.list_checkpoints(NS, HUB, CG).is_empty());
+    h.answer = Answer::Store;
+    h.advance(Duration::from_millis(999));
+    assert!(h.store.list_checkpoints(NS, HUB, CG).is_empty());
+    h.advance(Duration::from_millis(1));
+    let cps = h.store.list_checkpoints(NS, HUB, CG);
+    assert_eq!(cps[0].sequence_number, Some(0));
+}
+
+#[test]
+fn a_deleted_ownership_record_is_claimed_again_without_stopping_the_partition() {
+    let mut h = Harness::new("a", 1, |_| {});
+    let key = h.receiver_of("0").expect("open");
+    // Someone deletes the blob: the next listing has no record.
+    h.store = MemoryStore::new();
+    h.take_events();
+    h.advance(Duration::from_secs(12));
+    assert_eq!(h.owner_of("0").as_deref(), Some("a"));
+    assert_eq!(h.receiver_of("0"), Some(key), "the same receiver goes on");
+    assert!(!h
+        .take_events()
+        .iter()
+        .any(|e| matches!(e, ProcessorEvent::PartitionClosed { .. })));
+}

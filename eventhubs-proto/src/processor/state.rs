@@ -2,7 +2,7 @@
 //! machine.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::{debug, info};
 
@@ -151,6 +151,8 @@ struct Partition {
     checkpoint_due: Option<Instant>,
     /// When the last checkpoint write was issued (or ownership began).
     checkpoint_base: Option<Instant>,
+    /// Checkpoint writes of the processor's own that failed in a row.
+    checkpoint_failures: u32,
 }
 
 impl Partition {
@@ -1179,6 +1181,7 @@ impl Processor {
         }
         let result = match result {
             Ok(()) => {
+                p.checkpoint_failures = 0;
                 if p.owned.is_some() {
                     p.last_checkpointed = p.last_checkpointed.max(Some(mark.sequence_number));
                 }
@@ -1186,6 +1189,16 @@ impl Processor {
             }
             Err(f) => {
                 self.stats.store_failures += 1;
+                // A checkpoint of the processor's own is written again
+                // (the latest processed event) after a back-off: 1 s,
+                // doubling, at most the update interval.
+                if waiters.is_empty() && p.owned.is_some() && p.checkpoint.queued.is_none() {
+                    let backoff = Duration::from_secs(1)
+                        .saturating_mul(1 << p.checkpoint_failures.min(16))
+                        .min(self.config.load_balancing.update_interval);
+                    p.checkpoint_failures += 1;
+                    p.checkpoint_due = Some(now.instant + backoff);
+                }
                 Err(ProcessorError {
                     kind: ErrorKind::UpdateCheckpoint,
                     partition_id: Some(pid.to_owned()),
