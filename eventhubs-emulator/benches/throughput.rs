@@ -158,7 +158,8 @@ impl Peer {
                 if !settled {
                     self.client
                         .conn
-                        .accept(self.rx, delivery_id)
+                        .link(self.rx)
+                        .accept(delivery_id)
                         .expect("accept");
                 }
             }
@@ -211,7 +212,7 @@ impl Peer {
         } else {
             count as u32
         };
-        self.client.conn.flow(self.rx, credit, false).expect("flow");
+        self.client.conn.link(self.rx).flow(credit).expect("flow");
         while received < count {
             self.client.turn(Duration::from_millis(5));
             while let Some(e) = self.client.events.pop_front() {
@@ -234,7 +235,8 @@ impl Peer {
         let deadline = Instant::now() + WAIT;
         self.client
             .conn
-            .flow(self.rx, EVENTS as u32, false)
+            .link(self.rx)
+            .flow(EVENTS as u32)
             .expect("flow");
         while accepted < EVENTS || received < EVENTS {
             while sent < EVENTS && self.client.conn.credit(self.tx) > 0 {

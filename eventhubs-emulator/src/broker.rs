@@ -23,6 +23,7 @@ use eventhubs_proto::codec::performatives::{AmqpError, Role};
 use eventhubs_proto::codec::{
     format_code, AmqpString, Array, Decode, Encode, Form, Map, Symbol, Timestamp, Value,
 };
+use eventhubs_proto::engine::Settlement;
 use eventhubs_proto::engine::{
     Connection, ConnectionConfig, Event, LinkConfig, LinkId, SaslConfig, SessionConfig, Side,
 };
@@ -479,11 +480,11 @@ impl Broker {
                 policies.iter().any(|p| p.name == user && p.key == pass)
             })),
         };
-        let mut engine = Connection::new(c, now.instant);
-        engine.session_defaults = SessionConfig {
+        c.session_defaults = SessionConfig {
             incoming_window: 5000,
             ..SessionConfig::default()
         };
+        let engine = Connection::new(c, now.instant);
         debug!(conn = id.0, "connection accepted");
         self.conns.insert(
             id,
@@ -557,7 +558,7 @@ impl Broker {
             for (link, role, entity) in chosen {
                 conn.links.remove(&link);
                 conn.pending.remove(&link);
-                if conn.engine.detach(link, true, Some(error.clone())).is_ok() {
+                if conn.engine.link(link).close(Some(error.clone())).is_ok() {
                     warn!(conn = id.0, %role, %entity, error = %error_text(Some(&error)), "fault: link detached");
                     count += 1;
                 }
@@ -714,12 +715,10 @@ impl Broker {
                 delivery_id,
                 state,
             } => {
-                let _ = conn.engine.disposition(
-                    channel,
+                let _ = conn.engine.session(channel).disposition(
                     Role::Receiver,
-                    delivery_id,
-                    delivery_id,
-                    true,
+                    delivery_id..=delivery_id,
+                    Settlement::Settled,
                     Some(state),
                 );
             }
@@ -847,11 +846,10 @@ impl Broker {
                     let (role, entity) = describe(hubs, &kind);
                     info!(conn = id.0, %role, %entity, "token expired: link detached");
                 }
-                let _ = conn.engine.detach(
-                    l,
-                    true,
-                    Some(err("amqp:unauthorized-access", "the token has expired")),
-                );
+                let _ = conn.engine.link(l).close(Some(err(
+                    "amqp:unauthorized-access",
+                    "the token has expired",
+                )));
             }
             self.process(id, now);
         }
@@ -963,7 +961,7 @@ impl Broker {
             let Some(m) = q.pop_front() else { break };
             conn.next_tag += 1;
             let tag = Bytes::copy_from_slice(&conn.next_tag.to_be_bytes());
-            let _ = conn.engine.send(link, tag, 0, true, m);
+            let _ = conn.engine.link(link).send(tag, 0, Settlement::Settled, m);
         }
     }
 
@@ -1019,9 +1017,9 @@ impl Broker {
         let conn = self.conns.get_mut(&id).expect("present");
         match kind {
             Ok(kind) => {
-                let _ = conn.engine.accept_link(link, echo);
+                let _ = conn.engine.link(link).answer(echo);
                 if credit > 0 {
-                    let _ = conn.engine.flow(link, credit, false);
+                    let _ = conn.engine.link(link).flow(credit);
                 }
                 let (_, entity) = describe(&self.hubs, &kind);
                 match &kind {
@@ -1042,7 +1040,7 @@ impl Broker {
                     &source_address
                 });
                 info!(conn = id.0, %role, %entity, name = %attach.name, error = %error_text(Some(&e)), "link refused");
-                let _ = conn.engine.refuse_link(link, e);
+                let _ = conn.engine.link(link).refuse(e);
             }
         }
     }
@@ -1209,9 +1207,7 @@ impl Broker {
                     );
                     if let Some(c) = self.conns.get_mut(&cid) {
                         c.links.remove(&l);
-                        let _ = c
-                            .engine
-                            .detach(l, true, Some(err("amqp:link:stolen", text)));
+                        let _ = c.engine.link(l).close(Some(err("amqp:link:stolen", text)));
                     }
                 }
             }
@@ -1305,12 +1301,10 @@ impl Broker {
                 };
                 self.hold(id, now, action);
             } else if let Some(conn) = self.conns.get_mut(&id) {
-                let _ = conn.engine.disposition(
-                    link.channel,
+                let _ = conn.engine.session(link.channel).disposition(
                     Role::Receiver,
-                    delivery_id,
-                    delivery_id,
-                    true,
+                    delivery_id..=delivery_id,
+                    Settlement::Settled,
                     Some(state),
                 );
             }
@@ -1319,7 +1313,7 @@ impl Broker {
             return;
         };
         if conn.engine.credit(link) < 50 {
-            let _ = conn.engine.flow(link, 1000, false);
+            let _ = conn.engine.link(link).flow(1000);
         }
     }
 
@@ -1761,7 +1755,12 @@ impl Broker {
                     };
                     conn.next_tag += 1;
                     let tag = Bytes::copy_from_slice(&conn.next_tag.to_be_bytes());
-                    if conn.engine.send(link, tag, 0, true, payload).is_err() {
+                    if conn
+                        .engine
+                        .link(link)
+                        .send(tag, 0, Settlement::Settled, payload)
+                        .is_err()
+                    {
                         break;
                     }
                     c.next_sequence_number = e.sequence_number + 1;

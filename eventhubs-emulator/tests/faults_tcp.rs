@@ -93,7 +93,7 @@ fn throttled_sends_then_dropped_connections_over_tcp() {
             Some(eventhubs_proto::eventhubs::EventPosition::Earliest),
         )
         .expect("receiver");
-    c.conn.flow(rx, 10, false).unwrap();
+    c.conn.link(rx).flow(10).unwrap();
     let mut got = Vec::new();
     while got.len() < 2 {
         let m = c

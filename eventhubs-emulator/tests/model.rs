@@ -9,6 +9,7 @@ use eventhubs_proto::codec::message::{Body, Message};
 use eventhubs_proto::codec::messaging::{DeliveryState, MessageId, Properties, Source, Target};
 use eventhubs_proto::codec::performatives::{AmqpError, Fields, Role};
 use eventhubs_proto::codec::{Decode, Encode, Map, Symbol, Value};
+use eventhubs_proto::engine::Settlement;
 use eventhubs_proto::engine::{
     Connection, ConnectionConfig, Event, LinkConfig, LinkId, SaslConfig, SaslMechanism,
     SessionConfig, Side,
@@ -72,13 +73,12 @@ impl World {
         conn.open().unwrap();
         let session = conn.begin_session(SessionConfig::default()).unwrap();
         let cbs_tx = conn
-            .attach(session, link("cbs-tx", Role::Sender, "cbs-client", "$cbs"))
+            .session(session)
+            .attach(link("cbs-tx", Role::Sender, "cbs-client", "$cbs"))
             .unwrap();
         let cbs_rx = conn
-            .attach(
-                session,
-                link("cbs-rx", Role::Receiver, "$cbs", "cbs-client"),
-            )
+            .session(session)
+            .attach(link("cbs-rx", Role::Receiver, "$cbs", "cbs-client"))
             .unwrap();
         let mut client = Client {
             conn,
@@ -89,7 +89,7 @@ impl World {
             cbs_rx,
         };
         self.pump(&mut [&mut client]);
-        client.conn.flow(cbs_rx, 10, false).unwrap();
+        client.conn.link(cbs_rx).flow(10).unwrap();
         self.pump(&mut [&mut client]);
         client
     }
@@ -162,11 +162,11 @@ impl World {
         };
         c.events.clear();
         c.conn
+            .link(c.cbs_tx)
             .send(
-                c.cbs_tx,
                 Bytes::from_static(b"t"),
                 0,
-                false,
+                Settlement::Unsettled,
                 request.to_bytes(),
             )
             .unwrap();
@@ -198,7 +198,7 @@ impl World {
             properties,
             ..Default::default()
         };
-        let l = c.conn.attach(c.session, config).unwrap();
+        let l = c.conn.session(c.session).attach(config).unwrap();
         self.pump(&mut [c]);
         l
     }
@@ -206,7 +206,8 @@ impl World {
     fn sender(&mut self, c: &mut Client, address: &str) -> LinkId {
         let l = c
             .conn
-            .attach(c.session, link("tx", Role::Sender, "tx", address))
+            .session(c.session)
+            .attach(link("tx", Role::Sender, "tx", address))
             .unwrap();
         self.pump(&mut [c]);
         l
@@ -310,11 +311,11 @@ fn events_get_sequence_numbers_offsets_and_start_positions_select_them() {
     for i in 0..5u8 {
         w.elapsed += Duration::from_millis(10);
         c.conn
+            .link(tx)
             .send(
-                tx,
                 Bytes::from(vec![i]),
                 0,
-                false,
+                Settlement::Unsettled,
                 Message::with_data(vec![i; 3]).to_bytes(),
             )
             .unwrap();
@@ -334,11 +335,11 @@ fn events_get_sequence_numbers_offsets_and_start_positions_select_them() {
     ];
     for (i, (position, expected)) in cases.into_iter().enumerate() {
         let rx = w.receiver(&mut c, &format!("rx{i}"), 0, position.clone(), None);
-        c.conn.flow(rx, 100, false).unwrap();
+        c.conn.link(rx).flow(100).unwrap();
         w.pump(&mut [&mut c]);
         let got: Vec<i64> = delivered(&c, rx).iter().map(sequence_number).collect();
         assert_eq!(got, expected, "{position:?}");
-        c.conn.detach(rx, true, None).unwrap();
+        c.conn.link(rx).close(None).unwrap();
         w.pump(&mut [&mut c]);
         // The handle is free for the next link: forget this one's events.
         c.events.clear();
@@ -346,7 +347,7 @@ fn events_get_sequence_numbers_offsets_and_start_positions_select_them() {
     // Offsets are strings of byte positions: starting after the second
     // event's offset gives the third event on.
     let rx = w.receiver(&mut c, "by-seq", 0, EventPosition::Earliest, None);
-    c.conn.flow(rx, 100, false).unwrap();
+    c.conn.link(rx).flow(100).unwrap();
     w.pump(&mut [&mut c]);
     let all = delivered(&c, rx);
     let offset = all[1]
@@ -363,7 +364,7 @@ fn events_get_sequence_numbers_offsets_and_start_positions_select_them() {
         EventPosition::offset(offset, false),
         None,
     );
-    c.conn.flow(rx2, 100, false).unwrap();
+    c.conn.link(rx2).flow(100).unwrap();
     w.pump(&mut [&mut c]);
     assert_eq!(
         delivered(&c, rx2)
@@ -390,7 +391,7 @@ fn events_get_sequence_numbers_offsets_and_start_positions_select_them() {
         EventPosition::enqueued_time(ts, true),
         None,
     );
-    c.conn.flow(rx3, 100, false).unwrap();
+    c.conn.link(rx3).flow(100).unwrap();
     w.pump(&mut [&mut c]);
     assert_eq!(
         delivered(&c, rx3)
@@ -476,11 +477,11 @@ fn anonymous_connections_without_a_token_are_closed_after_the_deadline() {
 /// Sends one unsettled event on `tx`; returns its delivery id.
 fn send(c: &mut Client, tx: LinkId, body: &[u8]) -> u32 {
     c.conn
+        .link(tx)
         .send(
-            tx,
             Bytes::copy_from_slice(body),
             0,
-            false,
+            Settlement::Unsettled,
             Message::with_data(body.to_vec()).to_bytes(),
         )
         .unwrap()
@@ -529,10 +530,8 @@ fn detach_links_detaches_the_selected_links_with_the_error_and_forgets_them() {
     let to_hub = w.sender(&mut c, "eh1");
     let to_p0 = c
         .conn
-        .attach(
-            c.session,
-            link("tx-p0", Role::Sender, "tx-p0", "eh1/Partitions/0"),
-        )
+        .session(c.session)
+        .attach(link("tx-p0", Role::Sender, "tx-p0", "eh1/Partitions/0"))
         .unwrap();
     w.pump(&mut [&mut c]);
     let rx0 = w.receiver(&mut c, "rx0", 0, EventPosition::Earliest, None);
@@ -632,7 +631,7 @@ fn throttled_sends_are_rejected_with_server_busy_not_appended_and_the_link_stays
     assert_eq!(w.broker.stats().throttled, 2);
     assert_eq!(w.broker.stats().events_in, 1);
     let rx = w.receiver(&mut c, "rx", 0, EventPosition::Earliest, None);
-    c.conn.flow(rx, 10, false).unwrap();
+    c.conn.link(rx).flow(10).unwrap();
     w.pump(&mut [&mut c]);
     let events = delivered(&c, rx);
     assert_eq!(events.len(), 1);
@@ -646,7 +645,7 @@ fn a_response_delay_holds_outcomes_and_replies_until_the_virtual_clock_reaches_t
     let mut c = authorized_client(&mut w);
     let tx = w.sender(&mut c, "eh1/Partitions/0");
     let rx = w.receiver(&mut c, "rx", 0, EventPosition::Earliest, None);
-    c.conn.flow(rx, 10, false).unwrap();
+    c.conn.link(rx).flow(10).unwrap();
     w.pump(&mut [&mut c]);
     let delay = Duration::from_millis(500);
     w.broker.set_response_delay(delay);
@@ -708,7 +707,7 @@ fn an_event_whose_outcome_is_held_survives_the_connection_dropping() {
     assert_eq!(w.broker.poll_timeout(), None, "nothing held any more");
     let mut other = authorized_client(&mut w);
     let rx = w.receiver(&mut other, "rx", 1, EventPosition::Earliest, None);
-    other.conn.flow(rx, 10, false).unwrap();
+    other.conn.link(rx).flow(10).unwrap();
     w.pump(&mut [&mut other]);
     let events = delivered(&other, rx);
     assert_eq!(events.len(), 1);
@@ -776,7 +775,7 @@ fn appended_events_are_handed_out_and_a_new_broker_restores_them() {
     send(&mut c2, tx2, b"new");
     w2.pump(&mut [&mut c2]);
     let rx = w2.receiver(&mut c2, "rx", 1, EventPosition::Earliest, None);
-    c2.conn.flow(rx, 10, false).unwrap();
+    c2.conn.link(rx).flow(10).unwrap();
     w2.pump(&mut [&mut c2]);
     let got = delivered(&c2, rx);
     assert_eq!(
@@ -841,7 +840,7 @@ fn restored_events_past_retention_are_dropped_but_keep_their_numbers() {
     send(&mut c2, tx2, b"new");
     w2.pump(&mut [&mut c2]);
     let rx = w2.receiver(&mut c2, "rx", 0, EventPosition::Earliest, None);
-    c2.conn.flow(rx, 10, false).unwrap();
+    c2.conn.link(rx).flow(10).unwrap();
     w2.pump(&mut [&mut c2]);
     assert_eq!(
         delivered(&c2, rx)

@@ -71,7 +71,7 @@ fn read_all(emu: &Emulator, partition: u32, expected: usize) -> Vec<(u64, i64, S
             Some(EventPosition::Earliest),
         )
         .expect("receiver");
-    c.conn.flow(rx, 1000, false).unwrap();
+    c.conn.link(rx).flow(1000).unwrap();
     let mut out = Vec::new();
     while out.len() < expected {
         let payload = c

@@ -14,6 +14,7 @@ use eventhubs_proto::codec::message::{Batch, Body, Message};
 use eventhubs_proto::codec::messaging::{Source, Target};
 use eventhubs_proto::codec::performatives::{AmqpError, Role};
 use eventhubs_proto::codec::Encode;
+use eventhubs_proto::engine::Settlement;
 use eventhubs_proto::engine::{
     Connection, ConnectionConfig, Event, LinkConfig, LinkId, SaslConfig, SaslMechanism,
     SessionConfig, Side,
@@ -139,7 +140,11 @@ impl Client {
     /// error when it refuses.
     pub fn attach(&mut self, config: LinkConfig) -> Result<LinkId, Option<AmqpError>> {
         let role = config.role;
-        let link = self.conn.attach(self.session, config).expect("attach");
+        let link = self
+            .conn
+            .session(self.session)
+            .attach(config)
+            .expect("attach");
         let answered = self.until(Duration::from_secs(10), |_, e| match e {
             Event::LinkAttached {
                 link: l, attach, ..
@@ -194,7 +199,8 @@ impl Client {
         self.next_tag += 1;
         let tag = Bytes::copy_from_slice(&self.next_tag.to_be_bytes());
         self.conn
-            .send(link, tag, format, false, payload)
+            .link(link)
+            .send(tag, format, Settlement::Unsettled, payload)
             .expect("send")
     }
 }

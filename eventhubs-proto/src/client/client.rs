@@ -37,7 +37,7 @@ use crate::codec::performatives::{AmqpError, Fields, Role};
 use crate::codec::{Decode, Encode, Symbol, Value};
 use crate::engine::{
     Connection, ConnectionConfig, ConnectionError, Event, LinkConfig, LinkId, SaslConfig,
-    SaslMechanism, SessionConfig, Side,
+    SaslMechanism, SessionConfig, Settlement, Side,
 };
 use crate::eventhubs::errors::{classify_error, ErrorSource};
 use crate::eventhubs::sas::{SyncTokenProvider, Token, TokenError};
@@ -673,7 +673,7 @@ impl Client {
         if let Some(r) = self.receivers.get_mut(&receiver) {
             r.budget = r.budget.saturating_add(credit);
             if let (Some(link), true, Some(conn)) = (r.link, r.attached, self.conn.as_mut()) {
-                let _ = conn.engine.flow(link, r.budget, false);
+                let _ = conn.engine.link(link).flow(r.budget);
             }
         }
         self.drive(now);
@@ -956,10 +956,10 @@ impl Client {
             } => {
                 if peer_initiated {
                     if let Some(c) = self.conn.as_mut() {
-                        let _ = c.engine.refuse_link(
-                            link,
-                            amqp_error("amqp:not-allowed", "clients do not accept links"),
-                        );
+                        let _ = c.engine.link(link).refuse(amqp_error(
+                            "amqp:not-allowed",
+                            "clients do not accept links",
+                        ));
                     }
                     return;
                 }
@@ -1140,12 +1140,12 @@ impl Client {
             Some(Owner::CbsTx) => conn.cbs.tx_up = attach.target.is_some(),
             Some(Owner::CbsRx) => {
                 conn.cbs.rx_up = attach.source.is_some();
-                let _ = conn.engine.flow(link, REPLY_CREDIT, false);
+                let _ = conn.engine.link(link).flow(REPLY_CREDIT);
             }
             Some(Owner::MgmtTx) => conn.mgmt.tx_up = attach.target.is_some(),
             Some(Owner::MgmtRx) => {
                 conn.mgmt.rx_up = attach.source.is_some();
-                let _ = conn.engine.flow(link, REPLY_CREDIT, false);
+                let _ = conn.engine.link(link).flow(REPLY_CREDIT);
             }
             Some(Owner::Sender(key)) => {
                 if attach.target.is_none() {
@@ -1169,7 +1169,7 @@ impl Client {
                 if let Some(r) = self.receivers.get_mut(id) {
                     r.attached = true;
                     r.attached_at = Some(now.instant);
-                    let _ = conn.engine.flow(link, r.budget, false);
+                    let _ = conn.engine.link(link).flow(r.budget);
                     debug!(partition = %r.options.partition_id, credit = r.budget, "receiver attached");
                     if !r.announced {
                         r.announced = true;
@@ -1179,7 +1179,7 @@ impl Client {
                 }
             }
             Some(Owner::Gone) => {
-                let _ = conn.engine.detach(link, true, None);
+                let _ = conn.engine.link(link).close(None);
             }
             None => {}
         }
@@ -1275,11 +1275,11 @@ impl Client {
             return;
         };
         if !settled {
-            let _ = conn.engine.accept(link, delivery_id);
+            let _ = conn.engine.link(link).accept(delivery_id);
         }
         match conn.owners.get(&link) {
             Some(Owner::CbsRx) | Some(Owner::MgmtRx) => {
-                let _ = conn.engine.flow(link, REPLY_CREDIT, false);
+                let _ = conn.engine.link(link).flow(REPLY_CREDIT);
                 match Message::decode_all(&payload) {
                     Ok(m) => self.on_response(now, m),
                     Err(e) => warn!(error = %e, "undecodable RPC response dropped"),
@@ -1343,7 +1343,7 @@ impl Client {
                     debug!(dropped, "duplicate events dropped");
                     r.budget = r.budget.saturating_add(1);
                     if let Some(c) = self.conn.as_mut() {
-                        let _ = c.engine.flow(link, r.budget, false);
+                        let _ = c.engine.link(link).flow(r.budget);
                     }
                 }
             }
@@ -1352,7 +1352,7 @@ impl Client {
                 // let the receiver's retry policy decide.
                 warn!(error = ?e.description, "undecodable event; detaching receiver");
                 if let Some(c) = self.conn.as_mut() {
-                    let _ = c.engine.detach(link, true, Some(e.clone()));
+                    let _ = c.engine.link(link).close(Some(e.clone()));
                 }
                 self.on_detached(now, link, Some(e));
             }
@@ -1607,7 +1607,7 @@ impl Client {
         if let (Some(link), Some(c)) = (link, self.conn.as_mut()) {
             if let Some(owner) = c.owners.get_mut(&link) {
                 *owner = Owner::Gone;
-                let _ = c.engine.detach(link, true, None);
+                let _ = c.engine.link(link).close(None);
             }
         }
     }
@@ -1848,28 +1848,22 @@ impl Client {
         } else {
             Vec::new()
         };
-        let tx = c.engine.attach(
-            c.session,
-            LinkConfig {
-                name: tx_name,
-                role: Role::Sender,
-                source: Some(Source::with_address(reply_to.clone())),
-                target: Some(Target::with_address(node)),
-                desired_capabilities: desired.clone(),
-                ..LinkConfig::default()
-            },
-        );
-        let rx = c.engine.attach(
-            c.session,
-            LinkConfig {
-                name: rx_name,
-                role: Role::Receiver,
-                source: Some(Source::with_address(node)),
-                target: Some(Target::with_address(reply_to.clone())),
-                desired_capabilities: desired,
-                ..LinkConfig::default()
-            },
-        );
+        let tx = c.engine.session(c.session).attach(LinkConfig {
+            name: tx_name,
+            role: Role::Sender,
+            source: Some(Source::with_address(reply_to.clone())),
+            target: Some(Target::with_address(node)),
+            desired_capabilities: desired.clone(),
+            ..LinkConfig::default()
+        });
+        let rx = c.engine.session(c.session).attach(LinkConfig {
+            name: rx_name,
+            role: Role::Receiver,
+            source: Some(Source::with_address(node)),
+            target: Some(Target::with_address(reply_to.clone())),
+            desired_capabilities: desired,
+            ..LinkConfig::default()
+        });
         let (Ok(tx), Ok(rx)) = (tx, rx) else { return };
         let (tx_owner, rx_owner) = if node == "$cbs" {
             (Owner::CbsTx, Owner::CbsRx)
@@ -1936,7 +1930,11 @@ impl Client {
             }
             let request = put_token_request(&message_id, &c.cbs.reply_to, &audience, &token);
             let tag = Bytes::from(message_id.clone().into_bytes());
-            if c.engine.send(tx, tag, 0, true, request.to_bytes()).is_ok() {
+            if c.engine
+                .link(tx)
+                .send(tag, 0, Settlement::Settled, request.to_bytes())
+                .is_ok()
+            {
                 debug!(audience = %audience, "put-token sent");
                 if current.is_none() {
                     c.auth.insert(audience.clone(), Auth::Putting);
@@ -1987,7 +1985,7 @@ impl Client {
                     desired_capabilities: vec![Symbol::from_static(GEOREPLICATION)],
                     ..LinkConfig::default()
                 };
-                if let Ok(link) = c.engine.attach(c.session, config) {
+                if let Ok(link) = c.engine.session(c.session).attach(config) {
                     c.owners.insert(link, Owner::Sender(key.clone()));
                     s.link = Some(link);
                     s.attached = false;
@@ -2063,10 +2061,12 @@ impl Client {
                 };
                 s.next_tag += 1;
                 let tag = Bytes::copy_from_slice(&s.next_tag.to_be_bytes());
-                match c
-                    .engine
-                    .send(link, tag, unit.format, false, unit.payload.clone())
-                {
+                match c.engine.link(link).send(
+                    tag,
+                    unit.format,
+                    Settlement::Unsettled,
+                    unit.payload.clone(),
+                ) {
                     Ok(delivery_id) => {
                         s.in_flight.insert(delivery_id, unit);
                     }
@@ -2137,7 +2137,7 @@ impl Client {
                 ..LinkConfig::default()
             };
             let Some(c) = self.conn.as_mut() else { return };
-            if let Ok(link) = c.engine.attach(c.session, config) {
+            if let Ok(link) = c.engine.session(c.session).attach(config) {
                 c.owners.insert(link, Owner::Receiver(id));
                 if let Some(r) = self.receivers.get_mut(&id) {
                     debug!(partition = %r.options.partition_id, position = %position, "attaching receiver");
@@ -2199,7 +2199,11 @@ impl Client {
                 token.as_deref(),
             );
             let tag = Bytes::from(message_id.clone().into_bytes());
-            if c.engine.send(tx, tag, 0, true, request.to_bytes()).is_ok() {
+            if c.engine
+                .link(tx)
+                .send(tag, 0, Settlement::Settled, request.to_bytes())
+                .is_ok()
+            {
                 *in_flight = true;
                 *not_before = None;
                 c.rpcs.insert(message_id, Rpc::Management(op));

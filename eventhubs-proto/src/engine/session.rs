@@ -2,12 +2,13 @@
 //! deliveries and dispositions. Driven by [`Connection`](super::Connection),
 //! which routes frames here and sends what these queue.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 
 use super::connection::{Event, Out};
+use super::endpoint::{EndpointState, Half};
 use super::error::condition;
 use crate::codec::messaging::{DeliveryState, Source, Target};
 use crate::codec::performatives::{
@@ -181,10 +182,8 @@ pub(crate) struct Link {
     name: ByteString,
     role: Role,
     remote_handle: Option<u32>,
-    local_attached: bool,
-    remote_attached: bool,
-    local_detached: bool,
-    remote_detached: bool,
+    /// Our attach and detach, and the peer's.
+    pub(crate) state: EndpointState,
     snd_settle_mode: SenderSettleMode,
     /// Largest message we accept.
     max_message_size: Option<u64>,
@@ -215,10 +214,7 @@ impl Link {
             name,
             role,
             remote_handle: None,
-            local_attached: false,
-            remote_attached: false,
-            local_detached: false,
-            remote_detached: false,
+            state: EndpointState::default(),
             snd_settle_mode: SenderSettleMode::Mixed,
             max_message_size: None,
             peer_max_message_size: None,
@@ -265,10 +261,8 @@ fn err(c: Symbol, d: &'static str) -> AmqpError {
 pub(crate) struct Session {
     pub(crate) channel: u16,
     pub(crate) remote_channel: Option<u16>,
-    pub(crate) local_begun: bool,
-    pub(crate) remote_begun: bool,
-    pub(crate) local_ended: bool,
-    pub(crate) remote_ended: bool,
+    /// Our begin and end, and the peer's.
+    pub(crate) state: EndpointState,
     config: SessionConfig,
     next_outgoing_id: u32,
     remote_incoming_window: u32,
@@ -278,7 +272,7 @@ pub(crate) struct Session {
     /// The peer's handle-max: our handles must not exceed it.
     remote_handle_max: u32,
     links: Vec<Option<Link>>,
-    remote_handles: HashMap<u32, u32>,
+    remote_handles: BTreeMap<u32, u32>,
     outgoing: VecDeque<Pending>,
     /// Our unsettled outgoing deliveries: delivery id to local handle.
     unsettled_out: BTreeMap<u32, u32>,
@@ -291,10 +285,7 @@ impl Session {
         Session {
             channel,
             remote_channel: None,
-            local_begun: false,
-            remote_begun: false,
-            local_ended: false,
-            remote_ended: false,
+            state: EndpointState::default(),
             next_outgoing_id: 0,
             remote_incoming_window: 0,
             next_incoming_id: 0,
@@ -302,7 +293,7 @@ impl Session {
             next_delivery_id: 0,
             remote_handle_max: u32::MAX,
             links: Vec::new(),
-            remote_handles: HashMap::new(),
+            remote_handles: BTreeMap::new(),
             outgoing: VecDeque::new(),
             unsettled_out: BTreeMap::new(),
             unsettled_in: BTreeMap::new(),
@@ -319,7 +310,7 @@ impl Session {
     }
 
     pub(crate) fn begin_frame(&mut self) -> Out {
-        self.local_begun = true;
+        self.state.local = Half::Active;
         let begin = Begin {
             remote_channel: self.remote_channel,
             next_outgoing_id: self.next_outgoing_id,
@@ -333,19 +324,19 @@ impl Session {
     }
 
     pub(crate) fn end_frame(&mut self, error: Option<AmqpError>) -> Out {
-        self.local_ended = true;
+        self.state.local = Half::Closed;
         self.frame(End { error })
     }
 
     pub(crate) fn on_begin(&mut self, begin: &Begin) {
-        self.remote_begun = true;
+        self.state.remote = Half::Active;
         self.next_incoming_id = begin.next_outgoing_id;
         self.remote_incoming_window = begin.incoming_window;
         self.remote_handle_max = begin.handle_max;
     }
 
     pub(crate) fn is_done(&self) -> bool {
-        self.local_ended && self.remote_ended
+        self.state.is_closed()
     }
 
     pub(crate) fn link(&self, handle: u32) -> Option<&Link> {
@@ -403,7 +394,7 @@ impl Session {
         let Some(link) = self.link_mut(handle) else {
             return;
         };
-        link.local_attached = true;
+        link.state.local = Half::Active;
         link.snd_settle_mode = config.snd_settle_mode;
         link.max_message_size = config.max_message_size;
         link.reject_oversized = config.reject_oversized;
@@ -451,8 +442,8 @@ impl Session {
             l.as_ref().is_some_and(|l| {
                 l.name == attach.name
                     && l.role != attach.role
-                    && l.local_attached
-                    && !l.remote_attached
+                    && l.state.local_opened()
+                    && !l.state.remote_opened()
             })
         });
         let (handle, peer_initiated) = match ours {
@@ -476,7 +467,7 @@ impl Session {
         self.remote_handles.insert(attach.handle, handle);
         let link = self.link_mut(handle).expect("allocated above");
         link.remote_handle = Some(attach.handle);
-        link.remote_attached = true;
+        link.state.remote = Half::Active;
         link.peer_max_message_size = attach.max_message_size.filter(|&m| m > 0);
         if attach.role == Role::Sender {
             // We receive: the sender's initial delivery-count is the base.
@@ -506,10 +497,10 @@ impl Session {
         let Some(link) = self.link_mut(handle) else {
             return false;
         };
-        if link.local_detached {
+        if link.state.local == Half::Closed {
             return false;
         }
-        link.local_detached = true;
+        link.state.local = Half::Closed;
         out.push_back(Out::Amqp {
             channel,
             performative: Detach {
@@ -529,7 +520,7 @@ impl Session {
     fn reap(&mut self, handle: u32) {
         let done = self
             .link(handle)
-            .is_some_and(|l| l.local_detached && (l.remote_detached || !l.remote_attached));
+            .is_some_and(|l| l.state.local == Half::Closed && l.state.remote != Half::Active);
         if done {
             if let Some(Some(l)) = self.links.get_mut(handle as usize).map(Option::take) {
                 if let Some(r) = l.remote_handle {
@@ -554,8 +545,8 @@ impl Session {
             )));
         };
         let link = self.link_mut(handle).expect("mapped handle");
-        link.remote_detached = true;
-        let was_local = link.local_detached;
+        link.state.remote = Half::Closed;
+        let was_local = link.state.local == Half::Closed;
         events.push_back(Event::LinkDetached {
             link: LinkId {
                 channel: self.channel,
@@ -587,7 +578,7 @@ impl Session {
         let Some(link) = self.link_mut(handle) else {
             return false;
         };
-        if link.role != Role::Receiver || link.local_detached {
+        if link.role != Role::Receiver || link.state.local == Half::Closed {
             return false;
         }
         link.link_credit = credit;
@@ -599,7 +590,7 @@ impl Session {
 
     fn session_flow(&self) -> Flow {
         Flow {
-            next_incoming_id: self.remote_begun.then_some(self.next_incoming_id),
+            next_incoming_id: self.state.remote_opened().then_some(self.next_incoming_id),
             incoming_window: self.incoming_window,
             next_outgoing_id: self.next_outgoing_id,
             outgoing_window: self.config.outgoing_window,
@@ -721,7 +712,7 @@ impl Session {
         if link.role != Role::Sender {
             return Err(SendError::NotASender);
         }
-        if link.local_detached || link.remote_detached || !link.remote_attached {
+        if !link.state.is_active() {
             return Err(SendError::NotAttached);
         }
         if link.link_credit == 0 {
@@ -875,7 +866,7 @@ impl Session {
                 "transfer to a sending link",
             )));
         }
-        if link.local_detached {
+        if link.state.local == Half::Closed {
             return Ok(()); // in flight when we detached
         }
         let id = LinkId { channel, handle };

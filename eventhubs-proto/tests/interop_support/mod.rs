@@ -19,6 +19,7 @@ use eventhubs_proto::codec::message::{Body, Message};
 use eventhubs_proto::codec::messaging::{DeliveryState, Source, Target};
 use eventhubs_proto::codec::performatives::Role;
 use eventhubs_proto::codec::{Decode, Encode};
+use eventhubs_proto::engine::Settlement;
 use eventhubs_proto::engine::{
     Connection, ConnectionConfig, Event, LinkConfig, LinkId, SaslConfig, SaslMechanism,
     SessionConfig, Side,
@@ -244,10 +245,11 @@ pub fn serve(
                         .map(|a| a.to_string())
                         .unwrap_or_default();
                         d.conn
-                            .accept_link(link, LinkConfig::answering(&attach))
+                            .link(link)
+                            .answer(LinkConfig::answering(&attach))
                             .unwrap();
                         if our_role == Role::Receiver {
-                            d.conn.flow(link, 1000, false).unwrap();
+                            d.conn.link(link).flow(1000).unwrap();
                         }
                         links.insert(link, (our_role, address));
                     }
@@ -262,10 +264,10 @@ pub fn serve(
                         queues.entry(address).or_default().push_back(payload);
                         stored += 1;
                         if !settled {
-                            d.conn.accept(link, delivery_id).unwrap();
+                            d.conn.link(link).accept(delivery_id).unwrap();
                         }
                         if d.conn.credit(link) == 0 {
-                            let _ = d.conn.flow(link, 1000, false);
+                            let _ = d.conn.link(link).flow(1000);
                         }
                     }
                     Event::Flow { .. } | Event::Credit { .. } => {}
@@ -288,11 +290,11 @@ pub fn serve(
                     let Some(m) = q.pop_front() else { break };
                     tag += 1;
                     d.conn
+                        .link(link)
                         .send(
-                            link,
                             Bytes::copy_from_slice(&tag.to_be_bytes()),
                             0,
-                            false,
+                            Settlement::Unsettled,
                             m,
                         )
                         .unwrap();
@@ -337,16 +339,14 @@ pub fn round_trip(
     let ch = d.conn.begin_session(SessionConfig::default()).unwrap();
     let tx = d
         .conn
-        .attach(
-            ch,
-            LinkConfig {
-                name: format!("tx-{address}"),
-                role: Role::Sender,
-                source: Some(Source::with_address("interop-client")),
-                target: Some(Target::with_address(address)),
-                ..Default::default()
-            },
-        )
+        .session(ch)
+        .attach(LinkConfig {
+            name: format!("tx-{address}"),
+            role: Role::Sender,
+            source: Some(Source::with_address("interop-client")),
+            target: Some(Target::with_address(address)),
+            ..Default::default()
+        })
         .unwrap();
     d.until(Duration::from_secs(10), |_, e| {
         matches!(e, Event::LinkAttached { link, .. } if *link == tx).then_some(())
@@ -356,12 +356,17 @@ pub fn round_trip(
     let within = Duration::from_secs(120);
     while sent < count || (!settled && accepted < count) {
         while sent < count && d.conn.credit(tx) > 0 {
+            let settlement = if settled {
+                Settlement::Settled
+            } else {
+                Settlement::Unsettled
+            };
             d.conn
+                .link(tx)
                 .send(
-                    tx,
                     Bytes::from((sent as u64).to_be_bytes().to_vec()),
                     0,
-                    settled,
+                    settlement,
                     event(sent, size),
                 )
                 .unwrap();
@@ -388,22 +393,20 @@ pub fn round_trip(
     }
     let rx = d
         .conn
-        .attach(
-            ch,
-            LinkConfig {
-                name: format!("rx-{address}"),
-                role: Role::Receiver,
-                source: Some(Source::with_address(address)),
-                target: Some(Target::with_address("interop-client")),
-                ..Default::default()
-            },
-        )
+        .session(ch)
+        .attach(LinkConfig {
+            name: format!("rx-{address}"),
+            role: Role::Receiver,
+            source: Some(Source::with_address(address)),
+            target: Some(Target::with_address("interop-client")),
+            ..Default::default()
+        })
         .unwrap();
     d.until(Duration::from_secs(10), |_, e| {
         matches!(e, Event::LinkAttached { link, .. } if *link == rx).then_some(())
     });
     let batch = 500.min(count as u32);
-    d.conn.flow(rx, batch, false).unwrap();
+    d.conn.link(rx).flow(batch).unwrap();
     let mut received = 0usize;
     while received < count {
         let (id, payload) = d.until(within, |_, e| match e {
@@ -425,14 +428,14 @@ pub fn round_trip(
             "in order"
         );
         assert_eq!(sections[0].len(), size.max(9));
-        d.conn.accept(rx, id).unwrap();
+        d.conn.link(rx).accept(id).unwrap();
         received += 1;
         if d.conn.credit(rx) == 0 && received < count {
-            d.conn.flow(rx, batch, false).unwrap();
+            d.conn.link(rx).flow(batch).unwrap();
         }
     }
-    d.conn.detach(rx, true, None).unwrap();
-    d.conn.detach(tx, true, None).unwrap();
+    d.conn.link(rx).close(None).unwrap();
+    d.conn.link(tx).close(None).unwrap();
     d.conn.close(None).unwrap();
     d.until(Duration::from_secs(10), |_, e| {
         matches!(e, Event::Closed(_)).then_some(())
