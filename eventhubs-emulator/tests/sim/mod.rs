@@ -8,8 +8,11 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use eventhubs_emulator::{Broker, ConnId, EmulatorConfig};
-use eventhubs_proto::client::{Client, ClientEvent, ClientOptions, Credential, Now, TransportId};
-use eventhubs_proto::eventhubs::sas::SasKeyProvider;
+use eventhubs_proto::client::{
+    Client, ClientEvent, ClientOptions, ConnectFailure, ConnectFailureKind, Credential, Now,
+    TransportId,
+};
+use eventhubs_proto::eventhubs::sas::{SasKeyProvider, SyncTokenProvider};
 use eventhubs_proto::eventhubs::SplitMix64;
 
 pub const T0_MS: i64 = 1_800_000_000_000;
@@ -51,10 +54,21 @@ impl Pipe {
     }
 }
 
+/// A client and where its tokens come from.
+pub struct ClientSetup {
+    pub options: ClientOptions,
+    /// Answers `TokenRequired` after a short seeded delay, as the driver's
+    /// token provider would; `None` leaves the answering to the test.
+    pub tokens: Option<SasKeyProvider>,
+}
+
 /// One client attached to the world.
 pub struct Peer {
     pub client: Client,
     pub events: Vec<(Instant, ClientEvent)>,
+    tokens: Option<SasKeyProvider>,
+    /// Tokens asked for, with when the source answers.
+    token_requests: Vec<(Instant, String)>,
     link: Option<(TransportId, ConnId)>,
     to_broker: Pipe,
     to_client: Pipe,
@@ -108,23 +122,28 @@ impl World {
         }
     }
 
-    /// Default client options against the emulator's default hub, with a
-    /// SAS key provider whose tokens live `token_validity`.
-    pub fn options(seed: u64, token_validity: Duration) -> ClientOptions {
+    /// Default client options against the emulator's default hub, with
+    /// CBS tokens from a SAS key that live `token_validity`, fetched as the
+    /// production driver fetches them.
+    pub fn options(seed: u64, token_validity: Duration) -> ClientSetup {
         let provider = SasKeyProvider::new(KEY_NAME, KEY)
             .unwrap()
             .with_validity(token_validity);
-        let mut o =
-            ClientOptions::new("localhost", "eh1", Credential::Provider(Box::new(provider)));
+        let mut o = ClientOptions::new("localhost", "eh1", Credential::External);
         o.seed = seed;
-        o.container_id = format!("sim-{seed}");
-        o
+        o.container_id = Some(format!("sim-{seed}"));
+        ClientSetup {
+            options: o,
+            tokens: Some(provider),
+        }
     }
 
-    pub fn add_client(&mut self, options: ClientOptions) -> usize {
+    pub fn add_client(&mut self, setup: ClientSetup) -> usize {
         self.peers.push(Peer {
-            client: Client::new(options),
+            client: Client::new(setup.options).expect("valid options"),
             events: Vec::new(),
+            tokens: setup.tokens,
+            token_requests: Vec::new(),
             link: None,
             to_broker: Pipe::new(),
             to_client: Pipe::new(),
@@ -165,8 +184,11 @@ impl World {
                         let p = &mut self.peers[i];
                         p.connects += 1;
                         if self.rng.below(100) < self.net.connect_fail_pct {
-                            p.client
-                                .connect_failed(now, tid, "simulated connect failure");
+                            let failure = ConnectFailure::new(
+                                ConnectFailureKind::Refused,
+                                "simulated connect failure",
+                            );
+                            p.client.connect_failed(now, tid, failure);
                         } else {
                             let cid = self.broker.connect(bnow);
                             p.link = Some((tid, cid));
@@ -178,6 +200,7 @@ impl World {
                     ClientEvent::Disconnect {
                         transport: tid,
                         final_bytes,
+                        ..
                     } => {
                         let p = &mut self.peers[i];
                         if let Some((t, cid)) = p.link {
@@ -195,10 +218,20 @@ impl World {
                             }
                         }
                     }
+                    ClientEvent::TokenRequired { audience } => {
+                        // The source answers within 0-50 ms.
+                        let delay = Duration::from_millis(self.rng.below(50));
+                        let p = &mut self.peers[i];
+                        if p.tokens.is_some() {
+                            p.token_requests
+                                .push((now.instant + delay, audience.clone()));
+                        }
+                    }
                     _ => {}
                 }
                 self.peers[i].events.push((now.instant, ev));
             }
+            progressed |= self.supply_tokens(i);
             let Some((_, cid)) = self.peers[i].link else {
                 continue;
             };
@@ -231,14 +264,7 @@ impl World {
             {
                 progressed = true;
                 let (_, b) = p.to_client.q.pop_front().unwrap();
-                let mut off = 0;
-                while off < b.len() {
-                    let n = p.client.handle_input(now, &b[off..]);
-                    if n == 0 {
-                        break;
-                    }
-                    off += n;
-                }
+                p.client.handle_input(now, &b);
             }
             if self.broker.is_closed(cid) && p.to_client.q.is_empty() {
                 // The broker closed the connection: once its last bytes
@@ -252,6 +278,24 @@ impl World {
             }
         }
         progressed
+    }
+
+    /// Answers the token requests of peer `i` that are due.
+    fn supply_tokens(&mut self, i: usize) -> bool {
+        let now = self.now();
+        let p = &mut self.peers[i];
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut p.token_requests)
+            .into_iter()
+            .partition(|(at, _)| *at <= now.instant);
+        p.token_requests = later;
+        let Some(source) = p.tokens.as_mut() else {
+            return false;
+        };
+        for (_, audience) in &due {
+            let token = source.token(audience, (now.unix_ms / 1000) as u64);
+            p.client.supply_token(now, audience, token);
+        }
+        !due.is_empty()
     }
 
     /// One step: exchange, random cuts, timers, then advance the clock to
@@ -288,6 +332,7 @@ impl World {
             consider(p.client.poll_timeout());
             consider(p.to_broker.q.front().map(|x| x.0));
             consider(p.to_client.q.front().map(|x| x.0));
+            consider(p.token_requests.iter().map(|x| x.0).min());
         }
         self.elapsed += next - now.instant;
     }

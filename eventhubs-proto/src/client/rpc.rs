@@ -30,6 +30,12 @@ impl RpcStatus {
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.code)
     }
+
+    /// The failed status as an error, with the condition its code implies
+    /// when the service gave none.
+    pub fn into_error(self) -> super::ClientError {
+        super::ClientError::status(self.code, self.description, self.condition)
+    }
 }
 
 fn props(pairs: &[(&str, Value)]) -> ApplicationProperties {
