@@ -23,9 +23,9 @@ use eventhubs_proto::codec::performatives::{AmqpError, Role};
 use eventhubs_proto::codec::{
     format_code, AmqpString, Array, Decode, Encode, Form, Map, Symbol, Timestamp, Value,
 };
-use eventhubs_proto::engine::Settlement;
 use eventhubs_proto::engine::{
-    Connection, ConnectionConfig, Event, LinkConfig, LinkId, SaslConfig, SessionConfig, Side,
+    Connection, ConnectionConfig, Event, Half, LinkConfig, LinkId, SaslConfig, SessionConfig,
+    Settlement, Side,
 };
 use eventhubs_proto::eventhubs::partition_key::partition_index;
 use eventhubs_proto::eventhubs::sas::SharedAccessSignature;
@@ -191,7 +191,8 @@ struct Grant {
     /// host), e.g. `eh1` or `eh1/consumergroups/$default/partitions/0`.
     path: String,
     rights: Rights,
-    expires_unix: u64,
+    /// When the token expires (its `se`), on the caller's monotonic clock.
+    expires_at: Instant,
 }
 
 struct Conn {
@@ -202,8 +203,35 @@ struct Conn {
     links: BTreeMap<LinkId, LinkKind>,
     /// Replies waiting for the client to grant credit.
     pending: BTreeMap<LinkId, VecDeque<Bytes>>,
-    opened_ms: i64,
+    /// When an anonymous connection must have put a token (1.2).
+    cbs_deadline: Instant,
     next_tag: u64,
+}
+
+impl Conn {
+    /// The CBS deadline, while it matters: an anonymous connection, open,
+    /// not closed by us, with no token put yet.
+    fn pending_cbs_deadline(&self) -> Option<Instant> {
+        (self.plain.is_none()
+            && self.grants.is_empty()
+            && self.engine.remote_open().is_some()
+            && self.engine.state().local != Half::Closed)
+            .then_some(self.cbs_deadline)
+    }
+
+    /// The next timer of this connection: its engine's, the CBS deadline,
+    /// or the first token to expire.
+    fn poll_timeout(&self) -> Option<Instant> {
+        let expiry = self.grants.iter().map(|g| g.expires_at).min();
+        [
+            self.engine.poll_timeout(),
+            self.pending_cbs_deadline(),
+            expiry,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
 }
 
 /// What the broker counts, for tests and logs.
@@ -494,7 +522,10 @@ impl Broker {
                 plain: None,
                 links: BTreeMap::new(),
                 pending: BTreeMap::new(),
-                opened_ms: now.unix_ms,
+                cbs_deadline: now.instant
+                    + Duration::from_millis(
+                        u64::try_from(self.config.cbs_deadline_ms).unwrap_or(0),
+                    ),
                 next_tag: 0,
             },
         );
@@ -773,13 +804,15 @@ impl Broker {
             .map_or(0, |c| c.engine.poll_transmit(now.instant, buf))
     }
 
-    /// The earliest moment [`handle_timeout`](Self::handle_timeout) is due,
-    /// including the release of responses held by
-    /// [`set_response_delay`](Self::set_response_delay).
+    /// The earliest moment [`handle_timeout`](Self::handle_timeout) is due:
+    /// every timer it fires (heartbeats and idle connections, the CBS
+    /// deadline of anonymous connections, expiring tokens, and the release
+    /// of responses held by [`set_response_delay`](Self::set_response_delay)),
+    /// so a runtime needs no other tick.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.conns
             .values()
-            .filter_map(|c| c.engine.poll_timeout())
+            .filter_map(Conn::poll_timeout)
             .chain(self.held.front().map(|h| h.release))
             .min()
     }
@@ -801,12 +834,9 @@ impl Broker {
             };
             conn.engine.handle_timeout(now.instant);
             // Anonymous connections must put a token in time (1.2).
-            let waited = now.unix_ms - conn.opened_ms;
-            if conn.plain.is_none()
-                && conn.grants.is_empty()
-                && waited > self.config.cbs_deadline_ms
-                && conn.engine.remote_open().is_some()
-                && !conn.engine.is_closed()
+            if conn
+                .pending_cbs_deadline()
+                .is_some_and(|t| t <= now.instant)
             {
                 warn!(conn = id.0, "no CBS token in time: closing");
                 let _ = conn.engine.close(Some(err(
@@ -815,8 +845,7 @@ impl Broker {
                 )));
             }
             // Links whose token expired are detached.
-            let now_unix = (now.unix_ms / 1000) as u64;
-            conn.grants.retain(|g| g.expires_unix > now_unix);
+            conn.grants.retain(|g| g.expires_at > now.instant);
             let expired: Vec<LinkId> = conn
                 .links
                 .iter()
@@ -1486,10 +1515,14 @@ impl Broker {
                 "InvalidAudience: the token for '{resource}' does not cover '{audience}'"
             ));
         }
+        let left_ms = sas
+            .expires_at_unix()
+            .saturating_mul(1000)
+            .saturating_sub(u64::try_from(now.unix_ms).unwrap_or(0));
         Ok(Grant {
             path: audience,
             rights: Rights::from(policy),
-            expires_unix: sas.expires_at_unix(),
+            expires_at: now.instant + Duration::from_millis(left_ms),
         })
     }
 

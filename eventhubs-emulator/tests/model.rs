@@ -134,7 +134,12 @@ impl World {
 
     /// Sends a put-token request and moves bytes; the reply may be held.
     fn request_token(&mut self, c: &mut Client, audience: &str, key: &str) {
-        let expiry = (self.now().unix_ms / 1000) as u64 + 3600;
+        self.request_token_valid_for(c, audience, key, 3600);
+    }
+
+    /// Sends a put-token request for a token valid `secs` seconds.
+    fn request_token_valid_for(&mut self, c: &mut Client, audience: &str, key: &str, secs: u64) {
+        let expiry = (self.now().unix_ms / 1000) as u64 + secs;
         let token = sign(
             audience,
             "RootManageSharedAccessKey",
@@ -469,6 +474,58 @@ fn anonymous_connections_without_a_token_are_closed_after_the_deadline() {
         ),
         "{:?}",
         c.events
+    );
+}
+
+/// The broker's `poll_timeout` names every timer `handle_timeout` fires: a
+/// runtime that sleeps from one to the next (no periodic tick) closes an
+/// anonymous connection at its CBS deadline and detaches a link when its
+/// token expires, each at its instant.
+#[test]
+fn poll_timeout_names_the_cbs_deadline_and_token_expiry() {
+    // Jumps the clock to the broker's next timer and fires it.
+    fn next_timer(w: &mut World, c: &mut Client) -> Instant {
+        let t = w.broker.poll_timeout().expect("a timer");
+        w.elapsed = t - w.start;
+        let now = w.now();
+        w.broker.handle_timeout(now);
+        w.pump(&mut [c]);
+        t
+    }
+
+    let mut w = World::new();
+    let mut c = w.client();
+    let deadline =
+        w.now().instant + Duration::from_millis(w.broker.config().cbs_deadline_ms as u64);
+    let closed = |c: &Client| {
+        c.events.iter().any(
+            |e| matches!(e, Event::Closed(Some(err)) if err.condition == "amqp:unauthorized-access"),
+        )
+    };
+    let mut at = w.now().instant;
+    while !closed(&c) {
+        assert!(at < deadline, "not closed at its deadline");
+        at = next_timer(&mut w, &mut c);
+    }
+    assert_eq!(at, deadline, "closed at the CBS deadline, not on a tick");
+
+    let mut w = World::new();
+    let mut c = w.client();
+    let audience = "amqps://localhost/eh1/ConsumerGroups/$Default/Partitions/0";
+    w.request_token_valid_for(&mut c, audience, "SAS_KEY_VALUE", 120);
+    assert_eq!(token_status(&c), Some(202));
+    let expiry = w.now().instant + Duration::from_secs(120);
+    let rx = w.receiver(&mut c, "rx", 0, EventPosition::Earliest, None);
+    assert!(detach_error(&c, rx).is_none());
+    let mut at = w.now().instant;
+    while detach_error(&c, rx).is_none() {
+        assert!(at < expiry, "the link outlived its token");
+        at = next_timer(&mut w, &mut c);
+    }
+    assert_eq!(at, expiry, "detached when the token expired, not on a tick");
+    assert_eq!(
+        detach_error(&c, rx).map(|e| e.condition.as_str().to_owned()),
+        Some("amqp:unauthorized-access".to_owned())
     );
 }
 
