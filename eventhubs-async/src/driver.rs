@@ -536,13 +536,22 @@ impl<R: Runtime> Driver<R> {
         progress |= self.poll_connecting(cx, now);
         progress |= self.poll_tokens(cx, now);
         progress |= self.poll_read(cx, now);
+        progress |= self.poll_events(now);
+        progress |= self.poll_write(cx, now);
+        progress |= self.poll_timer(cx, now);
+        // What the timers did (a close, a transport let go) is acted on in
+        // the same pass, before the retiring transports are written.
+        progress |= self.poll_events(now);
+        self.poll_retiring(cx, now);
+        progress
+    }
+
+    fn poll_events(&mut self, now: Now) -> bool {
+        let mut progress = false;
         while let Some(ev) = self.client.poll_event() {
             self.event(now, ev);
             progress = true;
         }
-        progress |= self.poll_write(cx, now);
-        self.poll_retiring(cx, now);
-        progress |= self.poll_timer(cx, now);
         progress
     }
 }
@@ -555,9 +564,6 @@ impl<R: Runtime> Future for Driver<R> {
         loop {
             let progress = this.pass(cx);
             if this.client.is_closed() && this.retiring.is_empty() {
-                while let Some(ev) = this.client.poll_event() {
-                    this.event(now(), ev);
-                }
                 for w in this.close_waiters.drain(..) {
                     let _ = w.send(());
                 }
