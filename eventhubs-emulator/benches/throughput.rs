@@ -29,9 +29,6 @@
 //! criterion's report, a summary prints events/s of both and their ratio
 //! (from all timed iterations, warm-up included, the same way for both).
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Mutex;
@@ -44,7 +41,7 @@ use eventhubs_proto::codec::messaging::DeliveryState;
 use eventhubs_proto::codec::{Decode, Encode};
 use eventhubs_proto::engine::{Event, LinkId, SaslMechanism};
 use eventhubs_proto::eventhubs::EventPosition;
-use support::{batch, emulator_plain, event, Client};
+use eventhubs_testkit::tcp::{batch, emulator_plain, event, EngineClient as Client};
 
 const EVENT_SIZE: usize = 1024;
 const EVENTS: u64 = 1000;

@@ -3,8 +3,8 @@
 //! bytes the broker sent, together with the clock steps and caller
 //! commands that the target replays around them.
 //!
-//! The target's harness (fuzz/src/client_input.rs) is included here as
-//! source, so a recording drives exactly the code the target runs: same
+//! The target's harness (`eventhubs_testkit::client_input`) is the one
+//! driven here, so a recording drives exactly the code the target runs: same
 //! calls at the same virtual times, hence the same link names, message
 //! ids and correlation ids, and the broker's bytes fit the replay. Each
 //! test replays its recording on a fresh harness and checks that the
@@ -14,17 +14,13 @@
 //! `FUZZ_SEEDS_DIR=<dir>` writes the recordings there (fuzz/seed.sh does,
 //! into fuzz/corpus/client_input/).
 
-#[path = "../../fuzz/src/client_input.rs"]
-#[allow(dead_code)]
-mod client_input;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use client_input::{tag, Harness, Recorder, Report, Scenario};
 use eventhubs_emulator::{Broker, ConnId, EmulatorConfig, LinkSelector};
 use eventhubs_proto::codec::performatives::AmqpError;
 use eventhubs_proto::codec::Symbol;
+use eventhubs_testkit::client_input::{self, tag, Harness, Recorder, Report, Scenario};
 
 /// How the broker's bytes are cut into feed records.
 #[derive(Clone, Copy)]

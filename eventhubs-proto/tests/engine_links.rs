@@ -1,11 +1,8 @@
 //! Sessions, links, credit and deliveries in the deterministic pair.
 
-mod engine_support;
-
 use std::time::Duration;
 
 use bytes::Bytes;
-use engine_support::*;
 use eventhubs_proto::codec::frame::encode_amqp_frame;
 use eventhubs_proto::codec::messaging::{Accepted, DeliveryState, Rejected, Source, Target};
 use eventhubs_proto::codec::performatives::{
@@ -16,6 +13,7 @@ use eventhubs_proto::engine::Settlement;
 use eventhubs_proto::engine::{
     ConnectionConfig, ConnectionError, Event, LinkConfig, LinkId, SendError, SessionConfig,
 };
+use eventhubs_testkit::pair::*;
 
 fn sender(name: &str, address: &str) -> LinkConfig {
     LinkConfig {

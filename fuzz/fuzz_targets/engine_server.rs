@@ -84,7 +84,7 @@ fuzz_target!(|data: &[u8]| {
     let step = Duration::from_millis(((mode as u64) >> 4) * 997);
     let mut out = Vec::new();
     for piece in input.chunks(chunk) {
-        assert_eq!(conn.handle_input(now, piece), piece.len());
+        conn.handle_input(now, piece);
         while let Some(e) = conn.poll_event() {
             match e {
                 Event::Opened(_) => {

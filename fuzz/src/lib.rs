@@ -159,4 +159,4 @@ pub fn check_stream(data: &[u8]) {
     }
 }
 
-pub mod client_input;
+pub use eventhubs_testkit::client_input;

@@ -499,12 +499,13 @@ impl Connection {
         });
     }
 
-    /// Takes received bytes. All of `data` is consumed; complete frames are
-    /// processed at once and a partial frame is kept (never more than our
-    /// max-frame-size of it).
-    pub fn handle_input(&mut self, now: Instant, data: &[u8]) -> usize {
+    /// Takes received bytes. All of `data` is consumed (the caller keeps
+    /// nothing): complete frames are processed at once and a partial frame
+    /// is kept (never more than our max-frame-size of it). After a failure
+    /// or the peer's close, bytes are dropped.
+    pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
         if self.failed || self.expect == Expect::Nothing {
-            return data.len();
+            return;
         }
         if !data.is_empty() {
             self.last_received = now;
@@ -517,7 +518,6 @@ impl Connection {
                 Err(e) => self.fail(e),
             }
         }
-        data.len()
     }
 
     /// Processes one unit of input; false when more bytes are needed.

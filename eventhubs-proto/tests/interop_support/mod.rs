@@ -1,6 +1,6 @@
-//! A blocking loopback-TCP driver for the engine, and launchers for the
-//! real peers (Qpid Proton scripts in `tests/interop/`, RabbitMQ started by
-//! `.ci/rabbitmq.sh`), used by the interop tests.
+//! Launchers for the real peers (Qpid Proton scripts in `tests/interop/`,
+//! RabbitMQ started by `.ci/rabbitmq.sh`), and the broker and round trip
+//! the interop tests run on the shared blocking driver.
 //!
 //! When `EVENTHUBS_INTEROP=require` (set by `.ci/run`) a missing peer fails
 //! the test; otherwise the test says it was skipped and returns.
@@ -8,8 +8,8 @@
 #![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,8 +21,7 @@ use eventhubs_proto::codec::performatives::Role;
 use eventhubs_proto::codec::{Decode, Encode};
 use eventhubs_proto::engine::Settlement;
 use eventhubs_proto::engine::{
-    Connection, ConnectionConfig, Event, LinkConfig, LinkId, SaslConfig, SaslMechanism,
-    SessionConfig, Side,
+    ConnectionConfig, Event, LinkConfig, LinkId, SaslConfig, SaslMechanism, SessionConfig, Side,
 };
 
 /// True when peers must be present (CI).
@@ -106,103 +105,9 @@ pub fn have_proton() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Drives one engine over one TCP stream.
-pub struct Driver {
-    pub conn: Connection,
-    pub stream: TcpStream,
-    pub events: VecDeque<Event>,
-    buf: Vec<u8>,
-    rbuf: Vec<u8>,
-    pub eof: bool,
-}
-
-impl Driver {
-    pub fn new(stream: TcpStream, config: ConnectionConfig) -> Driver {
-        stream.set_nodelay(true).unwrap();
-        Driver {
-            conn: Connection::new(config, Instant::now()),
-            stream,
-            events: VecDeque::new(),
-            buf: Vec::with_capacity(1 << 16),
-            rbuf: vec![0; 1 << 16],
-            eof: false,
-        }
-    }
-
-    pub fn connect(port: u16, config: ConnectionConfig) -> Driver {
-        Driver::new(
-            TcpStream::connect(("127.0.0.1", port)).expect("connect"),
-            config,
-        )
-    }
-
-    /// Writes everything pending, then waits up to `wait` for input.
-    pub fn turn(&mut self, wait: Duration) {
-        let now = Instant::now();
-        self.conn.handle_timeout(now);
-        self.buf.clear();
-        let _ = self.conn.poll_transmit(now, &mut self.buf);
-        if !self.buf.is_empty() && self.stream.write_all(&self.buf).is_err() {
-            self.eof = true;
-        }
-        while let Some(e) = self.conn.poll_event() {
-            self.events.push_back(e);
-        }
-        if !self.events.is_empty() || self.eof {
-            return;
-        }
-        let wait = match self.conn.poll_timeout() {
-            Some(t) => wait.min(t.saturating_duration_since(now)),
-            None => wait,
-        };
-        let _ = self
-            .stream
-            .set_read_timeout(Some(wait.max(Duration::from_millis(1))));
-        match self.stream.read(&mut self.rbuf) {
-            Ok(0) => self.eof = true,
-            Ok(n) => {
-                let now = Instant::now();
-                self.conn.handle_input(now, &self.rbuf[..n]);
-            }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(_) => self.eof = true,
-        }
-        while let Some(e) = self.conn.poll_event() {
-            self.events.push_back(e);
-        }
-    }
-
-    /// Turns until `f` returns `Some` for an event, or the deadline passes.
-    pub fn until<T>(
-        &mut self,
-        within: Duration,
-        mut f: impl FnMut(&mut Connection, &Event) -> Option<T>,
-    ) -> T {
-        let deadline = Instant::now() + within;
-        loop {
-            while let Some(e) = self.events.pop_front() {
-                if let Event::Failed(err) = &e {
-                    panic!("connection failed: {err}");
-                }
-                if let Some(v) = f(&mut self.conn, &e) {
-                    return v;
-                }
-            }
-            assert!(Instant::now() < deadline, "timed out waiting");
-            assert!(!self.eof, "peer closed the socket");
-            self.turn(Duration::from_millis(50));
-        }
-    }
-
-    /// Flushes what is pending without waiting for input.
-    pub fn flush(&mut self) {
-        self.buf.clear();
-        let _ = self.conn.poll_transmit(Instant::now(), &mut self.buf);
-        if !self.buf.is_empty() {
-            let _ = self.stream.write_all(&self.buf);
-        }
-    }
-}
+/// One engine over one TCP stream (the workspace's shared blocking
+/// driver).
+pub use eventhubs_testkit::tcp::EngineClient as Driver;
 
 /// Our engine as a tiny broker on `listener`, serving connections one at a
 /// time until `stop` connections have closed: queues by address, accepting
@@ -334,7 +239,7 @@ pub fn round_trip(
     size: usize,
     settled: bool,
 ) {
-    let mut d = Driver::connect(port, client_config(sasl));
+    let mut d = Driver::connect_port(port, client_config(sasl));
     d.conn.open().unwrap();
     let ch = d.conn.begin_session(SessionConfig::default()).unwrap();
     let tx = d
@@ -348,7 +253,7 @@ pub fn round_trip(
             ..Default::default()
         })
         .unwrap();
-    d.until(Duration::from_secs(10), |_, e| {
+    d.wait_for(Duration::from_secs(10), |_, e| {
         matches!(e, Event::LinkAttached { link, .. } if *link == tx).then_some(())
     });
     let mut sent = 0;
@@ -372,7 +277,7 @@ pub fn round_trip(
                 .unwrap();
             sent += 1;
         }
-        d.until(within, |_, e| match e {
+        d.wait_for(within, |_, e| match e {
             Event::Disposition {
                 state: Some(DeliveryState::Accepted(_)),
                 ..
@@ -402,14 +307,14 @@ pub fn round_trip(
             ..Default::default()
         })
         .unwrap();
-    d.until(Duration::from_secs(10), |_, e| {
+    d.wait_for(Duration::from_secs(10), |_, e| {
         matches!(e, Event::LinkAttached { link, .. } if *link == rx).then_some(())
     });
     let batch = 500.min(count as u32);
     d.conn.link(rx).flow(batch).unwrap();
     let mut received = 0usize;
     while received < count {
-        let (id, payload) = d.until(within, |_, e| match e {
+        let (id, payload) = d.wait_for(within, |_, e| match e {
             Event::Delivery {
                 link,
                 delivery_id,
@@ -437,7 +342,7 @@ pub fn round_trip(
     d.conn.link(rx).close(None).unwrap();
     d.conn.link(tx).close(None).unwrap();
     d.conn.close(None).unwrap();
-    d.until(Duration::from_secs(10), |_, e| {
+    d.wait_for(Duration::from_secs(10), |_, e| {
         matches!(e, Event::Closed(_)).then_some(())
     });
 }

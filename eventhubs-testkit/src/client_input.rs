@@ -2,11 +2,11 @@
 //! Client`) given work, connected, and then fed the fuzz input as the
 //! service's bytes, with clock steps and caller commands interleaved.
 //!
-//! This file depends on `eventhubs_proto` and `std` only, so that the seed
-//! generator in `eventhubs-emulator/tests/fuzz_seeds.rs` can include it
-//! with `#[path]` and drive the very same code against the broker model:
-//! a recorded session replays exactly (same calls, same virtual times, so
-//! the same link names, message ids and correlation ids).
+//! The fuzz target (`fuzz/fuzz_targets/client_input.rs`) runs it, and the
+//! seed generator in `eventhubs-emulator/tests/fuzz_seeds.rs` drives the
+//! very same harness against the broker model: a recorded session replays
+//! exactly (same calls, same virtual times, so the same link names, message
+//! ids and correlation ids).
 //!
 //! # Input
 //!
@@ -68,9 +68,7 @@ pub const KEY_NAME: &str = "RootManageSharedAccessKey";
 pub const KEY: &str = "SAS_KEY_VALUE";
 /// The event hub.
 pub const HUB: &str = "eh1";
-/// The partition every send and receiver uses. One partition means one
-/// sender in the client, whose senders live in a `HashMap`: two would be
-/// visited in a random order, and the run would not be deterministic.
+/// The partition every send and receiver uses.
 pub const PARTITION: &str = "0";
 /// Commands that would exceed this many pending operations are ignored.
 /// The client's work per call grows with its operations and receivers, so

@@ -2,8 +2,6 @@
 //! wired together under a virtual clock, with knobs for chunking, latency
 //! and dropped connections. The server side can play a small broker.
 
-#![allow(dead_code)]
-
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
