@@ -344,8 +344,7 @@ impl Client {
             }
             Event::LinkAttached { link, attach, .. } => self.on_attached(now, link, &attach),
             Event::LinkDetached { link, error, .. } => {
-                let error = error.map(ClientError::Service);
-                self.on_detached(now, link, error);
+                self.on_detached(now, link, error.map(ClientError::Service))
             }
             Event::LinkError { link, error } => {
                 self.on_detached(now, link, Some(ClientError::Protocol(error)))
@@ -357,14 +356,7 @@ impl Client {
                 payload,
                 message_format,
                 ..
-            } => {
-                if !settled {
-                    if let Some(c) = self.phase.conn_mut() {
-                        let _ = c.engine.link(link).accept(delivery_id);
-                    }
-                }
-                self.on_delivery(now, link, payload, message_format);
-            }
+            } => self.on_delivery(now, link, (delivery_id, settled), payload, message_format),
             Event::Disposition {
                 link,
                 delivery_id,
@@ -372,32 +364,31 @@ impl Client {
                 settled,
             } => self.on_disposition(now, link, delivery_id, state, settled),
             Event::SessionEnded { error, .. } => {
-                let e = error.map_or_else(
-                    || ClientError::Connection("the service ended the session".into()),
-                    ClientError::Service,
-                );
-                self.fail_connection(now, e);
+                self.service_ended(now, error, "ended the session")
             }
             Event::SessionError { error, .. } => {
                 self.fail_connection(now, ClientError::Protocol(error))
             }
-            Event::Closed(error) => {
-                if matches!(self.phase, Phase::Closing(_)) && error.is_none() {
-                    self.finish_close(now);
-                    return;
-                }
-                let e = error.map_or_else(
-                    || ClientError::Connection("the service closed the connection".into()),
-                    ClientError::Service,
-                );
-                self.fail_connection(now, e);
+            Event::Closed(None) if matches!(self.phase, Phase::Closing(_)) => {
+                self.finish_close(now)
             }
+            Event::Closed(error) => self.service_ended(now, error, "closed the connection"),
             Event::Failed(e) => {
                 let (error, kind) = engine_failure(e);
                 self.drop_connection(now, error, kind);
             }
             _ => {}
         }
+    }
+
+    /// The service ended the session or closed the connection, with its
+    /// error if it gave one.
+    fn service_ended(&mut self, now: Now, error: Option<AmqpError>, what: &str) {
+        let e = error.map_or_else(
+            || ClientError::Connection(format!("the service {what}")),
+            ClientError::Service,
+        );
+        self.fail_connection(now, e);
     }
 
     /// The service's open arrived.
@@ -467,7 +458,19 @@ impl Client {
         }
     }
 
-    fn on_delivery(&mut self, now: Now, link: LinkId, payload: bytes::Bytes, format: u32) {
+    /// A delivery on one of our receiving links: accepted (unless the
+    /// service settled it), then handed to its owner.
+    fn on_delivery(
+        &mut self,
+        now: Now,
+        link: LinkId,
+        (delivery_id, settled): (u32, bool),
+        payload: bytes::Bytes,
+        format: u32,
+    ) {
+        if let (false, Some(c)) = (settled, self.phase.conn_mut()) {
+            let _ = c.engine.link(link).accept(delivery_id);
+        }
         let owner = self.phase.conn().and_then(|c| c.owners.get(&link)).cloned();
         match owner {
             Some(Owner::CbsReplies | Owner::ManagementReplies) => {

@@ -174,45 +174,58 @@ fn timestamp_of(v: &Value) -> Option<Timestamp> {
     }
 }
 
+/// The system properties of a received message (its message annotations).
+fn system_properties(ann: Option<&Annotations>) -> Result<SystemProperties, EventError> {
+    let sequence_number = annotation(ann, SEQUENCE_NUMBER_ANNOTATION)
+        .and_then(Value::as_i64)
+        .ok_or(EventError::MissingAnnotation(SEQUENCE_NUMBER_ANNOTATION))?;
+    let offset = annotation(ann, OFFSET_ANNOTATION)
+        .and_then(string_of)
+        .ok_or(EventError::MissingAnnotation(OFFSET_ANNOTATION))?;
+    let known = [
+        SEQUENCE_NUMBER_ANNOTATION,
+        OFFSET_ANNOTATION,
+        ENQUEUED_TIME_ANNOTATION,
+        PARTITION_KEY_ANNOTATION,
+        PUBLISHER_ANNOTATION,
+    ];
+    let annotations: Annotations = ann
+        .iter()
+        .flat_map(|a| a.iter())
+        .filter(|(k, _)| !known.iter().any(|n| **k == **n))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Ok(SystemProperties {
+        sequence_number,
+        offset,
+        enqueued_time: annotation(ann, ENQUEUED_TIME_ANNOTATION)
+            .and_then(timestamp_of)
+            .unwrap_or_default(),
+        partition_key: annotation(ann, PARTITION_KEY_ANNOTATION).and_then(string_of),
+        publisher: annotation(ann, PUBLISHER_ANNOTATION).and_then(string_of),
+        annotations,
+    })
+}
+
+/// The last-enqueued figures of a delivery's annotations, when there are
+/// any.
+fn last_enqueued(d: Option<&Annotations>) -> Option<LastEnqueuedEventProperties> {
+    let d = d?;
+    let get = |k: &str| annotation(Some(d), k);
+    let l = LastEnqueuedEventProperties {
+        sequence_number: get("last_enqueued_sequence_number").and_then(Value::as_i64),
+        offset: get("last_enqueued_offset").and_then(string_of),
+        enqueued_time: get("last_enqueued_time_utc").and_then(timestamp_of),
+        retrieval_time: get("runtime_info_retrieval_time_utc").and_then(timestamp_of),
+    };
+    (l != LastEnqueuedEventProperties::default()).then_some(l)
+}
+
 impl ReceivedEvent {
     /// Maps a received message to an event of `partition_id`.
     pub fn from_message(partition_id: &str, m: Message) -> Result<Self, EventError> {
-        let ann = m.message_annotations.as_ref();
-        let sequence_number = annotation(ann, SEQUENCE_NUMBER_ANNOTATION)
-            .and_then(Value::as_i64)
-            .ok_or(EventError::MissingAnnotation(SEQUENCE_NUMBER_ANNOTATION))?;
-        let offset = annotation(ann, OFFSET_ANNOTATION)
-            .and_then(string_of)
-            .ok_or(EventError::MissingAnnotation(OFFSET_ANNOTATION))?;
-        let enqueued_time = annotation(ann, ENQUEUED_TIME_ANNOTATION)
-            .and_then(timestamp_of)
-            .unwrap_or_default();
-        let partition_key = annotation(ann, PARTITION_KEY_ANNOTATION).and_then(string_of);
-        let publisher = annotation(ann, PUBLISHER_ANNOTATION).and_then(string_of);
-        let known = [
-            SEQUENCE_NUMBER_ANNOTATION,
-            OFFSET_ANNOTATION,
-            ENQUEUED_TIME_ANNOTATION,
-            PARTITION_KEY_ANNOTATION,
-            PUBLISHER_ANNOTATION,
-        ];
-        let annotations: Annotations = m
-            .message_annotations
-            .iter()
-            .flat_map(|a| a.iter())
-            .filter(|(k, _)| !known.iter().any(|n| **k == **n))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let last_enqueued = m.delivery_annotations.as_ref().and_then(|d| {
-            let get = |k: &str| annotation(Some(d), k);
-            let l = LastEnqueuedEventProperties {
-                sequence_number: get("last_enqueued_sequence_number").and_then(Value::as_i64),
-                offset: get("last_enqueued_offset").and_then(string_of),
-                enqueued_time: get("last_enqueued_time_utc").and_then(timestamp_of),
-                retrieval_time: get("runtime_info_retrieval_time_utc").and_then(timestamp_of),
-            };
-            (l != LastEnqueuedEventProperties::default()).then_some(l)
-        });
+        let system = system_properties(m.message_annotations.as_ref())?;
+        let last_enqueued = last_enqueued(m.delivery_annotations.as_ref());
         let (body, body_value) = match m.body {
             Body::Data(mut d) if d.len() == 1 => (d.pop().unwrap_or_default(), None),
             Body::Data(d) => (d.concat().into(), None),
@@ -229,20 +242,13 @@ impl ReceivedEvent {
             data: EventData {
                 body,
                 message_id: props.message_id,
-                partition_key: partition_key.clone(),
+                partition_key: system.partition_key.clone(),
                 content_type: props.content_type.map(|c| c.as_str().to_owned()),
                 correlation_id: props.correlation_id,
                 properties: m.application_properties.unwrap_or_default(),
             },
             body_value,
-            system: SystemProperties {
-                sequence_number,
-                offset,
-                enqueued_time,
-                partition_key,
-                publisher,
-                annotations,
-            },
+            system,
             last_enqueued,
         })
     }

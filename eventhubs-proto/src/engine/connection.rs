@@ -1,9 +1,9 @@
-//! The connection layer (2.4) with its SASL prelude (5.3): protocol header
-//! exchange, SASL as client or server, open/close negotiation, max-frame-size
-//! enforcement, heartbeats and idle time-out.
+//! The connection layer (2.4): protocol header exchange, open/close
+//! negotiation, max-frame-size enforcement, heartbeats and idle time-out.
 //!
-//! Sessions and links (in `session.rs`) are reached through this type's
-//! commands and reported through its [`Event`]s.
+//! Its SASL prelude (5.3) is in `sasl.rs`; sessions and links (in
+//! `session.rs`) are reached through the borrowed handles of `handle.rs`
+//! and reported through this type's [`Event`]s.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
@@ -22,7 +22,7 @@ use crate::codec::frame::{
 use crate::codec::messaging::DeliveryState;
 use crate::codec::performatives::End;
 use crate::codec::performatives::{AmqpError, Attach, Close, Fields, Open, Performative};
-use crate::codec::sasl::{SaslCode, SaslFrame, SaslInit, SaslMechanisms, SaslOutcome};
+use crate::codec::sasl::{SaslFrame, SaslMechanisms};
 use crate::codec::{Form, Symbol};
 
 /// Which end of the connection this engine plays.
@@ -76,7 +76,7 @@ impl SaslMechanism {
         })
     }
 
-    fn initial_response(&self) -> Option<Bytes> {
+    pub(super) fn initial_response(&self) -> Option<Bytes> {
         match self {
             SaslMechanism::Plain { username, password } => {
                 let mut r = Vec::with_capacity(2 + username.len() + password.len());
@@ -308,7 +308,7 @@ pub enum Event {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Expect {
+pub(super) enum Expect {
     Header(ProtocolId),
     SaslFrame,
     AmqpFrame,
@@ -336,16 +336,16 @@ pub(crate) enum Out {
 /// [`handle_timeout`](Self::handle_timeout). Repeat after every input,
 /// command and timeout. Time is always passed in; the engine reads no clock.
 pub struct Connection {
-    config: ConnectionConfig,
-    expect: Expect,
+    pub(super) config: ConnectionConfig,
+    pub(super) expect: Expect,
     inbuf: BytesMut,
     /// Frames of the SASL phase, sent before anything in `out`.
-    out_sasl: VecDeque<Out>,
+    pub(super) out_sasl: VecDeque<Out>,
     /// The AMQP header and everything after it; held back until SASL ends.
-    out: VecDeque<Out>,
-    sasl_done: bool,
-    chosen: Option<SaslMechanism>,
-    events: VecDeque<Event>,
+    pub(super) out: VecDeque<Out>,
+    pub(super) sasl_done: bool,
+    pub(super) chosen: Option<SaslMechanism>,
+    pub(super) events: VecDeque<Event>,
     /// Our open and close, and the peer's.
     state: EndpointState,
     /// The peer's open, once received.
@@ -354,7 +354,7 @@ pub struct Connection {
     peer_max_frame_size: u32,
     last_received: Instant,
     last_sent: Instant,
-    failed: bool,
+    pub(super) failed: bool,
     pub(super) sessions: Vec<Option<Session>>,
     remote_channels: BTreeMap<u16, u16>,
     /// Peer channels whose session the peer ended: stray frames on them
@@ -629,114 +629,6 @@ impl Connection {
         }
     }
 
-    fn on_sasl(&mut self, s: SaslFrame) -> Result<(), ConnectionError> {
-        match (self.config.side, s) {
-            (Side::Client, SaslFrame::Mechanisms(m)) => {
-                let SaslConfig::Client(ours) = &self.config.sasl else {
-                    unreachable!("client SASL config")
-                };
-                let offered = &m.sasl_server_mechanisms;
-                let Some(mech) = ours.iter().find(|o| offered.contains(&o.name())).cloned() else {
-                    return Err(ConnectionError::NoSaslMechanism(
-                        offered.iter().map(|s| s.to_string()).collect(),
-                    ));
-                };
-                let init = SaslInit {
-                    mechanism: mech.name(),
-                    initial_response: mech.initial_response(),
-                    hostname: self.config.hostname.as_deref().map(ByteString::from),
-                };
-                self.chosen = Some(mech);
-                self.out_sasl.push_back(Out::Sasl(SaslFrame::Init(init)));
-                Ok(())
-            }
-            (Side::Client, SaslFrame::Challenge(_)) => {
-                // None of our mechanisms has a challenge step.
-                Err(ConnectionError::SaslFailed(SaslCode::Auth))
-            }
-            (Side::Client, SaslFrame::Outcome(o)) => {
-                if o.code != SaslCode::Ok {
-                    return Err(ConnectionError::SaslFailed(o.code));
-                }
-                let mechanism = self
-                    .chosen
-                    .as_ref()
-                    .map(SaslMechanism::name)
-                    .unwrap_or_default();
-                self.events.push_back(Event::Authenticated {
-                    mechanism,
-                    user: None,
-                });
-                self.sasl_done = true;
-                self.expect = Expect::Header(ProtocolId::Amqp);
-                self.out.push_front(Out::Header(ProtocolHeader::AMQP));
-                Ok(())
-            }
-            (Side::Server, SaslFrame::Init(init)) => {
-                let (code, user) = self.check_init(&init);
-                self.out_sasl
-                    .push_back(Out::Sasl(SaslFrame::Outcome(SaslOutcome {
-                        code,
-                        additional_data: None,
-                    })));
-                if code != SaslCode::Ok {
-                    self.expect = Expect::Nothing;
-                    self.failed = true;
-                    self.events
-                        .push_back(Event::Failed(ConnectionError::SaslFailed(code)));
-                    return Ok(());
-                }
-                self.events.push_back(Event::Authenticated {
-                    mechanism: init.mechanism,
-                    user,
-                });
-                self.sasl_done = true;
-                self.expect = Expect::Header(ProtocolId::Amqp);
-                Ok(())
-            }
-            (_, other) => Err(ConnectionError::Decode(crate::codec::DecodeError {
-                offset: 0,
-                kind: crate::codec::DecodeErrorKind::UnexpectedDescriptor {
-                    expected: "SASL frame for this side",
-                    found: format!("{other:?}").chars().take(40).collect(),
-                },
-            })),
-        }
-    }
-
-    fn check_init(&mut self, init: &SaslInit) -> (SaslCode, Option<String>) {
-        let SaslConfig::Server {
-            mechanisms,
-            plain_check,
-        } = &mut self.config.sasl
-        else {
-            return (SaslCode::SysPerm, None);
-        };
-        if !mechanisms.contains(&init.mechanism) {
-            return (SaslCode::Auth, None);
-        }
-        match init.mechanism.as_str() {
-            "PLAIN" => {
-                let resp = init.initial_response.as_deref().unwrap_or_default();
-                let mut parts = resp.split(|&b| b == 0);
-                let (_authz, user, pass) = (parts.next(), parts.next(), parts.next());
-                let (Some(user), Some(pass), None) = (user, pass, parts.next()) else {
-                    return (SaslCode::Auth, None);
-                };
-                let (Ok(user), Ok(pass)) = (std::str::from_utf8(user), std::str::from_utf8(pass))
-                else {
-                    return (SaslCode::Auth, None);
-                };
-                if plain_check.as_mut().is_some_and(|check| check(user, pass)) {
-                    (SaslCode::Ok, Some(user.to_string()))
-                } else {
-                    (SaslCode::Auth, None)
-                }
-            }
-            _ => (SaslCode::Ok, None),
-        }
-    }
-
     fn on_amqp(
         &mut self,
         channel: u16,
@@ -1001,6 +893,9 @@ impl Connection {
         self.config.form
     }
 
+    /// A frame for a session (2.5): routed to the session the peer's
+    /// channel names; what the session finds wrong is answered with an end
+    /// or a detach that carries the condition.
     fn on_session_frame(
         &mut self,
         channel: u16,
@@ -1010,50 +905,18 @@ impl Connection {
         if let Performative::Begin(b) = p {
             return self.on_begin(channel, b);
         }
-        let Some(&local) = self.remote_channels.get(&channel) else {
-            if self.ended_remote_channels.contains(&channel) {
-                return Ok(());
-            }
-            return Err(protocol(
-                condition::NOT_FOUND,
-                "frame on a channel with no session",
-            ));
+        let Some(local) = self.session_for(channel, &p)? else {
+            return Ok(());
         };
-        let Some(s) = self
-            .sessions
-            .get_mut(local as usize)
-            .and_then(Option::as_mut)
-        else {
-            return Err(protocol(
-                condition::NOT_FOUND,
-                "frame on a channel with no session",
-            ));
-        };
-        if s.state.remote == Half::Closed {
-            return Err(protocol(
-                condition::ILLEGAL_STATE,
-                "frame on an ended session",
-            ));
+        if let Performative::End(End { error }) = p {
+            self.on_end(channel, local, error);
+            return Ok(());
         }
-        if s.state.local == Half::Closed && !matches!(p, Performative::End(_)) {
-            return Ok(()); // in flight when we ended
-        }
+        let s = self.sessions[local as usize]
+            .as_mut()
+            .expect("session_for checked");
         let (out, events) = (&mut self.out, &mut self.events);
         let r = match p {
-            Performative::End(End { error }) => {
-                s.state.remote = Half::Closed;
-                if s.state.local != Half::Closed {
-                    out.push_back(s.end_frame(None));
-                }
-                events.push_back(Event::SessionEnded {
-                    channel: local,
-                    error,
-                });
-                self.remote_channels.remove(&channel);
-                self.ended_remote_channels.insert(channel);
-                self.free_session(local);
-                return Ok(());
-            }
             Performative::Attach(a) => s.on_attach(a, events),
             Performative::Detach(d) => s.on_detach(d, out, events),
             Performative::Flow(f) => s.on_flow(f, out, events),
@@ -1067,20 +930,73 @@ impl Connection {
                 "unexpected performative",
             ))),
         };
-        match r {
-            Ok(()) => Ok(()),
-            Err(Fault::Connection(e)) => Err(ConnectionError::Protocol(e)),
-            Err(Fault::Session(e)) => {
-                out.push_back(s.end_frame(Some(e.clone())));
-                events.push_back(Event::SessionError {
+        self.answer_fault(local, r)
+    }
+
+    /// The local channel of the session the peer's `channel` names, or
+    /// `None` for a frame to drop (on a session the peer ended, or that we
+    /// ended while it was in flight).
+    fn session_for(&self, channel: u16, p: &Performative) -> Result<Option<u16>, ConnectionError> {
+        let no_session = || protocol(condition::NOT_FOUND, "frame on a channel with no session");
+        let Some(&local) = self.remote_channels.get(&channel) else {
+            if self.ended_remote_channels.contains(&channel) {
+                return Ok(None);
+            }
+            return Err(no_session());
+        };
+        let Some(s) = self.sessions.get(local as usize).and_then(Option::as_ref) else {
+            return Err(no_session());
+        };
+        if s.state.remote == Half::Closed {
+            return Err(protocol(
+                condition::ILLEGAL_STATE,
+                "frame on an ended session",
+            ));
+        }
+        if s.state.local == Half::Closed && !matches!(p, Performative::End(_)) {
+            return Ok(None); // in flight when we ended
+        }
+        Ok(Some(local))
+    }
+
+    /// The peer ended session `local` (its `channel`): ours follows if it
+    /// was not sent, and the session is freed.
+    fn on_end(&mut self, channel: u16, local: u16, error: Option<AmqpError>) {
+        if let Some(s) = self.sessions[local as usize].as_mut() {
+            s.state.remote = Half::Closed;
+            if s.state.local != Half::Closed {
+                let end = s.end_frame(None);
+                self.out.push_back(end);
+            }
+        }
+        self.events.push_back(Event::SessionEnded {
+            channel: local,
+            error,
+        });
+        self.remote_channels.remove(&channel);
+        self.ended_remote_channels.insert(channel);
+        self.free_session(local);
+    }
+
+    /// Answers what session `local` found wrong: a session fault with an
+    /// end, a link fault with a detach, each carrying the condition; a
+    /// connection fault fails the connection.
+    fn answer_fault(&mut self, local: u16, r: Result<(), Fault>) -> Result<(), ConnectionError> {
+        let session = self.sessions[local as usize].as_mut();
+        match (r, session) {
+            (Err(Fault::Connection(e)), _) => Err(ConnectionError::Protocol(e)),
+            (Ok(()), _) | (_, None) => Ok(()),
+            (Err(Fault::Session(e)), Some(s)) => {
+                self.out.push_back(s.end_frame(Some(e.clone())));
+                self.events.push_back(Event::SessionError {
                     channel: local,
                     error: e,
                 });
                 Ok(())
             }
-            Err(Fault::Link(handle, e)) => {
-                s.detach(handle, true, Some(e.clone()), out);
-                events.push_back(Event::LinkError {
+            (Err(Fault::Link(handle, e)), Some(s)) => {
+                s.detach(handle, true, Some(e.clone()), &mut self.out);
+                self.events.push_back(Event::LinkError {
                     link: LinkId {
                         channel: local,
                         handle,

@@ -1,9 +1,9 @@
 //! The sans-IO AMQP 1.0 engine: bytes in, events and bytes out.
 //!
 //! [`Connection`] is the whole engine for one connection, for either side:
-//! protocol headers, SASL, open/close, heartbeats and idle time-out
-//! (`connection.rs`), and its sessions and links with their windows, credit,
-//! deliveries and dispositions (`session.rs`). Sessions and links are
+//! protocol headers, open/close, heartbeats and idle time-out
+//! (`connection.rs`), SASL (`sasl.rs`), and its sessions and links with
+//! their windows, credit, deliveries and dispositions (`session.rs`). Sessions and links are
 //! commanded through short-lived borrowed handles
 //! ([`Connection::session`] gives a [`SessionMut`], [`Connection::link`] a
 //! [`LinkMut`]), and every endpoint's state is a pair of halves, ours and
@@ -18,6 +18,7 @@ pub mod connection;
 mod endpoint;
 pub mod error;
 mod handle;
+mod sasl;
 mod session;
 
 pub use connection::{Connection, ConnectionConfig, Event, SaslConfig, SaslMechanism, Side};

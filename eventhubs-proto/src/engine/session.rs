@@ -611,6 +611,8 @@ impl Session {
         }
     }
 
+    /// A flow frame (2.7.4): the peer's session window, and for a link, its
+    /// credit (we send) or the sender's state (we receive).
     pub(crate) fn on_flow(
         &mut self,
         flow: Flow,
@@ -634,64 +636,73 @@ impl Session {
                 "flow for an unattached handle",
             )));
         };
+        let event = match self.link(handle).map(|l| l.role) {
+            Some(Role::Sender) => self.sender_flow(handle, &flow, out),
+            _ => self.receiver_flow(handle, &flow, out),
+        };
+        events.push_back(event);
+        Ok(())
+    }
+
+    /// 2.6.7 for one of our senders: the credit is the receiver's
+    /// delivery-count plus its link-credit minus ours. A drain with nothing
+    /// to send uses the credit up and says so.
+    fn sender_flow(&mut self, handle: u32, flow: &Flow, out: &mut VecDeque<Out>) -> Event {
+        let queued = self.outgoing.iter().any(|p| p.handle == handle);
         let channel = self.channel;
         let link = self.link_mut(handle).expect("mapped handle");
-        let id = LinkId { channel, handle };
-        match link.role {
-            Role::Sender => {
-                // 2.6.7: credit = receiver's delivery-count + its credit - ours.
-                let rcv_count = flow.delivery_count.unwrap_or(link.delivery_count);
-                let credit = flow.link_credit.unwrap_or(0);
-                link.link_credit = rcv_count
-                    .wrapping_add(credit)
-                    .wrapping_sub(link.delivery_count);
-                link.drain = flow.drain;
-                events.push_back(Event::Credit {
-                    link: id,
-                    credit: link.link_credit,
-                    drain: link.drain,
-                });
-                let echo = flow.echo;
-                if link.drain && !self.outgoing.iter().any(|p| p.handle == handle) {
-                    // Nothing to send: use up the credit and say so.
-                    let link = self.link_mut(handle).expect("mapped handle");
-                    link.delivery_count = link.delivery_count.wrapping_add(link.link_credit);
-                    link.link_credit = 0;
-                    let f = self.link_flow(handle, false);
-                    out.push_back(self.frame(f));
-                } else if echo {
-                    let f = self.link_flow(handle, false);
-                    out.push_back(self.frame(f));
-                }
-            }
-            Role::Receiver => {
-                // The sender's view is authoritative (after a drain, say).
-                if let Some(dc) = flow.delivery_count {
-                    let end = link.delivery_count.wrapping_add(link.link_credit);
-                    link.delivery_count = dc;
-                    link.link_credit = end
-                        .wrapping_sub(dc)
-                        .min(flow.link_credit.unwrap_or(u32::MAX));
-                }
-                link.available = flow.available.unwrap_or(0);
-                let drained = link.drain && link.link_credit == 0;
-                if drained {
-                    link.drain = false;
-                }
-                events.push_back(Event::Flow {
-                    link: id,
-                    delivery_count: link.delivery_count,
-                    link_credit: link.link_credit,
-                    available: link.available,
-                    drained,
-                });
-                if flow.echo {
-                    let f = self.link_flow(handle, false);
-                    out.push_back(self.frame(f));
-                }
-            }
+        let rcv_count = flow.delivery_count.unwrap_or(link.delivery_count);
+        let credit = flow.link_credit.unwrap_or(0);
+        link.link_credit = rcv_count
+            .wrapping_add(credit)
+            .wrapping_sub(link.delivery_count);
+        link.drain = flow.drain;
+        let event = Event::Credit {
+            link: LinkId { channel, handle },
+            credit: link.link_credit,
+            drain: link.drain,
+        };
+        if link.drain && !queued {
+            link.delivery_count = link.delivery_count.wrapping_add(link.link_credit);
+            link.link_credit = 0;
+            let f = self.link_flow(handle, false);
+            out.push_back(self.frame(f));
+        } else if flow.echo {
+            let f = self.link_flow(handle, false);
+            out.push_back(self.frame(f));
         }
-        Ok(())
+        event
+    }
+
+    /// 2.6.7 for one of our receivers: the sender's view of the
+    /// delivery-count is authoritative (after a drain, say).
+    fn receiver_flow(&mut self, handle: u32, flow: &Flow, out: &mut VecDeque<Out>) -> Event {
+        let channel = self.channel;
+        let link = self.link_mut(handle).expect("mapped handle");
+        if let Some(dc) = flow.delivery_count {
+            let end = link.delivery_count.wrapping_add(link.link_credit);
+            link.delivery_count = dc;
+            link.link_credit = end
+                .wrapping_sub(dc)
+                .min(flow.link_credit.unwrap_or(u32::MAX));
+        }
+        link.available = flow.available.unwrap_or(0);
+        let drained = link.drain && link.link_credit == 0;
+        if drained {
+            link.drain = false;
+        }
+        let event = Event::Flow {
+            link: LinkId { channel, handle },
+            delivery_count: link.delivery_count,
+            link_credit: link.link_credit,
+            available: link.available,
+            drained,
+        };
+        if flow.echo {
+            let f = self.link_flow(handle, false);
+            out.push_back(self.frame(f));
+        }
+        event
     }
 
     /// Queues a delivery on a sender link; it uses one credit now. Returns
@@ -833,6 +844,7 @@ impl Session {
         !self.outgoing.is_empty()
     }
 
+    /// A transfer frame (2.7.5) for one of our receiving links.
     pub(crate) fn on_transfer(
         &mut self,
         t: Transfer,
@@ -840,6 +852,23 @@ impl Session {
         out: &mut VecDeque<Out>,
         events: &mut VecDeque<Event>,
     ) -> Result<(), Fault> {
+        self.count_incoming(out)?;
+        let handle = self.receiving_link(t.handle)?;
+        let link = self.link_mut(handle).expect("mapped handle");
+        if link.state.local == Half::Closed {
+            return Ok(()); // in flight when we detached
+        }
+        if link.discarding.is_some() {
+            self.continue_discard(handle, &t, payload.len(), out);
+            return Ok(());
+        }
+        self.add_to_delivery(handle, &t, payload)?;
+        self.finish_transfer(handle, &t, out, events)
+    }
+
+    /// Counts one incoming transfer frame against our incoming window
+    /// (2.5.6), widening it again once half is used.
+    fn count_incoming(&mut self, out: &mut VecDeque<Out>) -> Result<(), Fault> {
         if self.incoming_window == 0 {
             return Err(Fault::Session(err(
                 condition::WINDOW_VIOLATION,
@@ -852,71 +881,102 @@ impl Session {
             self.incoming_window = self.config.incoming_window;
             out.push_back(self.frame(self.session_flow()));
         }
-        let Some(handle) = self.by_remote(t.handle) else {
+        Ok(())
+    }
+
+    /// Our handle of the receiving link the peer's handle `remote` names.
+    fn receiving_link(&self, remote: u32) -> Result<u32, Fault> {
+        let Some(handle) = self.by_remote(remote) else {
             return Err(Fault::Session(err(
                 condition::UNATTACHED_HANDLE,
                 "transfer on an unattached handle",
             )));
         };
-        let channel = self.channel;
-        let link = self.link_mut(handle).expect("mapped handle");
-        if link.role != Role::Receiver {
+        if self.link(handle).is_some_and(|l| l.role != Role::Receiver) {
             return Err(Fault::Session(err(
                 condition::ERRANT_LINK,
                 "transfer to a sending link",
             )));
         }
-        if link.state.local == Half::Closed {
-            return Ok(()); // in flight when we detached
+        Ok(handle)
+    }
+
+    /// More of an oversized delivery we are going to reject: counted and
+    /// dropped; its last frame settles it as rejected.
+    fn continue_discard(&mut self, handle: u32, t: &Transfer, len: usize, out: &mut VecDeque<Out>) {
+        let Some(link) = self.link_mut(handle) else {
+            return;
+        };
+        let Some(d) = link.discarding.as_mut() else {
+            return;
+        };
+        d.size += len;
+        if t.aborted {
+            link.discarding = None;
+        } else if !t.more {
+            let max = link.max_message_size.unwrap_or(DEFAULT_MAX_MESSAGE_SIZE);
+            self.reject_oversized(handle, max, out);
         }
-        let id = LinkId { channel, handle };
-        if let Some(d) = link.discarding.as_mut() {
-            // More of an oversized delivery we are going to reject.
-            d.size += payload.len();
-            if t.aborted {
-                link.discarding = None;
-            } else if !t.more {
-                let max = link.max_message_size.unwrap_or(DEFAULT_MAX_MESSAGE_SIZE);
-                self.reject_oversized(handle, max, out);
-            }
-            return Ok(());
-        }
-        if link.partial.is_none() {
-            let Some(delivery_id) = t.delivery_id else {
-                return Err(Fault::Link(
-                    handle,
-                    err(
-                        condition::INVALID_FIELD,
-                        "first transfer without delivery-id",
-                    ),
-                ));
-            };
-            if link.link_credit == 0 {
-                return Err(Fault::Link(
-                    handle,
-                    err(
-                        condition::TRANSFER_LIMIT_EXCEEDED,
-                        "transfer without credit",
-                    ),
-                ));
-            }
-            link.link_credit -= 1;
-            link.delivery_count = link.delivery_count.wrapping_add(1);
-            link.partial = Some(Partial {
-                delivery_id,
-                tag: t.delivery_tag.clone().unwrap_or_default(),
-                format: t.message_format.unwrap_or(0),
-                settled: t.settled.unwrap_or(false),
-                first: payload,
-                rest: None,
-            });
-        } else if let Some(p) = link.partial.as_mut() {
+    }
+
+    /// Starts a delivery with this frame (using one credit, 2.6.7) or adds
+    /// the frame to the delivery in progress.
+    fn add_to_delivery(&mut self, handle: u32, t: &Transfer, payload: Bytes) -> Result<(), Fault> {
+        let link = self.link_mut(handle).expect("mapped handle");
+        if let Some(p) = link.partial.as_mut() {
             if t.settled == Some(true) {
                 p.settled = true;
             }
             p.push(payload);
+            return Ok(());
         }
-        let p = link.partial.as_ref().expect("set above");
+        let Some(delivery_id) = t.delivery_id else {
+            return Err(Fault::Link(
+                handle,
+                err(
+                    condition::INVALID_FIELD,
+                    "first transfer without delivery-id",
+                ),
+            ));
+        };
+        if link.link_credit == 0 {
+            return Err(Fault::Link(
+                handle,
+                err(
+                    condition::TRANSFER_LIMIT_EXCEEDED,
+                    "transfer without credit",
+                ),
+            ));
+        }
+        link.link_credit -= 1;
+        link.delivery_count = link.delivery_count.wrapping_add(1);
+        link.partial = Some(Partial {
+            delivery_id,
+            tag: t.delivery_tag.clone().unwrap_or_default(),
+            format: t.message_format.unwrap_or(0),
+            settled: t.settled.unwrap_or(false),
+            first: payload,
+            rest: None,
+        });
+        Ok(())
+    }
+
+    /// After a frame of the delivery in progress: it was aborted, grew past
+    /// max-message-size (rejected, or the link detached), waits for more,
+    /// or is whole and goes to the caller.
+    fn finish_transfer(
+        &mut self,
+        handle: u32,
+        t: &Transfer,
+        out: &mut VecDeque<Out>,
+        events: &mut VecDeque<Event>,
+    ) -> Result<(), Fault> {
+        let id = LinkId {
+            channel: self.channel,
+            handle,
+        };
+        let link = self.link_mut(handle).expect("mapped handle");
+        let p = link.partial.as_ref().expect("a delivery in progress");
         if t.aborted {
             let delivery_id = p.delivery_id;
             link.partial = None;
@@ -927,31 +987,32 @@ impl Session {
             return Ok(());
         }
         let max = link.max_message_size.unwrap_or(DEFAULT_MAX_MESSAGE_SIZE);
-        if p.len() as u64 > max && link.reject_oversized && !p.settled {
-            link.discarding = Some(Discard {
+        if p.len() as u64 > max {
+            let discard = Discard {
                 delivery_id: p.delivery_id,
                 size: p.len(),
-            });
+            };
+            let reject = link.reject_oversized && !p.settled;
             link.partial = None;
+            if !reject {
+                return Err(Fault::Link(
+                    handle,
+                    err(
+                        condition::MESSAGE_SIZE_EXCEEDED,
+                        "message above max-message-size",
+                    ),
+                ));
+            }
+            link.discarding = Some(discard);
             if !t.more {
                 self.reject_oversized(handle, max, out);
             }
             return Ok(());
         }
-        if p.len() as u64 > max {
-            link.partial = None;
-            return Err(Fault::Link(
-                handle,
-                err(
-                    condition::MESSAGE_SIZE_EXCEEDED,
-                    "message above max-message-size",
-                ),
-            ));
-        }
         if t.more {
             return Ok(());
         }
-        let p = link.partial.take().expect("set above");
+        let p = link.partial.take().expect("a delivery in progress");
         if !p.settled {
             self.unsettled_in.insert(p.delivery_id, handle);
         }
