@@ -203,7 +203,8 @@ struct Conn {
     links: BTreeMap<LinkId, LinkKind>,
     /// Replies waiting for the client to grant credit.
     pending: BTreeMap<LinkId, VecDeque<Bytes>>,
-    /// When an anonymous connection must have put a token (1.2).
+    /// When an anonymous connection must have put a token (the service
+    /// closes one that has not within its CBS window).
     cbs_deadline: Instant,
     next_tag: u64,
 }
@@ -833,7 +834,7 @@ impl Broker {
                 continue;
             };
             conn.engine.handle_timeout(now.instant);
-            // Anonymous connections must put a token in time (1.2).
+            // Anonymous connections must put a token in time.
             if conn
                 .pending_cbs_deadline()
                 .is_some_and(|t| t <= now.instant)
@@ -1201,7 +1202,8 @@ impl Broker {
             .desired_capabilities
             .iter()
             .any(|c| c.as_str() == RUNTIME_METRIC);
-        // Epoch rules (5.3): look at every receiver of this group and partition.
+        // Epoch (owner level) rules: look at every receiver of this group
+        // and partition.
         let mut rivals = Vec::new();
         for (cid, conn) in &self.conns {
             for (l, k) in &conn.links {
@@ -1480,7 +1482,7 @@ impl Broker {
         );
     }
 
-    /// Validates a SAS token for `audience` (2.4): signature with the named
+    /// Validates a SAS token for `audience`: signature with the named
     /// policy's key, expiry, and a resource that covers the audience.
     fn check_token(
         &self,
@@ -1808,7 +1810,7 @@ impl Broker {
     }
 }
 
-/// The stored event with last-enqueued delivery annotations (5.6) inserted
+/// The stored event with last-enqueued delivery annotations inserted
 /// before its message annotations.
 fn with_runtime_metric(e: &StoredEvent, part: &Partition, now: Now) -> Bytes {
     let last = part.last().expect("an event exists");

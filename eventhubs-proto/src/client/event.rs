@@ -1,5 +1,5 @@
 //! Events as the user sees them, and their mapping to AMQP messages
-//! (PROTOCOL.md 4.2, 4.3 and 5.5).
+//! (the `x-opt-*` annotations the service stamps).
 
 use bytes::Bytes;
 use bytestring::ByteString;
@@ -21,12 +21,12 @@ pub const ENQUEUED_TIME_ANNOTATION: &str = "x-opt-enqueued-time";
 /// Message annotation carrying the publisher name.
 pub const PUBLISHER_ANNOTATION: &str = "x-opt-publisher";
 
-/// An event to publish: the seed's `Event` before it is sent.
+/// An event to publish: azure-event-hubs-go's `Event` before it is sent.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct EventData {
     /// The payload, sent as one data section.
     pub body: Bytes,
-    /// `properties.message-id` (the seed's `ID`).
+    /// `properties.message-id` (azure-event-hubs-go's `ID`).
     pub message_id: Option<MessageId>,
     /// Routes the event to the partition the key hashes to; events with
     /// the same key keep their order.
@@ -35,7 +35,7 @@ pub struct EventData {
     pub content_type: Option<String>,
     /// `properties.correlation-id`.
     pub correlation_id: Option<MessageId>,
-    /// Application properties (the seed's `Properties`): string keys and
+    /// Application properties (azure-event-hubs-go's `Properties`): string keys and
     /// any simple AMQP value.
     pub properties: ApplicationProperties,
 }
@@ -49,12 +49,12 @@ impl EventData {
         }
     }
 
-    /// Sets an application property (the seed's `Event.Set`).
+    /// Sets an application property (azure-event-hubs-go's `Event.Set`).
     pub fn set(&mut self, key: impl Into<ByteString>, value: impl Into<Value>) {
         self.properties.insert(key.into(), value.into());
     }
 
-    /// An application property (the seed's `Event.Get`).
+    /// An application property (azure-event-hubs-go's `Event.Get`).
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.properties.get(key)
     }
@@ -99,7 +99,7 @@ pub(crate) fn partition_key_annotations(key: &str) -> Annotations {
     .collect()
 }
 
-/// What the service stamps on an event (PROTOCOL.md 5.5).
+/// What the service stamps on an event: its `x-opt-*` message annotations.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SystemProperties {
     /// Position in the partition, increasing by one per event.
@@ -118,7 +118,7 @@ pub struct SystemProperties {
 }
 
 /// The last-enqueued event of a partition as of a delivery, when the
-/// receiver asked for it (PROTOCOL.md 5.6).
+/// receiver asked for it (delivery annotations `last_enqueued_*`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LastEnqueuedEventProperties {
     /// Sequence number of the last event in the partition.

@@ -218,7 +218,8 @@ pub enum Event {
         error: AmqpError,
     },
     /// The peer's attach arrived. When `peer_initiated`, the caller MUST
-    /// answer with [`Connection::accept_link`] or [`Connection::refuse_link`].
+    /// answer with [`LinkMut::answer`](super::LinkMut::answer) or
+    /// [`LinkMut::refuse`](super::LinkMut::refuse).
     LinkAttached {
         /// The link.
         link: LinkId,

@@ -1,4 +1,7 @@
-//! Event Hubs connection strings and Azure environments (PROTOCOL.md 2.5, 9).
+//! Event Hubs connection strings (`Endpoint=sb://…;SharedAccessKeyName=…;
+//! SharedAccessKey=…;EntityPath=…`, as the Azure portal gives them and the
+//! emulator's `UseDevelopmentEmulator=true`) and the Azure clouds'
+//! namespace suffixes.
 //!
 //! `Endpoint=sb://<fqdn>/;SharedAccessKeyName=<rule>;SharedAccessKey=<key>;EntityPath=<hub>`
 //!

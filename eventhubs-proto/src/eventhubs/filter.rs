@@ -1,4 +1,7 @@
-//! Receiver start positions as selector filters (PROTOCOL.md 5.1, 5.2).
+//! Receiver start positions as selector filters: the
+//! `apache.org:selector-filter:string` source filter the Event Hubs service
+//! reads (`amqp.annotation.x-opt-offset > '…'`, sequence numbers, enqueued
+//! times), as the Azure SDKs send it.
 //!
 //! A receiver attaches with `source.filter` holding one entry: key symbol
 //! `apache.org:selector-filter:string`, value a described string whose
