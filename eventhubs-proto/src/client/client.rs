@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
-use tracing::info;
+use tracing::{debug, info};
 
 use super::connection::Phase;
 use super::error::ClientError;
@@ -25,8 +25,19 @@ use super::rpc::ManagementRequest;
 use super::senders::{SendOp, Sender};
 use super::timers::{Timer, TimerTable};
 use super::tokens::TokenSlot;
+use crate::engine::UsageError;
 use crate::eventhubs::sas::{Token, TokenError};
 use crate::eventhubs::SplitMix64;
+
+/// Acts on the engine's refusal of a command the client gives as it
+/// tidies up (a close, a detach, more credit, an accept): the engine
+/// refuses only when the connection or link is already going away, which
+/// the client learns from the engine's events, so the refusal is logged.
+pub(super) fn engine_command(result: Result<(), UsageError>, what: &'static str) {
+    if let Err(e) = result {
+        debug!(what, error = %e, "engine command refused");
+    }
+}
 
 /// Whether the client runs, is closing, or is closed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -542,7 +553,7 @@ impl Client {
         match &mut self.phase {
             Phase::Open(c) => {
                 // Our close goes out; the service's answer ends it.
-                let _ = c.engine.close(None);
+                engine_command(c.engine.close(None), "close");
                 self.phase.begin_closing();
             }
             Phase::Closing(_) => {}
@@ -558,7 +569,7 @@ impl Client {
             self.fail_op(op, ClientError::Closed);
         }
         if let Phase::Open(c) = &mut self.phase {
-            let _ = c.engine.close(None);
+            engine_command(c.engine.close(None), "close");
         }
         self.finish_close(now);
     }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use tracing::{debug, info, warn};
 
-use super::client::{Client, Lifecycle};
+use super::client::{engine_command, Client, Lifecycle};
 use super::error::ClientError;
 use super::links::{retry_delay, LinkSlot};
 use super::options::{ClientEvent, ConnectFailure, ConnectFailureKind, Credential, Now};
@@ -339,7 +339,7 @@ impl Client {
             } => {
                 if let Some(c) = self.phase.conn_mut() {
                     let refusal = amqp_error("amqp:not-allowed", "clients do not accept links");
-                    let _ = c.engine.link(link).refuse(refusal);
+                    engine_command(c.engine.link(link).refuse(refusal), "refuse");
                 }
             }
             Event::LinkAttached { link, attach, .. } => self.on_attached(now, link, &attach),
@@ -424,7 +424,7 @@ impl Client {
             Owner::Receiver(id) if accepted => self.receiver_attached(now, id, link),
             Owner::Gone => {
                 if let Some(c) = self.phase.conn_mut() {
-                    let _ = c.engine.link(link).close(None);
+                    engine_command(c.engine.link(link).close(None), "close");
                 }
             }
             Owner::Sender(_) | Owner::Receiver(_) => {}
@@ -469,7 +469,7 @@ impl Client {
         format: u32,
     ) {
         if let (false, Some(c)) = (settled, self.phase.conn_mut()) {
-            let _ = c.engine.link(link).accept(delivery_id);
+            engine_command(c.engine.link(link).accept(delivery_id), "accept");
         }
         let owner = self.phase.conn().and_then(|c| c.owners.get(&link)).cloned();
         match owner {
@@ -498,7 +498,7 @@ impl Client {
     fn drop_connection(&mut self, now: Now, error: ClientError, kind: RecoveryKind) {
         if let Some(c) = self.phase.conn_mut() {
             if !c.engine.is_closed() {
-                let _ = c.engine.close(None);
+                engine_command(c.engine.close(None), "close");
             }
         }
         self.retire_transport(now);
@@ -515,7 +515,7 @@ impl Client {
         let final_bytes = match self.phase.take_conn() {
             Some(mut c) => {
                 let mut bytes = Vec::new();
-                let _ = c.engine.poll_transmit(now.instant, &mut bytes);
+                let _written = c.engine.poll_transmit(now.instant, &mut bytes);
                 Some((c.transport, bytes))
             }
             None => match std::mem::take(&mut self.phase) {
@@ -604,7 +604,10 @@ impl Conn {
             Owner::CbsRequests | Owner::ManagementRequests => pair.requests = attached,
             _ => {
                 pair.replies = attached;
-                let _ = self.engine.link(link).flow(super::requests::REPLY_CREDIT);
+                engine_command(
+                    self.engine.link(link).flow(super::requests::REPLY_CREDIT),
+                    "flow",
+                );
             }
         }
     }

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use tracing::{debug, warn};
 
-use super::client::Client;
+use super::client::{engine_command, Client};
 use super::connection::Owner;
 use super::error::ClientError;
 use super::event::ReceivedEvent;
@@ -161,7 +161,7 @@ impl Client {
             link,
             since: now.instant,
         };
-        let _ = c.engine.link(link).flow(r.credit);
+        engine_command(c.engine.link(link).flow(r.credit), "flow");
         debug!(partition = %r.options.partition_id, credit = r.credit, "receiver attached");
         if !r.announced {
             r.announced = true;
@@ -225,7 +225,7 @@ impl Client {
                 // let the receiver's retry policy decide.
                 warn!(error = ?e.description, "undecodable event; detaching receiver");
                 if let Some(c) = self.phase.conn_mut() {
-                    let _ = c.engine.link(link).close(Some(e.clone()));
+                    engine_command(c.engine.link(link).close(Some(e.clone())), "close");
                     c.owners.remove(&link);
                 }
                 return self.receiver_detached(now, id, Some(ClientError::Protocol(e)));
@@ -251,7 +251,7 @@ impl Client {
             debug!(dropped, "duplicate events dropped");
             r.credit = r.credit.saturating_add(1).min(r.options.prefetch);
             if let Some(c) = self.phase.conn_mut() {
-                let _ = c.engine.link(link).flow(r.credit);
+                engine_command(c.engine.link(link).flow(r.credit), "flow");
             }
         }
     }
@@ -272,7 +272,7 @@ impl Client {
         r.credit = r.credit.saturating_add(r.to_return).min(r.options.prefetch);
         r.to_return = 0;
         if let (Some(link), Some(c)) = (r.link.slot.attached(), self.phase.conn_mut()) {
-            let _ = c.engine.link(link).flow(r.credit);
+            engine_command(c.engine.link(link).flow(r.credit), "flow");
         }
     }
 
@@ -288,7 +288,7 @@ impl Client {
         if let (Some(link), Some(c)) = (r.link.slot.link(), self.phase.conn_mut()) {
             if let Some(owner) = c.owners.get_mut(&link) {
                 *owner = Owner::Gone;
-                let _ = c.engine.link(link).close(None);
+                engine_command(c.engine.link(link).close(None), "close");
             }
         }
         self.events.push_back(ClientEvent::ReceiverClosed {

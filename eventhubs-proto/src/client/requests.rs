@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use tracing::{debug, warn};
 
-use super::client::Client;
+use super::client::{engine_command, Client};
 use super::connection::{Owner, RpcPair};
 use super::error::ClientError;
 use super::links::LinkSlot;
@@ -185,7 +185,7 @@ impl Client {
     /// id, and handed to the part that asked.
     pub(super) fn on_response(&mut self, now: Now, link: LinkId, payload: &Bytes) {
         if let Some(c) = self.phase.conn_mut() {
-            let _ = c.engine.link(link).flow(REPLY_CREDIT);
+            engine_command(c.engine.link(link).flow(REPLY_CREDIT), "flow");
         }
         let m = match Message::decode_all(payload) {
             Ok(m) => m,
