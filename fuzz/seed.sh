@@ -15,6 +15,9 @@
 #                     (a cargo test run in the main workspace), one of them
 #                     edited to a 1 ms idle-time-out, plus the broker
 #                     streams of the real-client traces as feed records
+#   http_response  <- eventhubs-proto/tests/fixtures/http/*.bin: Blob Storage
+#                     replies (chunked List Blobs pages and errors, HEAD
+#                     and PUT replies) and bare XML bodies, with a mode byte
 #
 # Needs python3 (standard library only) to split streams into frames.
 set -euo pipefail
@@ -149,6 +152,10 @@ if pat in b:
     open(os.path.join(d, "sas_whole_idle_1ms.bin"), "wb").write(patched)
 PY
 
-for t in frame_decode message_decode value_decode engine_server client_input; do
+# http_response: replies shaped like Azurite's (see fixtures/http/gen.py).
+mkdir -p "$corpus/http_response"
+copy http_response "$fixtures"/http/*.bin
+
+for t in frame_decode message_decode value_decode engine_server client_input http_response; do
     echo "$t: $(find "$corpus/$t" -type f | wc -l) files"
 done

@@ -383,6 +383,15 @@ const MANAGEMENT: &str = "$management";
 const RUNTIME_METRIC: &str = "com.microsoft:enable-receiver-runtime-metric";
 const MAX_NON_EPOCH_RECEIVERS: usize = 5;
 
+/// When a token expiring at `expires_unix` (seconds since the Unix epoch)
+/// expires, on the caller's monotonic clock.
+fn expiry_instant(now: Now, expires_unix: u64) -> Instant {
+    let left_ms = expires_unix
+        .saturating_mul(1000)
+        .saturating_sub(u64::try_from(now.unix_ms).unwrap_or(0));
+    now.instant + Duration::from_millis(left_ms)
+}
+
 fn err(condition: &'static str, description: impl Into<String>) -> AmqpError {
     AmqpError::new(Symbol::from_static(condition), description.into())
 }
@@ -1492,7 +1501,7 @@ impl Broker {
         token: &str,
     ) -> Result<Grant, String> {
         if ty == "jwt" {
-            return Err("Entra ID (JWT) tokens are not supported by the emulator".into());
+            return self.check_jwt(now, audience, token);
         }
         let sas =
             SharedAccessSignature::parse(token).map_err(|e| format!("InvalidSignature: {e}"))?;
@@ -1517,14 +1526,28 @@ impl Broker {
                 "InvalidAudience: the token for '{resource}' does not cover '{audience}'"
             ));
         }
-        let left_ms = sas
-            .expires_at_unix()
-            .saturating_mul(1000)
-            .saturating_sub(u64::try_from(now.unix_ms).unwrap_or(0));
         Ok(Grant {
             path: audience,
             rights: Rights::from(policy),
-            expires_at: now.instant + Duration::from_millis(left_ms),
+            expires_at: expiry_instant(now, sas.expires_at_unix()),
+        })
+    }
+
+    /// Validates an Entra ID token for `audience` ([`crate::entra`]).
+    fn check_jwt(&self, now: Now, audience: &str, token: &str) -> Result<Grant, String> {
+        let path = entity_path(audience);
+        let now_unix = (now.unix_ms / 1000) as u64;
+        let g =
+            crate::entra::check_put_token(self.config.entra_id.as_ref(), token, &path, now_unix)?;
+        let rights = Rights {
+            send: g.rights.send,
+            listen: g.rights.listen,
+            manage: g.rights.manage,
+        };
+        Ok(Grant {
+            path,
+            rights,
+            expires_at: expiry_instant(now, g.expires_unix),
         })
     }
 
@@ -1538,8 +1561,12 @@ impl Broker {
             let conn = &self.conns[&id];
             let path = entity_path(&name);
             let via_token = get("security_token").is_some_and(|t| {
-                self.check_token(now, "servicebus.windows.net:sastoken", &name, &t)
-                    .is_ok()
+                let ty = if t.starts_with("SharedAccessSignature") {
+                    "servicebus.windows.net:sastoken"
+                } else {
+                    "jwt"
+                };
+                self.check_token(now, ty, &name, &t).is_ok()
             });
             via_token
                 || Self::authorized(

@@ -13,11 +13,14 @@
 //!   handles to inject faults.
 //! - [`listeners`]: optional AMQP-over-TLS and AMQP-over-WebSocket (plain
 //!   and TLS) listeners for the same broker, and [`Emulator::builder`].
+//! - [`entra`]: Entra ID (JWT) tokens checked like the service: trusted
+//!   issuers and their keys, audiences, expiry, role assignments per hub.
 //! - [`store`]: optional persistence of the partition logs in a data
 //!   directory (`--data-dir`, [`EmulatorConfig::with_data_dir`]).
 
 pub mod broker;
 pub mod config;
+pub mod entra;
 pub mod listeners;
 pub mod server;
 pub mod store;

@@ -160,3 +160,4 @@ pub fn check_stream(data: &[u8]) {
 }
 
 pub use eventhubs_testkit::client_input;
+pub mod http_response;
