@@ -66,7 +66,7 @@ pub use persist::{Checkpoint, CheckpointPersister, FilePersister, MemoryPersiste
 pub use processor::{
     handler_fn, Handler, HandlerId, PartitionContext, Processor, ProcessorOptions,
 };
-pub use runtime::{BoxFuture, Runtime};
+pub use runtime::{BoxFuture, ResolveError, Runtime};
 pub use storage::{BlobClient, BlobError, StorageCredential};
 pub use transport::{
     establish, AmqpStream, BoxedStream, Endpoint, TransportError, TransportKind, TransportOptions,

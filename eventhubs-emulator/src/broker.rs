@@ -24,7 +24,8 @@ use eventhubs_proto::codec::{
     format_code, AmqpString, Array, Decode, Encode, Form, Map, Symbol, Timestamp, Value,
 };
 use eventhubs_proto::engine::{
-    Connection, ConnectionConfig, Event, LinkConfig, LinkId, SaslConfig, SessionConfig, Side,
+    Connection, ConnectionConfig, Event, Half, LinkConfig, LinkId, SaslConfig, SessionConfig,
+    Settlement, Side,
 };
 use eventhubs_proto::eventhubs::partition_key::partition_index;
 use eventhubs_proto::eventhubs::sas::SharedAccessSignature;
@@ -191,7 +192,8 @@ struct Grant {
     /// host), e.g. `eh1` or `eh1/consumergroups/$default/partitions/0`.
     path: String,
     rights: Rights,
-    expires_unix: u64,
+    /// When the token expires (its `se`), on the caller's monotonic clock.
+    expires_at: Instant,
 }
 
 struct Conn {
@@ -202,11 +204,39 @@ struct Conn {
     links: BTreeMap<LinkId, LinkKind>,
     /// Replies waiting for the client to grant credit.
     pending: BTreeMap<LinkId, VecDeque<Bytes>>,
-    opened_ms: i64,
+    /// When an anonymous connection must have put a token (the service
+    /// closes one that has not within its CBS window).
+    cbs_deadline: Instant,
     next_tag: u64,
     /// Outcomes held for a client that loses early ones (see
     /// [`crate::quirks`]).
     late: LateOutcomes,
+}
+
+impl Conn {
+    /// The CBS deadline, while it matters: an anonymous connection, open,
+    /// not closed by us, with no token put yet.
+    fn pending_cbs_deadline(&self) -> Option<Instant> {
+        (self.plain.is_none()
+            && self.grants.is_empty()
+            && self.engine.remote_open().is_some()
+            && self.engine.state().local != Half::Closed)
+            .then_some(self.cbs_deadline)
+    }
+
+    /// The next timer of this connection: its engine's, the CBS deadline,
+    /// or the first token to expire.
+    fn poll_timeout(&self) -> Option<Instant> {
+        let expiry = self.grants.iter().map(|g| g.expires_at).min();
+        [
+            self.engine.poll_timeout(),
+            self.pending_cbs_deadline(),
+            expiry,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
 }
 
 /// What the broker counts, for tests and logs.
@@ -357,6 +387,15 @@ const MANAGEMENT: &str = "$management";
 const RUNTIME_METRIC: &str = "com.microsoft:enable-receiver-runtime-metric";
 const MAX_NON_EPOCH_RECEIVERS: usize = 5;
 
+/// When a token expiring at `expires_unix` (seconds since the Unix epoch)
+/// expires, on the caller's monotonic clock.
+fn expiry_instant(now: Now, expires_unix: u64) -> Instant {
+    let left_ms = expires_unix
+        .saturating_mul(1000)
+        .saturating_sub(u64::try_from(now.unix_ms).unwrap_or(0));
+    now.instant + Duration::from_millis(left_ms)
+}
+
 fn err(condition: &'static str, description: impl Into<String>) -> AmqpError {
     AmqpError::new(Symbol::from_static(condition), description.into())
 }
@@ -483,11 +522,11 @@ impl Broker {
                 policies.iter().any(|p| p.name == user && p.key == pass)
             })),
         };
-        let mut engine = Connection::new(c, now.instant);
-        engine.session_defaults = SessionConfig {
+        c.session_defaults = SessionConfig {
             incoming_window: 5000,
             ..SessionConfig::default()
         };
+        let engine = Connection::new(c, now.instant);
         debug!(conn = id.0, "connection accepted");
         self.conns.insert(
             id,
@@ -497,7 +536,10 @@ impl Broker {
                 plain: None,
                 links: BTreeMap::new(),
                 pending: BTreeMap::new(),
-                opened_ms: now.unix_ms,
+                cbs_deadline: now.instant
+                    + Duration::from_millis(
+                        u64::try_from(self.config.cbs_deadline_ms).unwrap_or(0),
+                    ),
                 next_tag: 0,
                 late: LateOutcomes::default(),
             },
@@ -562,7 +604,7 @@ impl Broker {
             for (link, role, entity) in chosen {
                 conn.links.remove(&link);
                 conn.pending.remove(&link);
-                if conn.engine.detach(link, true, Some(error.clone())).is_ok() {
+                if conn.engine.link(link).close(Some(error.clone())).is_ok() {
                     warn!(conn = id.0, %role, %entity, error = %error_text(Some(&error)), "fault: link detached");
                     count += 1;
                 }
@@ -719,12 +761,10 @@ impl Broker {
                 delivery_id,
                 state,
             } => {
-                let _ = conn.engine.disposition(
-                    channel,
+                let _ = conn.engine.session(channel).disposition(
                     Role::Receiver,
-                    delivery_id,
-                    delivery_id,
-                    true,
+                    delivery_id..=delivery_id,
+                    Settlement::Settled,
                     Some(state),
                 );
             }
@@ -779,13 +819,15 @@ impl Broker {
             .map_or(0, |c| c.engine.poll_transmit(now.instant, buf))
     }
 
-    /// The earliest moment [`handle_timeout`](Self::handle_timeout) is due,
-    /// including the release of responses held by
-    /// [`set_response_delay`](Self::set_response_delay).
+    /// The earliest moment [`handle_timeout`](Self::handle_timeout) is due:
+    /// every timer it fires (heartbeats and idle connections, the CBS
+    /// deadline of anonymous connections, expiring tokens, and the release
+    /// of responses held by [`set_response_delay`](Self::set_response_delay)),
+    /// so a runtime needs no other tick.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.conns
             .values()
-            .filter_map(|c| c.engine.poll_timeout())
+            .filter_map(Conn::poll_timeout)
             .chain(self.held.front().map(|h| h.release))
             .chain(self.conns.values().filter_map(|c| c.late.next_due()))
             .min()
@@ -808,13 +850,10 @@ impl Broker {
             };
             conn.late.release_due(now.instant, &mut conn.engine);
             conn.engine.handle_timeout(now.instant);
-            // Anonymous connections must put a token in time (1.2).
-            let waited = now.unix_ms - conn.opened_ms;
-            if conn.plain.is_none()
-                && conn.grants.is_empty()
-                && waited > self.config.cbs_deadline_ms
-                && conn.engine.remote_open().is_some()
-                && !conn.engine.is_closed()
+            // Anonymous connections must put a token in time.
+            if conn
+                .pending_cbs_deadline()
+                .is_some_and(|t| t <= now.instant)
             {
                 warn!(conn = id.0, "no CBS token in time: closing");
                 let _ = conn.engine.close(Some(err(
@@ -823,8 +862,7 @@ impl Broker {
                 )));
             }
             // Links whose token expired are detached.
-            let now_unix = (now.unix_ms / 1000) as u64;
-            conn.grants.retain(|g| g.expires_unix > now_unix);
+            conn.grants.retain(|g| g.expires_at > now.instant);
             let expired: Vec<LinkId> = conn
                 .links
                 .iter()
@@ -854,11 +892,10 @@ impl Broker {
                     let (role, entity) = describe(hubs, &kind);
                     info!(conn = id.0, %role, %entity, "token expired: link detached");
                 }
-                let _ = conn.engine.detach(
-                    l,
-                    true,
-                    Some(err("amqp:unauthorized-access", "the token has expired")),
-                );
+                let _ = conn.engine.link(l).close(Some(err(
+                    "amqp:unauthorized-access",
+                    "the token has expired",
+                )));
             }
             self.process(id, now);
         }
@@ -980,7 +1017,7 @@ impl Broker {
             let Some(m) = q.pop_front() else { break };
             conn.next_tag += 1;
             let tag = Bytes::copy_from_slice(&conn.next_tag.to_be_bytes());
-            let _ = conn.engine.send(link, tag, 0, true, m);
+            let _ = conn.engine.link(link).send(tag, 0, Settlement::Settled, m);
         }
     }
 
@@ -1036,9 +1073,9 @@ impl Broker {
         let conn = self.conns.get_mut(&id).expect("present");
         match kind {
             Ok(kind) => {
-                let _ = conn.engine.accept_link(link, echo);
+                let _ = conn.engine.link(link).answer(echo);
                 if credit > 0 {
-                    let _ = conn.engine.flow(link, credit, false);
+                    let _ = conn.engine.link(link).flow(credit);
                 }
                 let (_, entity) = describe(&self.hubs, &kind);
                 match &kind {
@@ -1059,7 +1096,7 @@ impl Broker {
                     &source_address
                 });
                 info!(conn = id.0, %role, %entity, name = %attach.name, error = %error_text(Some(&e)), "link refused");
-                let _ = conn.engine.refuse_link(link, e);
+                let _ = conn.engine.link(link).refuse(e);
             }
         }
     }
@@ -1191,7 +1228,8 @@ impl Broker {
             .desired_capabilities
             .iter()
             .any(|c| c.as_str() == RUNTIME_METRIC);
-        // Epoch rules (5.3): look at every receiver of this group and partition.
+        // Epoch (owner level) rules: look at every receiver of this group
+        // and partition.
         let mut rivals = Vec::new();
         for (cid, conn) in &self.conns {
             for (l, k) in &conn.links {
@@ -1226,9 +1264,7 @@ impl Broker {
                     );
                     if let Some(c) = self.conns.get_mut(&cid) {
                         c.links.remove(&l);
-                        let _ = c
-                            .engine
-                            .detach(l, true, Some(err("amqp:link:stolen", text)));
+                        let _ = c.engine.link(l).close(Some(err("amqp:link:stolen", text)));
                     }
                 }
             }
@@ -1325,12 +1361,10 @@ impl Broker {
                 conn.late
                     .hold(now.instant, link, delivery_id, state, &mut conn.engine);
             } else if let Some(conn) = self.conns.get_mut(&id) {
-                let _ = conn.engine.disposition(
-                    link.channel,
+                let _ = conn.engine.session(link.channel).disposition(
                     Role::Receiver,
-                    delivery_id,
-                    delivery_id,
-                    true,
+                    delivery_id..=delivery_id,
+                    Settlement::Settled,
                     Some(state),
                 );
             }
@@ -1339,7 +1373,7 @@ impl Broker {
             return;
         };
         if conn.engine.credit(link) < 50 {
-            let _ = conn.engine.flow(link, 1000, false);
+            let _ = conn.engine.link(link).flow(1000);
         }
     }
 
@@ -1477,7 +1511,7 @@ impl Broker {
         );
     }
 
-    /// Validates a SAS token for `audience` (2.4): signature with the named
+    /// Validates a SAS token for `audience`: signature with the named
     /// policy's key, expiry, and a resource that covers the audience.
     fn check_token(
         &self,
@@ -1515,7 +1549,7 @@ impl Broker {
         Ok(Grant {
             path: audience,
             rights: Rights::from(policy),
-            expires_unix: sas.expires_at_unix(),
+            expires_at: expiry_instant(now, sas.expires_at_unix()),
         })
     }
 
@@ -1533,7 +1567,7 @@ impl Broker {
         Ok(Grant {
             path,
             rights,
-            expires_unix: g.expires_unix,
+            expires_at: expiry_instant(now, g.expires_unix),
         })
     }
 
@@ -1803,7 +1837,12 @@ impl Broker {
                     };
                     conn.next_tag += 1;
                     let tag = Bytes::copy_from_slice(&conn.next_tag.to_be_bytes());
-                    if conn.engine.send(link, tag, 0, true, payload).is_err() {
+                    if conn
+                        .engine
+                        .link(link)
+                        .send(tag, 0, Settlement::Settled, payload)
+                        .is_err()
+                    {
                         break;
                     }
                     c.next_sequence_number = e.sequence_number + 1;
@@ -1818,7 +1857,7 @@ impl Broker {
     }
 }
 
-/// The stored event with last-enqueued delivery annotations (5.6) inserted
+/// The stored event with last-enqueued delivery annotations inserted
 /// before its message annotations.
 fn with_runtime_metric(e: &StoredEvent, part: &Partition, now: Now) -> Bytes {
     let last = part.last().expect("an event exists");

@@ -32,7 +32,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use eventhubs_proto::codec::messaging::DeliveryState;
-use eventhubs_proto::codec::performatives::{Open, Role};
+use eventhubs_proto::codec::performatives::Open;
 use eventhubs_proto::codec::Symbol;
 use eventhubs_proto::engine::{Connection, LinkId};
 
@@ -132,13 +132,8 @@ impl LateOutcomes {
     }
 
     fn send(o: LateOutcome, engine: &mut Connection) {
-        let _ = engine.disposition(
-            o.link.channel,
-            Role::Receiver,
-            o.delivery_id,
-            o.delivery_id,
-            true,
-            Some(o.state),
-        );
+        if let Err(e) = engine.link(o.link).settle(o.delivery_id, o.state) {
+            tracing::debug!(error = %e, "held outcome not sent: its link is gone");
+        }
     }
 }

@@ -25,7 +25,7 @@
 //! `SIM_SEED=n` reruns one seed, `SIM_SEEDS=n` changes the count;
 //! `SIM_VERBOSE=1` prints the timeline of each seed.
 
-mod sim;
+mod model_world;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -33,7 +33,9 @@ use std::time::{Duration, Instant};
 use eventhubs_emulator::config::HubConfig;
 use eventhubs_emulator::EmulatorConfig;
 use eventhubs_proto::checkpoint::MemoryStore;
-use eventhubs_proto::client::{ClientEvent, EventData, OpId, ReceiverId, ReceiverOptions};
+use eventhubs_proto::client::{
+    Client, ClientEvent, EventData, OpId, ReceiverId, ReceiverOptions, SendTarget,
+};
 use eventhubs_proto::codec::Value;
 use eventhubs_proto::eventhubs::{EventPosition, SplitMix64};
 use eventhubs_proto::processor::{
@@ -41,7 +43,8 @@ use eventhubs_proto::processor::{
     LoadBalancingStrategy, Processor, ProcessorConfig, ProcessorEvent, ProcessorStats,
     ReceiverFailure, ReceiverKey, StopOptions, StoreFailure, StoreOpId, StoreReply,
 };
-use sim::{Network, World};
+use eventhubs_testkit::sim::{self, Network};
+use model_world::{world, World};
 
 const NS: &str = "localhost";
 const HUB: &str = "eh1";
@@ -392,8 +395,8 @@ impl Run {
             }],
             ..EmulatorConfig::default()
         };
-        let mut w = World::new(seed, emulator, s.net);
-        let sender = w.add_client(World::options(seed, HOUR));
+        let mut w = world(seed, emulator, s.net);
+        let sender = w.add_client(sim::options(seed, HOUR));
         let mut config = ProcessorConfig::new(NS, HUB, "template");
         config.load_balancing = config.load_balancing.clone().with_strategy(s.strategy);
         config.checkpoint_policy = s.policy;
@@ -453,7 +456,7 @@ impl Run {
         config.seed = self.seed.wrapping_mul(31).wrapping_add(i as u64);
         let peer = self
             .w
-            .add_client(World::options(self.seed * 100 + i as u64 + 1, HOUR));
+            .add_client(sim::options(self.seed * 100 + i as u64 + 1, HOUR));
         let mut core = Processor::new(config).expect("valid config");
         let now = self.w.now();
         core.start(now);
@@ -504,7 +507,7 @@ impl Run {
                 // A fresh client that is never asked anything: the killed
                 // one's connection is gone and nothing more is sent.
                 self.w.peers[peer].client =
-                    eventhubs_proto::client::Client::new(World::options(0, HOUR));
+                    Client::new(sim::options(0, HOUR).options).expect("valid options");
                 self.w.peers[peer].events.clear();
                 let p = &mut self.procs[i];
                 p.life = Life::Killed;
@@ -554,15 +557,12 @@ impl Run {
                 self.procs[i].info_op = Some(op);
             }
             Action::OpenReceiver(o) => {
-                let options = ReceiverOptions {
-                    partition_id: o.partition_id.clone(),
-                    consumer_group: o.consumer_group,
-                    position: o.position,
-                    owner_level: o.owner_level,
-                    identifier: Some(o.identifier),
-                    prefetch: o.prefetch,
-                    track_last_enqueued: false,
-                };
+                let mut options = ReceiverOptions::new(o.partition_id.clone())
+                    .consumer_group(o.consumer_group)
+                    .position(o.position)
+                    .identifier(o.identifier)
+                    .prefetch(o.prefetch);
+                options.owner_level = o.owner_level;
                 let rid = self.w.peers[peer]
                     .client
                     .open_receiver(now, options)
@@ -772,7 +772,7 @@ impl Run {
                     };
                     p.core.handle_received(now, key, e);
                     if let Some(rid) = p.receivers.get(&key) {
-                        self.w.peers[peer].client.add_credit(now, *rid, 1);
+                        self.w.peers[peer].client.consumed(now, *rid, 1);
                     }
                 }
             }
@@ -837,7 +837,7 @@ impl Run {
                 .send(
                     now,
                     events,
-                    Some(partition),
+                    SendTarget::partition(partition).expect("a partition id"),
                     now.instant + Duration::from_secs(60),
                 )
                 .expect("send");
@@ -851,16 +851,23 @@ impl Run {
         let mut counts: BTreeMap<usize, usize> = live.iter().map(|i| (*i, 0)).collect();
         for p in 0..self.setup.partitions {
             let pid = p.to_string();
-            let holders: Vec<usize> = live
-                .iter()
-                .copied()
+            // Holders as the application sees them: from the partition's
+            // initialization to its close (a session losing its partition
+            // still holds it while its last batch is being processed). A
+            // stopping processor still holds what it has not closed.
+            let holders: Vec<usize> = (0..self.procs.len())
                 .filter(|i| {
-                    self.procs[*i]
-                        .core
-                        .partitions_being_processed()
-                        .contains(&pid)
+                    matches!(self.procs[*i].life, Life::Running | Life::Stopping)
+                        && self.procs[*i].session.contains_key(&pid)
                 })
                 .collect();
+            if holders.iter().any(|i| {
+                self.procs[*i].life != Life::Running
+                    || !self.procs[*i].core.owned_partitions().contains(&pid)
+            }) {
+                covered = false;
+                continue;
+            }
             let store_owner = self.store.owner_of(&pid).map(|o| o.0);
             if holders.len() != 1 || store_owner.as_deref() != Some(&self.procs[holders[0]].name) {
                 covered = false;

@@ -159,5 +159,5 @@ pub fn check_stream(data: &[u8]) {
     }
 }
 
-pub mod client_input;
+pub use eventhubs_testkit::client_input;
 pub mod http_response;
