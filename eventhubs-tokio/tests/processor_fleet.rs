@@ -357,6 +357,55 @@ fn check_all_processed(
     (seen.len(), dups, moved)
 }
 
+/// What both tests set up: a scratch directory, the built binaries, the
+/// emulator binary, a runtime and a container named `name`.
+struct Fixture {
+    dir: TempDir,
+    example_bin: PathBuf,
+    emulator: EmulatorBin,
+    rt: tokio::runtime::Runtime,
+    container: &'static str,
+}
+
+impl Fixture {
+    fn new(azurite: &Azurite, name: &'static str) -> Fixture {
+        let dir = TempDir::new(name);
+        let (emulator_bin, example_bin) = build();
+        let emulator = EmulatorBin::start(&emulator_bin, &dir.0);
+        let rt = runtime();
+        rt.block_on(async {
+            azurite
+                .client::<TokioRuntime>()
+                .create_container(name)
+                .await
+                .expect("container")
+        });
+        Fixture {
+            dir,
+            example_bin,
+            emulator,
+            rt,
+            container: name,
+        }
+    }
+}
+
+/// Partitions per owner in the store (relinquished ones left out).
+fn owner_counts(
+    rt: &tokio::runtime::Runtime,
+    store: &BlobCheckpointStore,
+    ns: &str,
+) -> BTreeMap<String, usize> {
+    let owners = rt
+        .block_on(store.list_ownership(ns, HUB, "$Default"))
+        .expect("ownership");
+    let mut counts = BTreeMap::new();
+    for o in owners.iter().filter(|o| !o.owner_id.is_empty()) {
+        *counts.entry(o.owner_id.clone()).or_default() += 1;
+    }
+    counts
+}
+
 fn lines_with<'a>(text: &'a str, what: &str) -> Vec<&'a str> {
     text.lines().filter(|l| l.contains(what)).collect()
 }
@@ -370,18 +419,13 @@ fn example_processes_share_a_hub_and_survive_a_kill() {
     let Some(azurite) = Azurite::start() else {
         return;
     };
-    let dir = TempDir::new("fleet");
-    let (emulator_bin, example_bin) = build();
-    let emulator = EmulatorBin::start(&emulator_bin, &dir.0);
-    let rt = runtime();
-    let container = "fleet";
-    rt.block_on(async {
-        azurite
-            .client::<TokioRuntime>()
-            .create_container(container)
-            .await
-            .expect("container")
-    });
+    let Fixture {
+        dir,
+        example_bin,
+        emulator,
+        rt,
+        container,
+    } = Fixture::new(&azurite, "fleet");
     let cs = emulator.connection_string();
     let timing = [
         "--update-interval",
@@ -532,18 +576,13 @@ fn python_processor_and_ours_split_a_consumer_group() {
     let Some(azurite) = Azurite::start() else {
         return;
     };
-    let dir = TempDir::new("pyfleet");
-    let (emulator_bin, example_bin) = build();
-    let emulator = EmulatorBin::start(&emulator_bin, &dir.0);
-    let rt = runtime();
-    let container = "pyfleet";
-    rt.block_on(async {
-        azurite
-            .client::<TokioRuntime>()
-            .create_container(container)
-            .await
-            .expect("container")
-    });
+    let Fixture {
+        dir,
+        example_bin,
+        emulator,
+        rt,
+        container,
+    } = Fixture::new(&azurite, "pyfleet");
     let cs = emulator.connection_string();
     let out = |n: &str| dir.0.join(format!("{n}.jsonl"));
     let stop_file = dir.0.join("python.stop");
@@ -590,13 +629,7 @@ fn python_processor_and_ours_split_a_consumer_group() {
     let ns = emulator.namespace();
     let settle = Instant::now();
     let split = loop {
-        let owners = rt
-            .block_on(store.list_ownership(&ns, HUB, "$Default"))
-            .expect("ownership");
-        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-        for o in owners.iter().filter(|o| !o.owner_id.is_empty()) {
-            *counts.entry(o.owner_id.clone()).or_default() += 1;
-        }
+        let counts = owner_counts(&rt, &store, &ns);
         let ours_held = counts.get("rust-proc").copied().unwrap_or(0);
         if counts.len() == 2 && ours_held == 4 && counts.values().all(|n| *n == 4) {
             break counts;
@@ -614,14 +647,11 @@ fn python_processor_and_ours_split_a_consumer_group() {
     let settled_after = settle.elapsed();
     // Held steady for three cycles: no ping-pong between the SDKs.
     std::thread::sleep(Duration::from_secs(6));
-    let owners = rt
-        .block_on(store.list_ownership(&ns, HUB, "$Default"))
-        .expect("ownership");
-    let mut again: BTreeMap<String, usize> = BTreeMap::new();
-    for o in owners.iter().filter(|o| !o.owner_id.is_empty()) {
-        *again.entry(o.owner_id.clone()).or_default() += 1;
-    }
-    assert_eq!(again, split, "ownership moved while both ran");
+    assert_eq!(
+        owner_counts(&rt, &store, &ns),
+        split,
+        "ownership moved while both ran"
+    );
     // Python stops: it relinquishes; ours takes its partitions over.
     std::fs::write(&stop_file, b"stop").expect("stop file");
     assert_eq!(
