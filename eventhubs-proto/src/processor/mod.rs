@@ -4,7 +4,8 @@
 //! - [`plan`] (`balance.rs`): the load balancer, a pure function from the
 //!   partitions and the ownership records to what one cycle claims and
 //!   renews; [`cycle_delay`] draws the jittered wait between cycles.
-//! - [`Processor`] (`state.rs`): every decision of one processor as a
+//! - [`Processor`] (`state.rs`, with `state/cycle.rs`, `session.rs`,
+//!   `checkpoints.rs`, `stop.rs`): every decision of one processor as a
 //!   state machine: cycles (list, plan, claim, read checkpoints), one
 //!   receiver per owned partition started after its checkpoint, batches
 //!   for the application, checkpoints, ownership lost, a graceful stop
