@@ -1,46 +1,6 @@
 //! The processor's load balancer: from the partitions of a hub and the
 //! ownership records of a consumer group, which partitions this processor
 //! should renew and which it should claim in this cycle.
-//!
-//! This is the algorithm every official Event Hubs processor runs over the
-//! shared checkpoint store (Go, .NET, Java, JavaScript and Python differ
-//! only in details noted below), so a fleet that mixes them settles on one
-//! owner per partition:
-//!
-//! 1. An ownership is *active* when its owner id is not empty (an empty
-//!    one was relinquished) and it was renewed less than the ownership
-//!    expiry ago, by the store's clock. Every other partition, and every
-//!    partition without a record, is *claimable*.
-//! 2. The owners are the owners of active records, plus this processor
-//!    even when it owns nothing. With `P` partitions and `O` owners the
-//!    fair share is `min = P / O`, and `P % O` owners may hold `min + 1`.
-//! 3. A processor below `min` claims: a claimable partition chosen at
-//!    random, else it steals one at random from the owner holding the most.
-//!    A processor at `min` while some owners may hold one more claims only
-//!    a claimable partition, or steals from an owner above `min + 1`.
-//!    Nobody steals from an owner at its fair share, so once every owner
-//!    holds `min` or `min + 1` nothing moves while membership is stable.
-//! 4. [`LoadBalancingStrategy::Balanced`] makes at most one new claim per
-//!    cycle (azure-event-hubs-go and JavaScript's default);
-//!    [`LoadBalancingStrategy::Greedy`] claims up to its fair share at once
-//!    (the default of .NET, Java and Python).
-//! 5. One exception to the one claim per cycle, so that a graceful stop
-//!    hands its partitions over within one cycle: partitions *recently
-//!    relinquished* (an empty owner id written less than the ownership
-//!    expiry ago, which only a stopping processor writes) are claimed up
-//!    to the fair share at once, before anything else, under either
-//!    strategy. Never-owned and expired partitions, and steals, still
-//!    go one per cycle under `Balanced`.
-//!
-//! Every partition this processor owns is renewed in each cycle, which
-//! refreshes its last-modified time in the store: that is the heartbeat
-//! the others read. Its own records count as its own even when their
-//! last-modified time is older than the expiry (a slow cycle); renewing
-//! them is then a race it may lose.
-//!
-//! The function is pure: the caller passes the time (the store's clock,
-//! as milliseconds since the Unix epoch, compared with the records'
-//! last-modified times) and the random source.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -220,8 +180,47 @@ pub struct Plan {
     pub fair_share: usize,
 }
 
-/// Plans one load-balancing cycle for processor `me`. See the
-/// [module docs](self) for the algorithm.
+/// Plans one load-balancing cycle for processor `me`.
+///
+/// This is the algorithm every official Event Hubs processor runs over the
+/// shared checkpoint store (Go, .NET, Java, JavaScript and Python differ
+/// only in details noted below), so a fleet that mixes them settles on one
+/// owner per partition:
+///
+/// 1. An ownership is *active* when its owner id is not empty (an empty
+///    one was relinquished) and it was renewed less than the ownership
+///    expiry ago, by the store's clock. Every other partition, and every
+///    partition without a record, is *claimable*.
+/// 2. The owners are the owners of active records, plus this processor
+///    even when it owns nothing. With `P` partitions and `O` owners the
+///    fair share is `min = P / O`, and `P % O` owners may hold `min + 1`.
+/// 3. A processor below `min` claims: a claimable partition chosen at
+///    random, else it steals one at random from the owner holding the most.
+///    A processor at `min` while some owners may hold one more claims only
+///    a claimable partition, or steals from an owner above `min + 1`.
+///    Nobody steals from an owner at its fair share, so once every owner
+///    holds `min` or `min + 1` nothing moves while membership is stable.
+/// 4. [`LoadBalancingStrategy::Balanced`] makes at most one new claim per
+///    cycle (azure-event-hubs-go and JavaScript's default);
+///    [`LoadBalancingStrategy::Greedy`] claims up to its fair share at once
+///    (the default of .NET, Java and Python).
+/// 5. One exception to the one claim per cycle, so that a graceful stop
+///    hands its partitions over within one cycle: partitions *recently
+///    relinquished* (an empty owner id written less than the ownership
+///    expiry ago, which only a stopping processor writes) are claimed up
+///    to the fair share at once, before anything else, under either
+///    strategy. Never-owned and expired partitions, and steals, still
+///    go one per cycle under `Balanced`.
+///
+/// Every partition this processor owns is renewed in each cycle, which
+/// refreshes its last-modified time in the store: that is the heartbeat
+/// the others read. Its own records count as its own even when their
+/// last-modified time is older than the expiry (a slow cycle); renewing
+/// them is then a race it may lose.
+///
+/// The function is pure: the caller passes the time (the store's clock,
+/// as milliseconds since the Unix epoch, compared with the records'
+/// last-modified times) and the random source.
 ///
 /// `partition_ids` are the hub's partitions; records for other ids are
 /// ignored. `now_unix_ms` is compared with each record's last-modified
