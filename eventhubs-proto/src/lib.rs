@@ -13,6 +13,12 @@
 //! - [`eventhubs`]: pure Event Hubs pieces: connection strings and Azure
 //!   environments, SAS tokens and token providers, partition-key hashing,
 //!   start-position filters, error classification and retry policy.
+//! - [`http`]: a sans-IO HTTP/1.1 exchange (requests written, responses
+//!   parsed, both bounded), for the Azure REST APIs.
+//! - [`storage`]: Azure Blob Storage requests, Shared Key and SAS signing,
+//!   storage connection strings and the XML replies.
+//! - [`checkpoint`]: partition ownership and checkpoints in the blob layout
+//!   all Event Hubs SDKs share, and a sans-IO in-memory store.
 //! - [`processor`]: the event processor's load balancer.
 //!
 //! # Example
@@ -55,8 +61,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod checkpoint;
 pub mod client;
 pub mod codec;
 pub mod engine;
 pub mod eventhubs;
+pub mod http;
 pub mod processor;
+pub mod storage;
