@@ -20,6 +20,8 @@
 //! - [`checkpoint`]: partition ownership and checkpoints in the blob layout
 //!   all Event Hubs SDKs share, and a sans-IO in-memory store.
 //! - [`processor`]: the event processor's load balancer.
+//! - [`management`]: event hub and consumer group management over the
+//!   Atom REST API: requests, SAS over the full URL, the XML both ways.
 //!
 //! # Example
 //!
@@ -67,5 +69,6 @@ pub mod codec;
 pub mod engine;
 pub mod eventhubs;
 pub mod http;
+pub mod management;
 pub mod processor;
 pub mod storage;
