@@ -13,15 +13,23 @@
 //!   handles to inject faults.
 //! - [`listeners`]: optional AMQP-over-TLS and AMQP-over-WebSocket (plain
 //!   and TLS) listeners for the same broker, and [`Emulator::builder`].
+//! - [`management`]: the Atom management API (create, update, get, list
+//!   and delete hubs and consumer groups at run time) and the health
+//!   check, served on the HTTP listener (`--http-listen`).
 //! - [`store`]: optional persistence of the partition logs in a data
 //!   directory (`--data-dir`, [`EmulatorConfig::with_data_dir`]).
 
 pub mod broker;
 pub mod config;
+pub mod http_server;
 pub mod listeners;
+pub mod management;
 pub mod server;
 pub mod store;
 
-pub use broker::{Appended, Broker, ConnId, LinkSelector, Now, RestoreError};
+pub use broker::{
+    Appended, Broker, ConnId, ConsumerGroupState, EntityError, HubState, LinkSelector, Now,
+    RestoreError,
+};
 pub use config::EmulatorConfig;
 pub use server::Emulator;
