@@ -171,7 +171,9 @@ fn handle(shared: &Shared, request: &Request<Bytes>) -> Response<Bytes> {
             }
         }
     };
-    info!(method = %request.method(), path = %request.uri().path(), status = response.status().as_u16(), "management request");
+    if response.status().is_success() {
+        info!(method = %request.method(), path = %request.uri().path(), status = response.status().as_u16(), "management request");
+    }
     shared.wake_all();
     response
 }

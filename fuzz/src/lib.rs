@@ -160,3 +160,4 @@ pub fn check_stream(data: &[u8]) {
 }
 
 pub mod client_input;
+pub mod management_request;
