@@ -15,6 +15,9 @@
 #                     (a cargo test run in the main workspace), one of them
 #                     edited to a 1 ms idle-time-out, plus the broker
 #                     streams of the real-client traces as feed records
+#   http_response  <- eventhubs-proto/tests/fixtures/http/*.bin: Blob Storage
+#                     replies (chunked List Blobs pages and errors, HEAD
+#                     and PUT replies) and bare XML bodies, with a mode byte
 #   management_request <- pipelined management requests (create, update,
 #                     get, list, delete hubs and consumer groups, bad
 #                     values, malformed XML), signed by the harness
@@ -152,6 +155,10 @@ if pat in b:
     open(os.path.join(d, "sas_whole_idle_1ms.bin"), "wb").write(patched)
 PY
 
+# http_response: replies shaped like Azurite's (see fixtures/http/gen.py).
+mkdir -p "$corpus/http_response"
+copy http_response "$fixtures"/http/*.bin
+
 # management_request: a flags byte (bit 0: the harness signs with a Manage
 # key), then pipelined HTTP/1.1 requests.
 mkdir -p "$corpus/management_request"
@@ -213,6 +220,6 @@ for name, (flags, data) in seeds.items():
         f.write(bytes([flags]) + data)
 PY
 
-for t in frame_decode message_decode value_decode engine_server client_input management_request; do
+for t in frame_decode message_decode value_decode engine_server client_input http_response management_request; do
     echo "$t: $(find "$corpus/$t" -type f | wc -l) files"
 done

@@ -38,3 +38,21 @@ impl Runtime for AsyncStdRuntime {
 
 /// A client of one event hub on async-std.
 pub type Hub = eventhubs_async::Hub<AsyncStdRuntime>;
+
+/// Entra ID credentials on async-std (see [`eventhubs_async::identity`]).
+pub type ClientSecretCredential =
+    eventhubs_async::identity::ClientSecretCredential<AsyncStdRuntime>;
+/// A certificate credential on async-std.
+pub type ClientCertificateCredential =
+    eventhubs_async::identity::ClientCertificateCredential<AsyncStdRuntime>;
+/// A managed identity credential on async-std.
+pub type ManagedIdentityCredential =
+    eventhubs_async::identity::ManagedIdentityCredential<AsyncStdRuntime>;
+/// A workload identity credential on async-std.
+pub type WorkloadIdentityCredential =
+    eventhubs_async::identity::WorkloadIdentityCredential<AsyncStdRuntime>;
+/// The `AZURE_*` credential chain on async-std.
+pub type DefaultAzureCredential =
+    eventhubs_async::identity::DefaultAzureCredential<AsyncStdRuntime>;
+/// The environment's service principal on async-std.
+pub type EnvironmentCredential = eventhubs_async::identity::EnvironmentCredential<AsyncStdRuntime>;

@@ -31,6 +31,12 @@ pub enum Error {
     /// A token could not be made.
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// Entra ID credentials could not be built from the environment.
+    #[error(transparent)]
+    Identity(#[from] crate::identity::ChainError),
+    /// An Entra ID credential could not be built or get a token.
+    #[error(transparent)]
+    Credential(#[from] eventhubs_proto::identity::CredentialError),
     /// Checkpoints could not be read or written.
     #[error(transparent)]
     Persist(#[from] PersistError),

@@ -307,9 +307,27 @@ impl<R: Runtime> Hub<R> {
 
     /// A hub from `EVENTHUB_CONNECTION_STRING`, or `EVENTHUB_NAMESPACE`,
     /// `EVENTHUB_NAME` with `EVENTHUB_KEY_NAME` and `EVENTHUB_KEY_VALUE`
-    /// (Go `NewHubFromEnvironment`).
+    /// (Go `NewHubFromEnvironment`). With neither a key nor a connection
+    /// string's credentials, Entra ID credentials from the `AZURE_*`
+    /// variables ([`DefaultAzureCredential`](crate::identity::DefaultAzureCredential)).
     pub fn from_environment(options: HubOptions) -> Result<Self, Error> {
-        Self::from_hub_environment(HubEnvironment::from_process_env()?, options)
+        let env = HubEnvironment::from_process_env()?;
+        if env.credentials().is_some() {
+            return Self::from_hub_environment(env, options);
+        }
+        let credential = crate::identity::DefaultAzureCredential::<R>::from_process_env(
+            crate::identity::CredentialOptions::default(),
+        )?;
+        let options = HubOptions {
+            environment: env.environment(),
+            ..options
+        };
+        Self::start(
+            env.fully_qualified_namespace().to_owned(),
+            env.hub_name().to_owned(),
+            Arc::new(credential),
+            options,
+        )
     }
 
     /// A hub from an already read [`HubEnvironment`].

@@ -15,21 +15,39 @@
 //!   from a key, a connection string or the environment, and any
 //!   [`eventhubs_proto::eventhubs::SyncTokenProvider`]), and
 //!   [`credentials::HubEnvironment`], the `EVENTHUB_*` variables parsed.
+//! - [`http`]: [`HttpClient`], HTTP/1.1 on the core's sans-IO exchange over
+//!   the runtime's TCP and rustls, with keep-alive reuse and time-outs.
+//! - [`storage`]: [`BlobClient`], the Blob Storage calls of a checkpoint
+//!   store (Shared Key, SAS or bearer token).
+//! - [`checkpoint_store`]: the [`CheckpointStore`] trait of processors, on
+//!   Blob Storage in the layout all Event Hubs SDKs share
+//!   ([`BlobCheckpointStore`]) or in memory ([`MemoryCheckpointStore`]).
 //!
 //! This crate depends on no runtime: it never spawns, and its only clock
-//! reads are the wall-clock second a token is signed at.
+//! reads are the wall-clock second a token or a storage request is signed
+//! at, the age of idle HTTP connections, and the in-memory checkpoint
+//! store's default clock.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod checkpoint_store;
 pub mod credentials;
 mod driver;
 pub mod error;
+pub mod http;
 pub mod hub;
+pub mod identity;
 pub mod persist;
 pub mod runtime;
+pub mod storage;
 pub mod transport;
 
+pub use crate::http::{HttpClient, HttpClientError, HttpOptions};
+pub use checkpoint_store::{
+    BlobCheckpointStore, CheckpointStore, MemoryCheckpointStore, PartitionCheckpoint,
+    PartitionOwnership, StoreError,
+};
 pub use credentials::{HubEnvironment, SasTokenProvider, SyncAdapter, TokenFuture, TokenProvider};
 pub use error::Error;
 pub use eventhubs_proto::client::{
@@ -42,6 +60,7 @@ pub use hub::{
 };
 pub use persist::{Checkpoint, CheckpointPersister, FilePersister, MemoryPersister, PersistError};
 pub use runtime::{BoxFuture, Runtime};
+pub use storage::{BlobClient, BlobError, StorageCredential};
 pub use transport::{
     establish, AmqpStream, BoxedStream, Endpoint, TransportError, TransportKind, TransportOptions,
 };

@@ -469,8 +469,21 @@ async fn tls_connect<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    tls_handshake(tcp, host, options.tls_config()?).await
+}
+
+/// A TLS handshake over `tcp` naming `host` (SNI and certificate check)
+/// with `config`; also used by the HTTP client, which builds its config
+/// once.
+pub(crate) async fn tls_handshake<S>(
+    tcp: S,
+    host: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<futures_rustls::client::TlsStream<S>, TransportError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let name = check_host(host)?;
-    let config = options.tls_config()?;
     let stream = futures_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await

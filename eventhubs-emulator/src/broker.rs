@@ -1504,7 +1504,7 @@ impl Broker {
         token: &str,
     ) -> Result<Grant, String> {
         if ty == "jwt" {
-            return Err("Entra ID (JWT) tokens are not supported by the emulator".into());
+            return self.check_jwt(now, audience, token);
         }
         let sas =
             SharedAccessSignature::parse(token).map_err(|e| format!("InvalidSignature: {e}"))?;
@@ -1536,6 +1536,24 @@ impl Broker {
         })
     }
 
+    /// Validates an Entra ID token for `audience` ([`crate::entra`]).
+    fn check_jwt(&self, now: Now, audience: &str, token: &str) -> Result<Grant, String> {
+        let path = entity_path(audience);
+        let now_unix = (now.unix_ms / 1000) as u64;
+        let g =
+            crate::entra::check_put_token(self.config.entra_id.as_ref(), token, &path, now_unix)?;
+        let rights = Rights {
+            send: g.rights.send,
+            listen: g.rights.listen,
+            manage: g.rights.manage,
+        };
+        Ok(Grant {
+            path,
+            rights,
+            expires_unix: g.expires_unix,
+        })
+    }
+
     fn on_management(&mut self, id: ConnId, now: Now, payload: &Bytes) {
         let Some((mid, reply_to, props, _)) = Self::request(payload) else {
             return;
@@ -1546,8 +1564,12 @@ impl Broker {
             let conn = &self.conns[&id];
             let path = entity_path(&name);
             let via_token = get("security_token").is_some_and(|t| {
-                self.check_token(now, "servicebus.windows.net:sastoken", &name, &t)
-                    .is_ok()
+                let ty = if t.starts_with("SharedAccessSignature") {
+                    "servicebus.windows.net:sastoken"
+                } else {
+                    "jwt"
+                };
+                self.check_token(now, ty, &name, &t).is_ok()
             });
             via_token
                 || Self::authorized(

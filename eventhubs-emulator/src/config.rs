@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::entra::{EntraIdConfig, EntraIdJson};
+
 /// A shared access policy: name, key and rights.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Policy {
@@ -63,6 +65,9 @@ pub struct EmulatorConfig {
     /// (the default) keeps them in memory only. The broker model itself
     /// never reads it.
     pub data_dir: Option<PathBuf>,
+    /// Which Entra ID (JWT) tokens are accepted ([`crate::entra`]); `None`
+    /// refuses them all.
+    pub entra_id: Option<EntraIdConfig>,
 }
 
 /// The policy Microsoft's emulator ships with.
@@ -93,6 +98,7 @@ impl Default for EmulatorConfig {
             retention_ms: 60 * 60 * 1000,
             cbs_deadline_ms: 60_000,
             data_dir: None,
+            entra_id: None,
         }
     }
 }
@@ -102,6 +108,12 @@ impl EmulatorConfig {
     /// if needed; events found there are served again).
     pub fn with_data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// The same configuration, accepting the JWTs `entra_id` describes.
+    pub fn with_entra_id(mut self, entra_id: EntraIdConfig) -> Self {
+        self.entra_id = Some(entra_id);
         self
     }
 }
@@ -136,6 +148,9 @@ struct File {
 #[serde(rename_all = "PascalCase")]
 struct UserConfig {
     namespace_config: Vec<NamespaceConfig>,
+    /// This emulator's extension: trusted JWT issuers and role assignments.
+    #[serde(default)]
+    entra_id: Option<EntraIdJson>,
 }
 
 #[derive(Deserialize)]
@@ -170,13 +185,19 @@ impl EmulatorConfig {
             path: path.display().to_string(),
             source,
         })?;
-        Self::from_json(&text)
+        Self::parse(&text, path.parent())
     }
 
     /// Parses Config.json text, checking the rules of Microsoft's schema:
     /// one namespace of type EventHub, 1 to 10 hubs, 1 to 32 partitions, at
     /// most 20 consumer groups, `$Default` implicit.
     pub fn from_json(text: &str) -> Result<Self, ConfigError> {
+        Self::parse(text, None)
+    }
+
+    /// As [`Self::from_json`]; relative paths in `EntraId` are resolved
+    /// against `base`.
+    fn parse(text: &str, base: Option<&Path>) -> Result<Self, ConfigError> {
         let file: File = serde_json::from_str(text)?;
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         let [ns] = &file.user_config.namespace_config[..] else {
@@ -241,9 +262,14 @@ impl EmulatorConfig {
                 consumer_groups: groups,
             });
         }
+        let entra_id = match file.user_config.entra_id {
+            Some(e) => Some(e.into_config(base).map_err(ConfigError::Invalid)?),
+            None => None,
+        };
         Ok(EmulatorConfig {
             namespace: ns.name.clone(),
             hubs,
+            entra_id,
             ..EmulatorConfig::default()
         })
     }

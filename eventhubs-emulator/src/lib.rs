@@ -16,11 +16,14 @@
 //! - [`management`]: the Atom management API (create, update, get, list
 //!   and delete hubs and consumer groups at run time) and the health
 //!   check, served on the HTTP listener (`--http-listen`).
+//! - [`entra`]: Entra ID (JWT) tokens checked like the service: trusted
+//!   issuers and their keys, audiences, expiry, role assignments per hub.
 //! - [`store`]: optional persistence of the partition logs in a data
 //!   directory (`--data-dir`, [`EmulatorConfig::with_data_dir`]).
 
 pub mod broker;
 pub mod config;
+pub mod entra;
 pub mod http_server;
 pub mod listeners;
 pub mod management;

@@ -20,7 +20,9 @@
 //! Every operation needs a SAS token with Manage rights whose resource
 //! covers the path (its HMAC checked over `sr` as sent; scheme, host,
 //! port and query of the resource are ignored, the path compared without
-//! case at a segment boundary); Entra ID tokens go to [`check_jwt`].
+//! case at a segment boundary), or an Entra ID token (`Bearer`, or bare as
+//! azure-event-hubs-go sends it) whose identity holds Manage
+//! ([`check_jwt`]).
 //! Refusals are the service's statuses with an
 //! `<Error><Code>…</Code><Detail>…</Detail></Error>` body. Values are
 //! checked as the service checks them: 1 to 32 partitions, 1 to 90 days
@@ -363,14 +365,24 @@ fn sas_scope(resource: &str) -> String {
         .to_ascii_lowercase()
 }
 
-/// The hook for Entra ID (JWT) tokens on the management API. The emulator
-/// validates JWTs on its CBS path once the Entra ID work lands; until this
-/// hook is wired to that validation, a JWT is refused with 401.
-pub fn check_jwt(_broker: &Broker, _now: Now, _jwt: &str, _scope: &str) -> Result<(), Refusal> {
-    Err(refuse(
-        StatusCode::UNAUTHORIZED,
-        "InvalidToken: Entra ID (JWT) tokens are not validated by this emulator yet; use a SAS token with Manage rights.",
-    ))
+/// Entra ID (JWT) tokens on the management API, checked as the CBS path
+/// checks them ([`crate::entra`]: issuer, signature, audience, expiry, role
+/// assignments); the identity needs Manage on the path's hub (a namespace
+/// path such as `$Resources/EventHubs` needs an assignment on every hub).
+pub fn check_jwt(broker: &Broker, now: Now, jwt: &str, scope: &str) -> Result<(), Refusal> {
+    let now_unix = (now.unix_ms / 1000).max(0) as u64;
+    let grant =
+        crate::entra::check_put_token(broker.config().entra_id.as_ref(), jwt, scope, now_unix)
+            .map_err(|why| refuse(StatusCode::UNAUTHORIZED, why))?;
+    if !grant.rights.manage {
+        return Err(refuse(
+            StatusCode::UNAUTHORIZED,
+            format!(
+                "Unauthorized access. 'Manage' claim(s) are required to perform this operation. Resource: '{scope}'."
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks the request's `Authorization`: a SAS token of a policy with

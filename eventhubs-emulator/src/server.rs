@@ -47,7 +47,13 @@ impl Shared {
     /// The broker for `config`, with the events of its data directory
     /// restored. A data directory that cannot be read is an error of kind
     /// `InvalidData` (or the I/O error's own kind) saying which file and why.
-    fn new(config: EmulatorConfig) -> std::io::Result<Shared> {
+    fn new(mut config: EmulatorConfig) -> std::io::Result<Shared> {
+        // Entra ID keys: files read, JWKS URLs fetched, before any client.
+        if let Some(entra) = config.entra_id.as_mut() {
+            entra
+                .load_keys()
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        }
         let at = now();
         let data_dir = config.data_dir.clone();
         let mut broker = Broker::new(config, at);

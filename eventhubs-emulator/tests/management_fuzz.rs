@@ -9,7 +9,8 @@ mod management_request;
 use management_request::run;
 
 fn request(method: &str, path: &str, body: &str, headers: &[&str]) -> Vec<u8> {
-    let mut head = format!("{method} {path}?api-version=2017-04 HTTP/1.1\r\nHost: 127.0.0.1:5300\r\n");
+    let mut head =
+        format!("{method} {path}?api-version=2017-04 HTTP/1.1\r\nHost: 127.0.0.1:5300\r\n");
     for h in headers {
         head.push_str(h);
         head.push_str("\r\n");

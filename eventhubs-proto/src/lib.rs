@@ -19,6 +19,8 @@
 //!   storage connection strings and the XML replies.
 //! - [`checkpoint`]: partition ownership and checkpoints in the blob layout
 //!   all Event Hubs SDKs share, and a sans-IO in-memory store.
+//! - [`identity`]: Microsoft Entra ID token requests, responses, client
+//!   assertions, certificates and the `AZURE_*` credential chain.
 //! - [`processor`]: the event processor's load balancer.
 //! - [`management`]: event hub and consumer group management over the
 //!   Atom REST API: requests, SAS over the full URL, the XML both ways.
@@ -69,6 +71,7 @@ pub mod codec;
 pub mod engine;
 pub mod eventhubs;
 pub mod http;
+pub mod identity;
 pub mod management;
 pub mod processor;
 pub mod storage;

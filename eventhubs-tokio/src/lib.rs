@@ -62,3 +62,19 @@ impl Runtime for TokioRuntime {
 
 /// A client of one event hub on tokio.
 pub type Hub = eventhubs_async::Hub<TokioRuntime>;
+
+/// Entra ID credentials on tokio (see [`eventhubs_async::identity`]).
+pub type ClientSecretCredential = eventhubs_async::identity::ClientSecretCredential<TokioRuntime>;
+/// A certificate credential on tokio.
+pub type ClientCertificateCredential =
+    eventhubs_async::identity::ClientCertificateCredential<TokioRuntime>;
+/// A managed identity credential on tokio.
+pub type ManagedIdentityCredential =
+    eventhubs_async::identity::ManagedIdentityCredential<TokioRuntime>;
+/// A workload identity credential on tokio.
+pub type WorkloadIdentityCredential =
+    eventhubs_async::identity::WorkloadIdentityCredential<TokioRuntime>;
+/// The `AZURE_*` credential chain on tokio.
+pub type DefaultAzureCredential = eventhubs_async::identity::DefaultAzureCredential<TokioRuntime>;
+/// The environment's service principal on tokio.
+pub type EnvironmentCredential = eventhubs_async::identity::EnvironmentCredential<TokioRuntime>;

@@ -161,3 +161,4 @@ pub fn check_stream(data: &[u8]) {
 
 pub mod client_input;
 pub mod management_request;
+pub mod http_response;

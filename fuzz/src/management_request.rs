@@ -31,7 +31,9 @@ use eventhubs_emulator::management::{handle, MAX_HUBS};
 use eventhubs_emulator::{Broker, EmulatorConfig, Now};
 use eventhubs_proto::eventhubs::SasKeyProvider;
 use eventhubs_proto::http::{write_response, RequestParser};
-use eventhubs_proto::management::xml::{parse_consumer_group_reply, parse_error, parse_hub_reply, Reply};
+use eventhubs_proto::management::xml::{
+    parse_consumer_group_reply, parse_error, parse_hub_reply, Reply,
+};
 use eventhubs_proto::management::{sign, ATOM_ENTRY_CONTENT_TYPE, ATOM_FEED_CONTENT_TYPE};
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use http::{Request, Uri};

@@ -183,6 +183,9 @@ pub enum TokenError {
     /// Any other failure of a caller-defined provider.
     #[error("token provider failed: {0}")]
     Provider(String),
+    /// A Microsoft Entra ID credential could not get a token.
+    #[error(transparent)]
+    Credential(#[from] crate::identity::CredentialError),
 }
 
 /// Validates a key name and key the way .NET does: both non-empty and at

@@ -120,9 +120,9 @@ impl BodyDecoder {
             BodyLength::UntilEof => State::UntilEof,
         };
         let capacity = match state {
-            // A declared length is trusted up to the limit, so one
-            // allocation holds the body.
-            State::Fixed { remaining } => remaining as usize,
+            // A declared length sizes the buffer, up to 1 MiB: a peer
+            // that declares more must send it to make the body grow.
+            State::Fixed { remaining } => remaining.min(1 << 20) as usize,
             _ => 0,
         };
         Ok(BodyDecoder {

@@ -30,8 +30,8 @@ pub use connection_string::{
 pub use error::{ServiceError, StorageError, StorageErrorCode, XmlError};
 pub use request::{
     authorize, check_blob_name, check_container_name, percent_decode, percent_encode_path,
-    percent_encode_query, Authorization, BlobEndpoint, BlobService, BlobVersion, Condition,
-    ListBlobs, DEFAULT_VERSION,
+    percent_encode_query, Authorization, BlobEndpoint, BlobProperties, BlobService, BlobVersion,
+    Condition, ListBlobs, DEFAULT_VERSION,
 };
 pub use shared_key::{
     string_to_sign, AccountSas, ContainerSas, InvalidAccountKey, SasToken, SharedKeyCredential,

@@ -559,3 +559,40 @@ impl BlobVersion {
         }
     }
 }
+
+/// What Get Blob Properties reports of a blob.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BlobProperties {
+    /// ETag and Last-Modified.
+    pub version: BlobVersion,
+    /// `Content-Length`: the blob's size.
+    pub content_length: Option<u64>,
+    /// The `x-ms-meta-*` headers, names lowercased (header names are
+    /// case-insensitive).
+    pub metadata: std::collections::BTreeMap<String, String>,
+}
+
+impl BlobProperties {
+    /// The properties in a Get Blob Properties response's headers.
+    pub fn of(response: &http::Response<Bytes>) -> Self {
+        let h = response.headers();
+        let metadata = h
+            .iter()
+            .filter_map(|(name, value)| {
+                let key = name.as_str().strip_prefix("x-ms-meta-")?;
+                Some((
+                    key.to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                ))
+            })
+            .collect();
+        BlobProperties {
+            version: BlobVersion::of(response),
+            content_length: h
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse().ok()),
+            metadata,
+        }
+    }
+}
