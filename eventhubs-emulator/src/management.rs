@@ -3,8 +3,9 @@
 //!
 //! Sans-IO over the [`Broker`]: [`decide`] reads a parsed HTTP request and
 //! either answers it at once (reads, refusals) or plans a [`Change`];
-//! the server makes the change durable (with a data directory) and then
-//! [`apply`]s it, which changes the broker and writes the reply. Served
+//! [`apply`] makes it, changing the broker and writing the reply, which the
+//! server sends once it has recorded the change (with a data directory),
+//! all under the broker's lock. Served
 //! paths, relative to the namespace:
 //!
 //! | Request | Operation |
@@ -198,8 +199,8 @@ pub struct Plan {
 pub enum Decision {
     /// Answer with this; nothing changes.
     Respond(Response<Bytes>),
-    /// Make this change (durable first, with a data directory), then
-    /// [`apply`] it for the reply.
+    /// [`apply`] this change for the reply (and record it, with a data
+    /// directory, before sending that).
     Apply(Plan),
 }
 
