@@ -99,7 +99,7 @@ fn put_body_as_go_writes_it() {
         .with_status(EntityStatus::SendDisabled)
         .with_message_retention_in_days(3);
     let body = write_hub_description_entry(&full);
-    assert!(body.contains("<MessageRetentionInDays>3</MessageRetentionInDays><Status>SendDisabled</Status><UserMetadata>a&lt;b &amp; &quot;c&quot;</UserMetadata><PartitionCount>2</PartitionCount>"), "{body}");
+    assert!(body.contains("<MessageRetentionInDays>3</MessageRetentionInDays><Status>SendDisabled</Status><UserMetadata>a&lt;b &amp; \"c\"</UserMetadata><PartitionCount>2</PartitionCount>"), "{body}");
     assert_eq!(parse_hub_description(body.as_bytes()), Ok(full));
 }
 

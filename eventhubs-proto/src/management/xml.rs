@@ -69,9 +69,15 @@ fn document(body: impl FnOnce(&mut W) -> std::io::Result<()>) -> String {
     String::from_utf8_lossy(&w.into_inner()).into_owned()
 }
 
-fn leaf(w: &mut W, name: &str, text: &str) -> std::io::Result<()> {
+/// Text with `<`, `>` and `&` escaped (quotes need no escaping in text, and
+/// the service writes them as they are).
+fn text(t: &str) -> BytesText<'_> {
+    BytesText::from_escaped(quick_xml::escape::partial_escape(t))
+}
+
+fn leaf(w: &mut W, name: &str, t: &str) -> std::io::Result<()> {
     w.create_element(name)
-        .write_text_content(BytesText::new(text))
+        .write_text_content(text(t))
         .map(|_| ())
 }
 
@@ -169,7 +175,7 @@ fn reply_entry(
             leaf(w, "id", head.id)?;
             w.create_element("title")
                 .with_attribute(("type", "text"))
-                .write_text_content(BytesText::new(head.title))?;
+                .write_text_content(text(head.title))?;
             opt_leaf(w, "published", time(head.published))?;
             opt_leaf(w, "updated", time(head.updated))?;
             w.create_element("author")
@@ -292,7 +298,7 @@ fn feed(
         .write_inner_content(|w| {
             w.create_element("title")
                 .with_attribute(("type", "text"))
-                .write_text_content(BytesText::new(title))?;
+                .write_text_content(text(title))?;
             leaf(w, "id", feed_id)?;
             leaf(w, "updated", &format_rfc3339(updated))?;
             w.create_element("link")
@@ -347,10 +353,10 @@ pub fn write_missing_entity_feed(feed_id: &str, updated: Timestamp) -> String {
             .write_inner_content(|w| {
                 w.create_element("title")
                     .with_attribute(("type", "text"))
-                    .write_text_content(BytesText::new(MISSING_ENTITY_FEED_TITLE))?;
+                    .write_text_content(text(MISSING_ENTITY_FEED_TITLE))?;
                 w.create_element("subtitle")
                     .with_attribute(("type", "text"))
-                    .write_text_content(BytesText::new(
+                    .write_text_content(text(
                         "This is the list of publicly-listed services currently available.",
                     ))?;
                 leaf(w, "id", feed_id)?;
