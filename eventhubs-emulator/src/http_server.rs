@@ -203,7 +203,13 @@ fn persist(
             message_retention_in_days,
             ..
         } => store.set_retention(name, i64::from(*message_retention_in_days) * day_ms),
-        Change::DeleteHub(name) => store.remove_hub(name)?,
+        // The hub is gone whatever its files do: record that, and leave
+        // the files to the next create of the name, which clears them.
+        Change::DeleteHub(name) => {
+            if let Err(e) = store.remove_hub(name) {
+                warn!(hub = %name, error = %e, "data dir: cannot remove a deleted hub's files");
+            }
+        }
         _ => {}
     }
     store.save_entities(&broker.hubs())
