@@ -244,8 +244,7 @@ impl<R: Runtime> HubManager<R> {
         name: &str,
         description: &HubDescription,
     ) -> Result<HubEntity, HubManagerError> {
-        let request = self.endpoint.put_hub(name, description, PutMode::Create)?;
-        Ok(hub_from_response(&self.send(request).await?)?)
+        self.put_hub(name, description, PutMode::Create).await
     }
 
     /// Updates hub `name` (`If-Match: *`): the service changes the
@@ -258,7 +257,16 @@ impl<R: Runtime> HubManager<R> {
         name: &str,
         description: &HubDescription,
     ) -> Result<HubEntity, HubManagerError> {
-        let request = self.endpoint.put_hub(name, description, PutMode::Update)?;
+        self.put_hub(name, description, PutMode::Update).await
+    }
+
+    async fn put_hub(
+        &self,
+        name: &str,
+        description: &HubDescription,
+        mode: PutMode,
+    ) -> Result<HubEntity, HubManagerError> {
+        let request = self.endpoint.put_hub(name, description, mode)?;
         Ok(hub_from_response(&self.send(request).await?)?)
     }
 
@@ -289,10 +297,8 @@ impl<R: Runtime> HubManager<R> {
         group: &str,
         description: &ConsumerGroupDescription,
     ) -> Result<ConsumerGroupEntity, HubManagerError> {
-        let request = self
-            .endpoint
-            .put_consumer_group(hub, group, description, PutMode::Create)?;
-        Ok(consumer_group_from_response(&self.send(request).await?)?)
+        self.put_group(hub, group, description, PutMode::Create)
+            .await
     }
 
     /// Updates consumer group `group` (`If-Match: *`).
@@ -302,9 +308,20 @@ impl<R: Runtime> HubManager<R> {
         group: &str,
         description: &ConsumerGroupDescription,
     ) -> Result<ConsumerGroupEntity, HubManagerError> {
+        self.put_group(hub, group, description, PutMode::Update)
+            .await
+    }
+
+    async fn put_group(
+        &self,
+        hub: &str,
+        group: &str,
+        description: &ConsumerGroupDescription,
+        mode: PutMode,
+    ) -> Result<ConsumerGroupEntity, HubManagerError> {
         let request = self
             .endpoint
-            .put_consumer_group(hub, group, description, PutMode::Update)?;
+            .put_consumer_group(hub, group, description, mode)?;
         Ok(consumer_group_from_response(&self.send(request).await?)?)
     }
 

@@ -85,20 +85,7 @@ fn the_legacy_python_sdk_manages_hubs_that_amqp_then_serves() {
     // The hub it created takes and gives events over AMQP.
     let mut c = Client::connect(emu.addr(), emulator_plain()).expect("connect");
     let tx = c.sender("py-made/Partitions/2").expect("sender");
-    while c.conn.credit(tx) == 0 {
-        c.turn(Duration::from_millis(20));
-    }
-    let id = c.send(tx, 0, event(11, 64).to_bytes());
-    let state = c
-        .until(Duration::from_secs(10), |_, e| match e {
-            Event::Disposition {
-                delivery_id,
-                state: Some(s),
-                ..
-            } if *delivery_id == id => Some(s.clone()),
-            _ => None,
-        })
-        .expect("an outcome");
+    let state = c.publish(tx, 0, event(11, 64).to_bytes());
     assert!(matches!(state, DeliveryState::Accepted(_)), "{state:?}");
     let rx = c
         .receiver(

@@ -140,20 +140,7 @@ fn emulator() -> Emulator {
 }
 
 fn publish(c: &mut Client, tx: LinkId, payload: Bytes) {
-    while c.conn.credit(tx) == 0 {
-        c.turn(Duration::from_millis(20));
-    }
-    let id = c.send(tx, 0, payload);
-    let state = c
-        .until(WAIT, |_, e| match e {
-            Event::Disposition {
-                delivery_id,
-                state: Some(s),
-                ..
-            } if *delivery_id == id => Some(s.clone()),
-            _ => None,
-        })
-        .expect("an outcome");
+    let state = c.publish(tx, 0, payload);
     assert!(matches!(state, DeliveryState::Accepted(_)), "{state:?}");
 }
 
