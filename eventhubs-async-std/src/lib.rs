@@ -20,7 +20,13 @@ impl Runtime for AsyncStdRuntime {
 
     fn connect_tcp(&self, host: String, port: u16) -> BoxFuture<io::Result<Self::Tcp>> {
         Box::pin(async move {
-            let s = async_std::net::TcpStream::connect((host.as_str(), port)).await?;
+            use async_std::net::ToSocketAddrs;
+            let addrs: Vec<std::net::SocketAddr> = (host.as_str(), port)
+                .to_socket_addrs()
+                .await
+                .map_err(|e| ResolveError::new(&host, e).into_io())?
+                .collect();
+            let s = async_std::net::TcpStream::connect(&addrs[..]).await?;
             s.set_nodelay(true)?;
             Ok(s)
         })

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -14,7 +15,7 @@ use tracing::{debug, info_span, Instrument};
 
 use eventhubs_proto::client::{
     Client, ClientOptions, Credential, EventData, HubRuntimeInformation,
-    PartitionRuntimeInformation, ReceivedEvent, ReceiverId, ReceiverOptions,
+    PartitionRuntimeInformation, ReceivedEvent, ReceiverId, ReceiverOptions, SendTarget,
 };
 use eventhubs_proto::codec::messaging::MessageId;
 use eventhubs_proto::codec::Timestamp;
@@ -22,7 +23,7 @@ use eventhubs_proto::eventhubs::connection_string::{ConnectionString, Environmen
 use eventhubs_proto::eventhubs::{EventPosition, RetryPolicy};
 
 use crate::credentials::{HubEnvironment, SasTokenProvider, TokenProvider};
-use crate::driver::{Command, Driver, ReceiverMsg};
+use crate::driver::{Command, Consumed, Driver, ReceiverMsg};
 use crate::error::Error;
 use crate::persist::{Checkpoint, CheckpointPersister, MemoryPersister};
 use crate::runtime::Runtime;
@@ -47,7 +48,8 @@ pub struct HubOptions {
     pub environment: Environment,
     /// Retries of operations, links and connections.
     pub retry: RetryPolicy,
-    /// Time allowed to connect (TCP, TLS, WebSocket and AMQP open).
+    /// Time allowed to set up the transport (TCP, TLS, WebSocket), and
+    /// then for the AMQP open.
     pub connect_timeout: Duration,
     /// Deadline of a send or information request, retries included.
     pub operation_timeout: Duration,
@@ -64,7 +66,7 @@ impl Default for HubOptions {
             user_agent: None,
             environment: Environment::default(),
             retry: RetryPolicy::default(),
-            connect_timeout: Duration::from_secs(60),
+            connect_timeout: ClientOptions::DEFAULT_CONNECT_TIMEOUT,
             operation_timeout: Duration::from_secs(60),
             seed: None,
         }
@@ -108,13 +110,15 @@ pub struct SendOptions {
 pub struct ReceiveOptions {
     /// Consumer group (`ReceiveWithConsumerGroup`); `$Default` by default.
     pub consumer_group: String,
-    /// Where to start. `None` resumes after the persisted checkpoint, or
-    /// from the start of the stream when there is none.
+    /// Where to start. `None` resumes after the persisted checkpoint, or,
+    /// when there is none, starts at the client core's default
+    /// ([`ReceiverOptions::DEFAULT_POSITION`]: the earliest event, as
+    /// azure-event-hubs-go does).
     pub position: Option<EventPosition>,
     /// Owner level (`ReceiveWithEpoch`).
     pub epoch: Option<i64>,
-    /// Credit kept outstanding (`ReceiveWithPrefetchCount`); 300 by
-    /// default.
+    /// Events the service may send ahead (`ReceiveWithPrefetchCount`);
+    /// 300 by default, at least 1.
     pub prefetch: u32,
     /// Identifier shown to the service (`ReceiveWithReceiverIdentifier`).
     pub identifier: Option<String>,
@@ -125,10 +129,10 @@ pub struct ReceiveOptions {
 impl Default for ReceiveOptions {
     fn default() -> Self {
         ReceiveOptions {
-            consumer_group: "$Default".into(),
+            consumer_group: ReceiverOptions::DEFAULT_CONSUMER_GROUP.into(),
             position: None,
             epoch: None,
-            prefetch: 300,
+            prefetch: ReceiverOptions::DEFAULT_PREFETCH,
             identifier: None,
             track_last_enqueued: false,
         }
@@ -208,6 +212,8 @@ struct Inner<R: Runtime> {
     rt: R,
     host: String,
     name: String,
+    /// Where sends go: the hub, or the partitioned sender's partition.
+    target: SendTarget,
     commands: mpsc::UnboundedSender<Command>,
     options: HubOptions,
 }
@@ -355,28 +361,16 @@ impl<R: Runtime> Hub<R> {
         options: HubOptions,
     ) -> Result<Self, Error> {
         let rt = R::default();
-        if let Some(p) = &options.partitioned_sender {
-            if p.is_empty() {
-                return Err(Error::InvalidOption(
-                    "the partitioned sender's partition id is empty".into(),
-                ));
-            }
-        }
+        let target = SendTarget::from_partition(options.partitioned_sender.clone())
+            .map_err(|e| Error::InvalidOption(format!("the partitioned sender: {e}")))?;
         let mut co = ClientOptions::new(host.clone(), name.clone(), Credential::External);
-        co.container_id = format!("eventhubs-rs-{:08x}", seed_from_clock() as u32);
         co.retry = options.retry;
         co.seed = options.seed.unwrap_or_else(seed_from_clock);
         co.user_agent = options.user_agent.clone();
         co.connect_timeout = options.connect_timeout;
+        let client = Client::new(co)?;
         let (tx, rx) = mpsc::unbounded();
-        let driver = Driver::new(
-            rt.clone(),
-            Client::new(co),
-            options.transport.clone(),
-            options.connect_timeout,
-            provider,
-            rx,
-        );
+        let driver = Driver::new(rt.clone(), client, options.transport.clone(), provider, rx);
         let span = info_span!("eventhub", host = %host, hub = %name);
         rt.spawn(Box::pin(driver.instrument(span)))
             .map_err(Error::Spawn)?;
@@ -385,6 +379,7 @@ impl<R: Runtime> Hub<R> {
                 rt,
                 host,
                 name,
+                target,
                 commands: tx,
                 options,
             }),
@@ -448,7 +443,7 @@ impl<R: Runtime> Hub<R> {
         let (reply, rx) = oneshot::channel();
         self.command(Command::Send {
             events,
-            partition: self.inner.options.partitioned_sender.clone(),
+            target: self.inner.target.clone(),
             deadline: self.deadline(timeout),
             reply,
         })?;
@@ -488,7 +483,7 @@ impl<R: Runtime> Hub<R> {
         options: ReceiveOptions,
     ) -> Result<EventStream, Error> {
         let position = match options.position.clone() {
-            Some(p) => p,
+            Some(p) => Some(p),
             None => {
                 let persisted = self.inner.options.offset_persister.read(
                     &self.inner.host,
@@ -496,23 +491,29 @@ impl<R: Runtime> Hub<R> {
                     &options.consumer_group,
                     partition_id,
                 )?;
-                persisted.map_or(EventPosition::Earliest, |c| c.resume_position())
+                persisted.map(|c| c.resume_position())
             }
         };
-        let ro = ReceiverOptions {
-            partition_id: partition_id.to_owned(),
-            consumer_group: options.consumer_group.clone(),
-            position,
-            owner_level: options.epoch,
-            identifier: options.identifier.clone(),
-            prefetch: options.prefetch.max(1),
-            track_last_enqueued: options.track_last_enqueued,
-        };
+        let mut ro = ReceiverOptions::new(partition_id)
+            .consumer_group(options.consumer_group.clone())
+            .prefetch(options.prefetch)
+            .track_last_enqueued(options.track_last_enqueued);
+        if let Some(position) = position {
+            ro = ro.position(position);
+        }
+        if let Some(epoch) = options.epoch {
+            ro = ro.owner_level(epoch);
+        }
+        if let Some(id) = &options.identifier {
+            ro = ro.identifier(id.clone());
+        }
         let (events, events_rx) = mpsc::unbounded();
+        let consumed: Consumed = Arc::new(AtomicU32::new(0));
         let (reply, rx) = oneshot::channel();
         self.command(Command::OpenReceiver {
             options: ro,
             events,
+            consumed: consumed.clone(),
             reply,
         })?;
         let id = rx.await.map_err(|_| Error::Closed)??;
@@ -520,8 +521,7 @@ impl<R: Runtime> Hub<R> {
             id,
             commands: self.inner.commands.clone(),
             events: events_rx,
-            consumed: 0,
-            batch: (options.prefetch / 4).max(1),
+            consumed,
             finished: false,
             first: None,
         };
@@ -622,13 +622,14 @@ impl<R: Runtime> Hub<R> {
 }
 
 /// The events of one partition receiver, as a [`Stream`]. Dropping it
-/// closes the receiver. Taking events returns credit to the service.
+/// closes the receiver. Each event taken is reported to the client core,
+/// which decides when to give the service credit for more.
 pub struct EventStream {
     id: ReceiverId,
     commands: mpsc::UnboundedSender<Command>,
     events: mpsc::UnboundedReceiver<ReceiverMsg>,
-    consumed: u32,
-    batch: u32,
+    /// Events taken that the driver has not collected yet.
+    consumed: Consumed,
     finished: bool,
     /// An event that arrived while waiting for the attach.
     first: Option<Box<ReceivedEvent>>,
@@ -643,13 +644,13 @@ impl std::fmt::Debug for EventStream {
 }
 
 impl EventStream {
-    fn return_credit(&mut self) {
-        if self.consumed > 0 {
-            let _ = self.commands.unbounded_send(Command::AddCredit {
-                receiver: self.id,
-                credit: self.consumed,
-            });
-            self.consumed = 0;
+    /// Counts one event taken; the driver hears of it when the count
+    /// leaves zero, and collects the count when it runs.
+    fn took_one(&self) {
+        if self.consumed.fetch_add(1, Ordering::AcqRel) == 0 {
+            let _ = self
+                .commands
+                .unbounded_send(Command::Consumed { receiver: self.id });
         }
     }
 }
@@ -659,7 +660,7 @@ impl Stream for EventStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if let Some(e) = self.first.take() {
-            self.consumed += 1;
+            self.took_one();
             return Poll::Ready(Some(Ok(*e)));
         }
         loop {
@@ -668,10 +669,7 @@ impl Stream for EventStream {
             }
             match self.events.poll_next_unpin(cx) {
                 Poll::Ready(Some(ReceiverMsg::Event(e))) => {
-                    self.consumed += 1;
-                    if self.consumed >= self.batch {
-                        self.return_credit();
-                    }
+                    self.took_one();
                     return Poll::Ready(Some(Ok(*e)));
                 }
                 Poll::Ready(Some(ReceiverMsg::Opened)) => continue,
@@ -683,12 +681,7 @@ impl Stream for EventStream {
                     self.finished = true;
                     return Poll::Ready(None);
                 }
-                Poll::Pending => {
-                    // Nothing buffered: give back what was taken so the
-                    // service keeps the prefetch full.
-                    self.return_credit();
-                    return Poll::Pending;
-                }
+                Poll::Pending => return Poll::Pending,
             }
         }
     }

@@ -64,7 +64,7 @@ pub use hub::{
 };
 pub use management::{HubManager, HubManagerError, ManagementCredential};
 pub use persist::{Checkpoint, CheckpointPersister, FilePersister, MemoryPersister, PersistError};
-pub use runtime::{BoxFuture, Runtime};
+pub use runtime::{BoxFuture, ResolveError, Runtime};
 pub use storage::{BlobClient, BlobError, StorageCredential};
 pub use transport::{
     establish, AmqpStream, BoxedStream, Endpoint, TransportError, TransportKind, TransportOptions,

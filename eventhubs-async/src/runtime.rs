@@ -27,3 +27,37 @@ pub trait Runtime: Clone + Default + Send + Sync + 'static {
     /// run it on (e.g. called outside a tokio runtime).
     fn spawn(&self, future: BoxFuture<()>) -> io::Result<()>;
 }
+
+/// A host name that did not resolve. Adapters return it from
+/// [`Runtime::connect_tcp`] inside the `io::Error`
+/// ([`ResolveError::into_io`]), so that a DNS failure is reported as
+/// such, not as any other I/O error.
+#[derive(Debug, thiserror::Error)]
+#[error("DNS lookup of {host} failed: {source}")]
+pub struct ResolveError {
+    /// The host name.
+    pub host: String,
+    /// The resolver's error.
+    #[source]
+    pub source: io::Error,
+}
+
+impl ResolveError {
+    /// `source`, the failure to resolve `host`.
+    pub fn new(host: impl Into<String>, source: io::Error) -> Self {
+        ResolveError {
+            host: host.into(),
+            source,
+        }
+    }
+
+    /// As an `io::Error` (of kind `NotFound`) carrying this error.
+    pub fn into_io(self) -> io::Error {
+        io::Error::new(io::ErrorKind::NotFound, self)
+    }
+
+    /// The resolution failure inside `e`, if it is one.
+    pub fn find(e: &io::Error) -> Option<&ResolveError> {
+        e.get_ref()?.downcast_ref::<ResolveError>()
+    }
+}

@@ -30,6 +30,7 @@ use eventhubs_proto::codec::message::{Body, Message};
 use eventhubs_proto::codec::messaging::{DeliveryState, Source, Target};
 use eventhubs_proto::codec::performatives::Role;
 use eventhubs_proto::codec::{Decode, Encode};
+use eventhubs_proto::engine::Settlement;
 use eventhubs_proto::engine::{
     Connection, ConnectionConfig, Event, LinkConfig, SaslConfig, SaslMechanism, SessionConfig, Side,
 };
@@ -176,16 +177,14 @@ async fn amqp_exchange(stream: BoxedStream, hostname: &str) {
         .expect("begin");
     let tx = a
         .conn
-        .attach(
-            ch,
-            LinkConfig {
-                name: "transport-test-sender".into(),
-                role: Role::Sender,
-                source: Some(Source::with_address("transport-test")),
-                target: Some(Target::with_address("eh1/Partitions/0")),
-                ..Default::default()
-            },
-        )
+        .session(ch)
+        .attach(LinkConfig {
+            name: "transport-test-sender".into(),
+            role: Role::Sender,
+            source: Some(Source::with_address("transport-test")),
+            target: Some(Target::with_address("eh1/Partitions/0")),
+            ..Default::default()
+        })
         .expect("attach");
     a.until(|_, e| matches!(e, Event::Authenticated { .. }).then_some(()))
         .await;
@@ -202,7 +201,8 @@ async fn amqp_exchange(stream: BoxedStream, hostname: &str) {
     .to_bytes();
     let id = a
         .conn
-        .send(tx, Bytes::from_static(b"t1"), 0, false, payload)
+        .link(tx)
+        .send(Bytes::from_static(b"t1"), 0, Settlement::Unsettled, payload)
         .expect("send");
     let state = a
         .until(|_, e| match e {
@@ -224,18 +224,16 @@ async fn amqp_exchange(stream: BoxedStream, hostname: &str) {
     source.filter = Some(EventPosition::Earliest.filter_set());
     let rx = a
         .conn
-        .attach(
-            ch,
-            LinkConfig {
-                name: "transport-test-receiver".into(),
-                role: Role::Receiver,
-                source: Some(source),
-                target: Some(Target::with_address("transport-test")),
-                ..Default::default()
-            },
-        )
+        .session(ch)
+        .attach(LinkConfig {
+            name: "transport-test-receiver".into(),
+            role: Role::Receiver,
+            source: Some(source),
+            target: Some(Target::with_address("transport-test")),
+            ..Default::default()
+        })
         .expect("attach receiver");
-    a.conn.flow(rx, 100, false).expect("flow");
+    a.conn.link(rx).flow(100).expect("flow");
     a.until(|_, e| match e {
         Event::Delivery { link, payload, .. } if *link == rx => {
             let m = Message::decode_all(payload).expect("an AMQP message");

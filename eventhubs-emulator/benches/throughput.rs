@@ -29,9 +29,6 @@
 //! criterion's report, a summary prints events/s of both and their ratio
 //! (from all timed iterations, warm-up included, the same way for both).
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Mutex;
@@ -44,7 +41,7 @@ use eventhubs_proto::codec::messaging::DeliveryState;
 use eventhubs_proto::codec::{Decode, Encode};
 use eventhubs_proto::engine::{Event, LinkId, SaslMechanism};
 use eventhubs_proto::eventhubs::EventPosition;
-use support::{batch, emulator_plain, event, Client};
+use eventhubs_testkit::tcp::{batch, emulator_plain, event, EngineClient as Client};
 
 const EVENT_SIZE: usize = 1024;
 const EVENTS: u64 = 1000;
@@ -158,7 +155,8 @@ impl Peer {
                 if !settled {
                     self.client
                         .conn
-                        .accept(self.rx, delivery_id)
+                        .link(self.rx)
+                        .accept(delivery_id)
                         .expect("accept");
                 }
             }
@@ -211,7 +209,7 @@ impl Peer {
         } else {
             count as u32
         };
-        self.client.conn.flow(self.rx, credit, false).expect("flow");
+        self.client.conn.link(self.rx).flow(credit).expect("flow");
         while received < count {
             self.client.turn(Duration::from_millis(5));
             while let Some(e) = self.client.events.pop_front() {
@@ -234,7 +232,8 @@ impl Peer {
         let deadline = Instant::now() + WAIT;
         self.client
             .conn
-            .flow(self.rx, EVENTS as u32, false)
+            .link(self.rx)
+            .flow(EVENTS as u32)
             .expect("flow");
         while accepted < EVENTS || received < EVENTS {
             while sent < EVENTS && self.client.conn.credit(self.tx) > 0 {

@@ -24,7 +24,8 @@ use eventhubs_proto::codec::{
     format_code, AmqpString, Array, Decode, Encode, Form, Map, Symbol, Timestamp, Value,
 };
 use eventhubs_proto::engine::{
-    Connection, ConnectionConfig, Event, LinkConfig, LinkId, SaslConfig, SessionConfig, Side,
+    Connection, ConnectionConfig, Event, Half, LinkConfig, LinkId, SaslConfig, SessionConfig,
+    Settlement, Side,
 };
 use eventhubs_proto::eventhubs::partition_key::partition_index;
 use eventhubs_proto::eventhubs::sas::SharedAccessSignature;
@@ -33,6 +34,7 @@ use eventhubs_proto::management::{EntityStatus, DEFAULT_CONSUMER_GROUP};
 use tracing::{debug, info, warn};
 
 use crate::config::{EmulatorConfig, HubConfig, Policy};
+use crate::quirks::{self, LateOutcomes, LATE_OUTCOME_DELAY};
 
 /// A decoded request: message id, reply-to, application properties, body.
 type Request = (
@@ -237,7 +239,8 @@ struct Grant {
     /// host), e.g. `eh1` or `eh1/consumergroups/$default/partitions/0`.
     path: String,
     rights: Rights,
-    expires_unix: u64,
+    /// When the token expires (its `se`), on the caller's monotonic clock.
+    expires_at: Instant,
 }
 
 struct Conn {
@@ -248,8 +251,39 @@ struct Conn {
     links: BTreeMap<LinkId, LinkKind>,
     /// Replies waiting for the client to grant credit.
     pending: BTreeMap<LinkId, VecDeque<Bytes>>,
-    opened_ms: i64,
+    /// When an anonymous connection must have put a token (the service
+    /// closes one that has not within its CBS window).
+    cbs_deadline: Instant,
     next_tag: u64,
+    /// Outcomes held for a client that loses early ones (see
+    /// [`crate::quirks`]).
+    late: LateOutcomes,
+}
+
+impl Conn {
+    /// The CBS deadline, while it matters: an anonymous connection, open,
+    /// not closed by us, with no token put yet.
+    fn pending_cbs_deadline(&self) -> Option<Instant> {
+        (self.plain.is_none()
+            && self.grants.is_empty()
+            && self.engine.remote_open().is_some()
+            && self.engine.state().local != Half::Closed)
+            .then_some(self.cbs_deadline)
+    }
+
+    /// The next timer of this connection: its engine's, the CBS deadline,
+    /// or the first token to expire.
+    fn poll_timeout(&self) -> Option<Instant> {
+        let expiry = self.grants.iter().map(|g| g.expires_at).min();
+        [
+            self.engine.poll_timeout(),
+            self.pending_cbs_deadline(),
+            expiry,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
 }
 
 /// What the broker counts, for tests and logs.
@@ -400,6 +434,15 @@ const MANAGEMENT: &str = "$management";
 const RUNTIME_METRIC: &str = "com.microsoft:enable-receiver-runtime-metric";
 const MAX_NON_EPOCH_RECEIVERS: usize = 5;
 
+/// When a token expiring at `expires_unix` (seconds since the Unix epoch)
+/// expires, on the caller's monotonic clock.
+fn expiry_instant(now: Now, expires_unix: u64) -> Instant {
+    let left_ms = expires_unix
+        .saturating_mul(1000)
+        .saturating_sub(u64::try_from(now.unix_ms).unwrap_or(0));
+    now.instant + Duration::from_millis(left_ms)
+}
+
 fn err(condition: &'static str, description: impl Into<String>) -> AmqpError {
     AmqpError::new(Symbol::from_static(condition), description.into())
 }
@@ -514,11 +557,11 @@ impl Broker {
                 policies.iter().any(|p| p.name == user && p.key == pass)
             })),
         };
-        let mut engine = Connection::new(c, now.instant);
-        engine.session_defaults = SessionConfig {
+        c.session_defaults = SessionConfig {
             incoming_window: 5000,
             ..SessionConfig::default()
         };
+        let engine = Connection::new(c, now.instant);
         debug!(conn = id.0, "connection accepted");
         self.conns.insert(
             id,
@@ -528,8 +571,12 @@ impl Broker {
                 plain: None,
                 links: BTreeMap::new(),
                 pending: BTreeMap::new(),
-                opened_ms: now.unix_ms,
+                cbs_deadline: now.instant
+                    + Duration::from_millis(
+                        u64::try_from(self.config.cbs_deadline_ms).unwrap_or(0),
+                    ),
                 next_tag: 0,
+                late: LateOutcomes::default(),
             },
         );
         id
@@ -592,7 +639,7 @@ impl Broker {
             for (link, role, entity) in chosen {
                 conn.links.remove(&link);
                 conn.pending.remove(&link);
-                if conn.engine.detach(link, true, Some(error.clone())).is_ok() {
+                if conn.engine.link(link).close(Some(error.clone())).is_ok() {
                     warn!(conn = id.0, %role, %entity, error = %error_text(Some(&error)), "fault: link detached");
                     count += 1;
                 }
@@ -751,12 +798,10 @@ impl Broker {
                 delivery_id,
                 state,
             } => {
-                let _ = conn.engine.disposition(
-                    channel,
+                let _ = conn.engine.session(channel).disposition(
                     Role::Receiver,
-                    delivery_id,
-                    delivery_id,
-                    true,
+                    delivery_id..=delivery_id,
+                    Settlement::Settled,
                     Some(state),
                 );
             }
@@ -811,14 +856,17 @@ impl Broker {
             .map_or(0, |c| c.engine.poll_transmit(now.instant, buf))
     }
 
-    /// The earliest moment [`handle_timeout`](Self::handle_timeout) is due,
-    /// including the release of responses held by
-    /// [`set_response_delay`](Self::set_response_delay).
+    /// The earliest moment [`handle_timeout`](Self::handle_timeout) is due:
+    /// every timer it fires (heartbeats and idle connections, the CBS
+    /// deadline of anonymous connections, expiring tokens, and the release
+    /// of responses held by [`set_response_delay`](Self::set_response_delay)),
+    /// so a runtime needs no other tick.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.conns
             .values()
-            .filter_map(|c| c.engine.poll_timeout())
+            .filter_map(Conn::poll_timeout)
             .chain(self.held.front().map(|h| h.release))
+            .chain(self.conns.values().filter_map(|c| c.late.next_due()))
             .min()
     }
 
@@ -837,14 +885,12 @@ impl Broker {
             let Some(conn) = self.conns.get_mut(&id) else {
                 continue;
             };
+            conn.late.release_due(now.instant, &mut conn.engine);
             conn.engine.handle_timeout(now.instant);
-            // Anonymous connections must put a token in time (1.2).
-            let waited = now.unix_ms - conn.opened_ms;
-            if conn.plain.is_none()
-                && conn.grants.is_empty()
-                && waited > self.config.cbs_deadline_ms
-                && conn.engine.remote_open().is_some()
-                && !conn.engine.is_closed()
+            // Anonymous connections must put a token in time.
+            if conn
+                .pending_cbs_deadline()
+                .is_some_and(|t| t <= now.instant)
             {
                 warn!(conn = id.0, "no CBS token in time: closing");
                 let _ = conn.engine.close(Some(err(
@@ -853,8 +899,7 @@ impl Broker {
                 )));
             }
             // Links whose token expired are detached.
-            let now_unix = (now.unix_ms / 1000) as u64;
-            conn.grants.retain(|g| g.expires_unix > now_unix);
+            conn.grants.retain(|g| g.expires_at > now.instant);
             let expired: Vec<LinkId> = conn
                 .links
                 .iter()
@@ -884,11 +929,10 @@ impl Broker {
                     let (role, entity) = describe(hubs, &kind);
                     info!(conn = id.0, %role, %entity, "token expired: link detached");
                 }
-                let _ = conn.engine.detach(
-                    l,
-                    true,
-                    Some(err("amqp:unauthorized-access", "the token has expired")),
-                );
+                let _ = conn.engine.link(l).close(Some(err(
+                    "amqp:unauthorized-access",
+                    "the token has expired",
+                )));
             }
             self.process(id, now);
         }
@@ -939,6 +983,14 @@ impl Broker {
             }
             Event::Opened(open) => {
                 debug!(conn = id.0, container = %open.container_id, hostname = ?open.hostname, "open");
+                if quirks::loses_early_outcomes(&open) {
+                    info!(
+                        conn = id.0,
+                        delay_ms = LATE_OUTCOME_DELAY.as_millis() as u64,
+                        "client is Microsoft's Rust SDK: its outcomes are held (fe2o3-amqp loses early ones)"
+                    );
+                    conn.late.set_delay(LATE_OUTCOME_DELAY);
+                }
                 let _ = conn.engine.open();
             }
             Event::LinkAttached {
@@ -985,7 +1037,9 @@ impl Broker {
                 "AMQP close from the client"
             ),
             Event::Failed(e) => warn!(conn = id.0, error = %e, "connection failed"),
+            Event::SessionEnded { channel, .. } => conn.late.forget_session(channel),
             Event::SessionError { channel, error } => {
+                conn.late.forget_session(channel);
                 warn!(conn = id.0, channel, error = %error_text(Some(&error)), "session ended: the client broke the protocol")
             }
             _ => {}
@@ -1000,7 +1054,7 @@ impl Broker {
             let Some(m) = q.pop_front() else { break };
             conn.next_tag += 1;
             let tag = Bytes::copy_from_slice(&conn.next_tag.to_be_bytes());
-            let _ = conn.engine.send(link, tag, 0, true, m);
+            let _ = conn.engine.link(link).send(tag, 0, Settlement::Settled, m);
         }
     }
 
@@ -1056,9 +1110,9 @@ impl Broker {
         let conn = self.conns.get_mut(&id).expect("present");
         match kind {
             Ok(kind) => {
-                let _ = conn.engine.accept_link(link, echo);
+                let _ = conn.engine.link(link).answer(echo);
                 if credit > 0 {
-                    let _ = conn.engine.flow(link, credit, false);
+                    let _ = conn.engine.link(link).flow(credit);
                 }
                 let (_, entity) = describe(&self.hubs, &kind);
                 match &kind {
@@ -1079,7 +1133,7 @@ impl Broker {
                     &source_address
                 });
                 info!(conn = id.0, %role, %entity, name = %attach.name, error = %error_text(Some(&e)), "link refused");
-                let _ = conn.engine.refuse_link(link, e);
+                let _ = conn.engine.link(link).refuse(e);
             }
         }
     }
@@ -1211,7 +1265,8 @@ impl Broker {
             .desired_capabilities
             .iter()
             .any(|c| c.as_str() == RUNTIME_METRIC);
-        // Epoch rules (5.3): look at every receiver of this group and partition.
+        // Epoch (owner level) rules: look at every receiver of this group
+        // and partition.
         let mut rivals = Vec::new();
         for (cid, conn) in &self.conns {
             for (l, k) in &conn.links {
@@ -1246,9 +1301,7 @@ impl Broker {
                     );
                     if let Some(c) = self.conns.get_mut(&cid) {
                         c.links.remove(&l);
-                        let _ = c
-                            .engine
-                            .detach(l, true, Some(err("amqp:link:stolen", text)));
+                        let _ = c.engine.link(l).close(Some(err("amqp:link:stolen", text)));
                     }
                 }
             }
@@ -1341,13 +1394,14 @@ impl Broker {
                     state,
                 };
                 self.hold(id, now, action);
+            } else if let Some(conn) = self.conns.get_mut(&id).filter(|c| c.late.is_on()) {
+                conn.late
+                    .hold(now.instant, link, delivery_id, state, &mut conn.engine);
             } else if let Some(conn) = self.conns.get_mut(&id) {
-                let _ = conn.engine.disposition(
-                    link.channel,
+                let _ = conn.engine.session(link.channel).disposition(
                     Role::Receiver,
-                    delivery_id,
-                    delivery_id,
-                    true,
+                    delivery_id..=delivery_id,
+                    Settlement::Settled,
                     Some(state),
                 );
             }
@@ -1356,7 +1410,7 @@ impl Broker {
             return;
         };
         if conn.engine.credit(link) < 50 {
-            let _ = conn.engine.flow(link, 1000, false);
+            let _ = conn.engine.link(link).flow(1000);
         }
     }
 
@@ -1494,7 +1548,7 @@ impl Broker {
         );
     }
 
-    /// Validates a SAS token for `audience` (2.4): signature with the named
+    /// Validates a SAS token for `audience`: signature with the named
     /// policy's key, expiry, and a resource that covers the audience.
     fn check_token(
         &self,
@@ -1532,7 +1586,7 @@ impl Broker {
         Ok(Grant {
             path: audience,
             rights: Rights::from(policy),
-            expires_unix: sas.expires_at_unix(),
+            expires_at: expiry_instant(now, sas.expires_at_unix()),
         })
     }
 
@@ -1550,7 +1604,7 @@ impl Broker {
         Ok(Grant {
             path,
             rights,
-            expires_unix: g.expires_unix,
+            expires_at: expiry_instant(now, g.expires_unix),
         })
     }
 
@@ -1820,7 +1874,12 @@ impl Broker {
                     };
                     conn.next_tag += 1;
                     let tag = Bytes::copy_from_slice(&conn.next_tag.to_be_bytes());
-                    if conn.engine.send(link, tag, 0, true, payload).is_err() {
+                    if conn
+                        .engine
+                        .link(link)
+                        .send(tag, 0, Settlement::Settled, payload)
+                        .is_err()
+                    {
                         break;
                     }
                     c.next_sequence_number = e.sequence_number + 1;
@@ -2255,7 +2314,7 @@ impl Broker {
                 let kind = conn.links.remove(&link);
                 conn.pending.remove(&link);
                 let error = err("amqp:not-found", description);
-                if conn.engine.detach(link, true, Some(error)).is_ok() {
+                if conn.engine.link(link).close(Some(error)).is_ok() {
                     if let Some(kind) = kind {
                         let (role, entity) = describe(&self.hubs, &kind);
                         info!(conn = id.0, %role, %entity, "entity deleted: link detached");
@@ -2268,7 +2327,7 @@ impl Broker {
     }
 }
 
-/// The stored event with last-enqueued delivery annotations (5.6) inserted
+/// The stored event with last-enqueued delivery annotations inserted
 /// before its message annotations.
 fn with_runtime_metric(e: &StoredEvent, part: &Partition, now: Now) -> Bytes {
     let last = part.last().expect("an event exists");

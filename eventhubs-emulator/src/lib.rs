@@ -18,6 +18,8 @@
 //!   check, served on the HTTP listener (`--http-listen`).
 //! - [`entra`]: Entra ID (JWT) tokens checked like the service: trusted
 //!   issuers and their keys, audiences, expiry, role assignments per hub.
+//! - `quirks`: accommodations for known client bugs that a broker this
+//!   quick exposes (Microsoft's Rust SDK loses outcomes that arrive early).
 //! - [`store`]: optional persistence of the partition logs in a data
 //!   directory (`--data-dir`, [`EmulatorConfig::with_data_dir`]).
 
@@ -27,6 +29,7 @@ pub mod entra;
 pub mod http_server;
 pub mod listeners;
 pub mod management;
+mod quirks;
 pub mod server;
 pub mod store;
 
@@ -35,4 +38,5 @@ pub use broker::{
     RestoreError,
 };
 pub use config::EmulatorConfig;
+pub use quirks::LATE_OUTCOME_DELAY;
 pub use server::Emulator;

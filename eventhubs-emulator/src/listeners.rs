@@ -10,7 +10,7 @@
 //!
 //! TLS uses `--tls-cert` / `--tls-key` (PEM). The stack is the client's
 //! (rustls on ring through futures-rustls, async-tungstenite, and
-//! [`eventhubs_async::transport::WsByteStream`]) run on tokio through
+//! [`eventhubs_ws::WsByteStream`]) run on tokio through
 //! tokio-util's compat layer, so the workspace compiles one TLS and one
 //! WebSocket implementation, and the client's adapter is exercised from
 //! both ends.
@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use async_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use async_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
-use eventhubs_async::transport::{WsByteStream, WEBSOCKET_PATH, WEBSOCKET_SUBPROTOCOL};
+use eventhubs_ws::{WsByteStream, WEBSOCKET_PATH, WEBSOCKET_SUBPROTOCOL};
 use futures_rustls::TlsAcceptor;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};

@@ -1,7 +1,7 @@
 //! Serves the broker model over plain TCP (as Microsoft's emulator does) on
-//! tokio: one task per connection moves bytes, one task fires timers; the
-//! model sits behind a mutex and every change wakes the connections so they
-//! flush what it queued for them. The TLS and WebSocket listeners
+//! tokio: one task per connection moves bytes, one task fires the broker's
+//! timers at the instants it names; the model sits behind a mutex and every
+//! change wakes the connections so they flush what it queued for them. The TLS and WebSocket listeners
 //! ([`crate::listeners`]) hand their streams to the same broker.
 //!
 //! With a data directory, the events appended by an input are written and
@@ -221,17 +221,23 @@ pub(crate) async fn serve_stream<S>(
     connection(shared, id, stream, waker).await;
 }
 
+/// Fires the broker's timers at the instant it names: its poll_timeout
+/// covers every timer it has, so there is no periodic tick. Any change to
+/// the broker notifies this task, which then looks again.
 async fn timers(shared: Arc<Shared>) {
     loop {
         let next = shared.broker.lock().expect("broker").poll_timeout();
-        let wait = next
-            .map_or(Duration::from_secs(1), |t| {
-                t.saturating_duration_since(Instant::now())
-            })
-            .min(Duration::from_secs(1));
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = shared.timer.notified() => continue,
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                    _ = shared.timer.notified() => continue,
+                }
+            }
+            None => {
+                shared.timer.notified().await;
+                continue;
+            }
         }
         shared.broker.lock().expect("broker").handle_timeout(now());
         for n in shared.wakers.lock().expect("wakers").values() {

@@ -1,8 +1,6 @@
 //! The fault handles of the in-process `Emulator`, over real loopback TCP
 //! with a client on the engine.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use eventhubs_emulator::{Emulator, EmulatorConfig, LinkSelector};
@@ -10,7 +8,7 @@ use eventhubs_proto::codec::messaging::DeliveryState;
 use eventhubs_proto::codec::performatives::AmqpError;
 use eventhubs_proto::codec::{Decode, Encode, Symbol};
 use eventhubs_proto::engine::{Event, LinkId};
-use support::{emulator_plain, event, Client};
+use eventhubs_testkit::tcp::{emulator_plain, event, EngineClient as Client};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -93,7 +91,7 @@ fn throttled_sends_then_dropped_connections_over_tcp() {
             Some(eventhubs_proto::eventhubs::EventPosition::Earliest),
         )
         .expect("receiver");
-    c.conn.flow(rx, 10, false).unwrap();
+    c.conn.link(rx).flow(10).unwrap();
     let mut got = Vec::new();
     while got.len() < 2 {
         let m = c
@@ -103,7 +101,7 @@ fn throttled_sends_then_dropped_connections_over_tcp() {
             })
             .expect("an event");
         let m = eventhubs_proto::codec::message::Message::decode_all(&m).unwrap();
-        got.push(support::event_number(&m).unwrap());
+        got.push(eventhubs_testkit::tcp::event_number(&m).unwrap());
     }
     assert_eq!(got, [2, 3]);
 }

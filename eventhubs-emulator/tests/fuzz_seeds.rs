@@ -3,8 +3,8 @@
 //! bytes the broker sent, together with the clock steps and caller
 //! commands that the target replays around them.
 //!
-//! The target's harness (fuzz/src/client_input.rs) is included here as
-//! source, so a recording drives exactly the code the target runs: same
+//! The target's harness (`eventhubs_testkit::client_input`) is the one
+//! driven here, so a recording drives exactly the code the target runs: same
 //! calls at the same virtual times, hence the same link names, message
 //! ids and correlation ids, and the broker's bytes fit the replay. Each
 //! test replays its recording on a fresh harness and checks that the
@@ -14,17 +14,13 @@
 //! `FUZZ_SEEDS_DIR=<dir>` writes the recordings there (fuzz/seed.sh does,
 //! into fuzz/corpus/client_input/).
 
-#[path = "../../fuzz/src/client_input.rs"]
-#[allow(dead_code)]
-mod client_input;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use client_input::{tag, Harness, Recorder, Report, Scenario};
 use eventhubs_emulator::{Broker, ConnId, EmulatorConfig, LinkSelector};
 use eventhubs_proto::codec::performatives::AmqpError;
 use eventhubs_proto::codec::Symbol;
+use eventhubs_testkit::client_input::{self, tag, Harness, Recorder, Report, Scenario};
 
 /// How the broker's bytes are cut into feed records.
 #[derive(Clone, Copy)]
@@ -42,6 +38,8 @@ struct Session {
     conns: HashMap<u64, ConnId>,
     chunks: Chunks,
     turn: usize,
+    /// Events reported consumed.
+    consumed: u32,
 }
 
 impl Session {
@@ -62,6 +60,7 @@ impl Session {
             conns: HashMap::new(),
             chunks,
             turn: 0,
+            consumed: 0,
         };
         s.sync();
         s
@@ -186,10 +185,19 @@ impl Session {
         self.sync();
     }
 
-    /// Runs until `done` holds of the report, or `limit` of virtual time.
+    /// Runs until `done` holds of the report, or `limit` of virtual time,
+    /// consuming every event received, as an application would.
     fn until(&mut self, limit: Duration, done: impl Fn(&Report) -> bool) {
         let end = self.h.elapsed() + limit;
-        while !done(&self.h.report) {
+        loop {
+            let fresh = self.h.report.received - self.consumed;
+            if fresh > 0 {
+                self.consumed += fresh;
+                self.command(tag::CREDIT, fresh.min(255) as u8);
+            }
+            if done(&self.h.report) {
+                return;
+            }
             assert!(self.h.elapsed() < end, "session stuck: {:?}", self.h.report);
             self.idle(Duration::from_millis(100));
         }
@@ -250,7 +258,6 @@ fn full_session(scenario: Scenario, chunks: Chunks, name: &str) {
         r.sends_ok >= 1 && r.hub_ok >= 1 && r.partition_ok >= 1 && r.received >= 1
     });
     s.command(tag::SEND, 2); // three events in one batch
-    s.command(tag::CREDIT, 5);
     s.until(MINUTE, |r| r.sends_ok >= 2 && r.received >= 4);
     s.command(tag::HUB, 0);
     s.command(tag::PARTITION, 1);

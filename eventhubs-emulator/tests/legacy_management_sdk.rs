@@ -14,8 +14,6 @@
 //! Without it the test says SKIPPED, and fails under
 //! `EVENTHUBS_INTEROP=require`.
 
-mod support;
-
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -26,7 +24,7 @@ use eventhubs_proto::codec::messaging::DeliveryState;
 use eventhubs_proto::codec::{Decode, Encode};
 use eventhubs_proto::engine::Event;
 use eventhubs_proto::eventhubs::EventPosition;
-use support::{emulator_plain, event, event_number, Client};
+use eventhubs_testkit::tcp::{emulator_plain, event, event_number, EngineClient as Client};
 
 const INSTALL: &str =
     "python3 -m venv .venv-servicebus && .venv-servicebus/bin/pip install azure-servicebus==0.21.1";
@@ -93,7 +91,7 @@ fn the_legacy_python_sdk_manages_hubs_that_amqp_then_serves() {
             Some(EventPosition::Earliest),
         )
         .expect("receiver");
-    c.conn.flow(rx, 10, false).unwrap();
+    c.conn.link(rx).flow(10).unwrap();
     let payload = c
         .until(Duration::from_secs(10), |_, e| match e {
             Event::Delivery { payload, .. } => Some(payload.clone()),

@@ -5,8 +5,6 @@
 //! Requests are built and signed by the core (`eventhubs_proto::management`)
 //! and sent with a blocking loop over the core's sans-IO HTTP exchange.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -24,8 +22,8 @@ use eventhubs_proto::eventhubs::{EventPosition, SasKeyProvider};
 use eventhubs_proto::http::{Exchange, Limits};
 use eventhubs_proto::management::xml::parse_error;
 use eventhubs_proto::management::*;
+use eventhubs_testkit::tcp::{emulator_plain, event, event_number, EngineClient as Client};
 use http::{Method, Request, Response};
-use support::{emulator_plain, event, event_number, Client};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -212,7 +210,7 @@ fn a_hub_created_at_run_time_is_served_over_amqp_until_deleted() {
                 Some(EventPosition::Earliest),
             )
             .expect("receiver");
-        c.conn.flow(rx, 10, false).unwrap();
+        c.conn.link(rx).flow(10).unwrap();
         assert_eq!(receive_one(&mut c, rx), p);
         receivers.push(rx);
     }
@@ -293,7 +291,7 @@ fn links_of_later_hubs_survive_the_deletion_of_an_earlier_one() {
             Some(EventPosition::Earliest),
         )
         .expect("receiver");
-    c.conn.flow(rx, 10, false).unwrap();
+    c.conn.link(rx).flow(10).unwrap();
     let tx = c.sender("second/Partitions/1").expect("sender");
     assert_eq!(m.delete("first").status(), 200);
     publish(&mut c, tx, event(42, 10).to_bytes());
@@ -587,7 +585,7 @@ fn consumer_groups_at_run_time() {
     let r = m.signed(e.delete_consumer_group("eh1", "analytics").unwrap());
     assert_eq!(r.status(), 200);
     assert_eq!(detached_with(&mut c, rx), "amqp:not-found");
-    c.conn.flow(keep, 10, false).unwrap();
+    c.conn.link(keep).flow(10).unwrap();
     let tx = c.sender("eh1/Partitions/0").expect("sender");
     publish(&mut c, tx, event(3, 10).to_bytes());
     assert_eq!(receive_one(&mut c, keep), 3, "other groups keep receiving");
@@ -720,7 +718,7 @@ fn created_hubs_survive_a_restart_and_deleted_ones_do_not() {
             Some(EventPosition::Earliest),
         )
         .expect("the created group is back");
-    c.conn.flow(rx, 10, false).unwrap();
+    c.conn.link(rx).flow(10).unwrap();
     assert_eq!(receive_one(&mut c, rx), 7, "its events too");
     // Re-creating a deleted hub starts empty.
     let r = m.put(

@@ -4,11 +4,12 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use eventhubs_emulator::{Broker, ConnId, EmulatorConfig, LinkSelector, Now};
+use eventhubs_emulator::{Broker, ConnId, EmulatorConfig, LinkSelector, Now, LATE_OUTCOME_DELAY};
 use eventhubs_proto::codec::message::{Body, Message};
 use eventhubs_proto::codec::messaging::{DeliveryState, MessageId, Properties, Source, Target};
 use eventhubs_proto::codec::performatives::{AmqpError, Fields, Role};
 use eventhubs_proto::codec::{Decode, Encode, Map, Symbol, Value};
+use eventhubs_proto::engine::Settlement;
 use eventhubs_proto::engine::{
     Connection, ConnectionConfig, Event, LinkConfig, LinkId, SaslConfig, SaslMechanism,
     SessionConfig, Side,
@@ -64,21 +65,25 @@ impl World {
 
     /// Opens a client authenticating with `sasl`.
     fn client_with(&mut self, sasl: SaslMechanism) -> Client {
-        let now = self.now();
         let mut c = ConnectionConfig::new(Side::Client, "model-client");
         c.sasl = SaslConfig::Client(vec![sasl]);
+        self.client_from(c)
+    }
+
+    /// Opens a client with the connection settings `c`.
+    fn client_from(&mut self, c: ConnectionConfig) -> Client {
+        let now = self.now();
         let mut conn = Connection::new(c, now.instant);
         let id = self.broker.connect(now);
         conn.open().unwrap();
         let session = conn.begin_session(SessionConfig::default()).unwrap();
         let cbs_tx = conn
-            .attach(session, link("cbs-tx", Role::Sender, "cbs-client", "$cbs"))
+            .session(session)
+            .attach(link("cbs-tx", Role::Sender, "cbs-client", "$cbs"))
             .unwrap();
         let cbs_rx = conn
-            .attach(
-                session,
-                link("cbs-rx", Role::Receiver, "$cbs", "cbs-client"),
-            )
+            .session(session)
+            .attach(link("cbs-rx", Role::Receiver, "$cbs", "cbs-client"))
             .unwrap();
         let mut client = Client {
             conn,
@@ -89,7 +94,7 @@ impl World {
             cbs_rx,
         };
         self.pump(&mut [&mut client]);
-        client.conn.flow(cbs_rx, 10, false).unwrap();
+        client.conn.link(cbs_rx).flow(10).unwrap();
         self.pump(&mut [&mut client]);
         client
     }
@@ -134,7 +139,12 @@ impl World {
 
     /// Sends a put-token request and moves bytes; the reply may be held.
     fn request_token(&mut self, c: &mut Client, audience: &str, key: &str) {
-        let expiry = (self.now().unix_ms / 1000) as u64 + 3600;
+        self.request_token_valid_for(c, audience, key, 3600);
+    }
+
+    /// Sends a put-token request for a token valid `secs` seconds.
+    fn request_token_valid_for(&mut self, c: &mut Client, audience: &str, key: &str, secs: u64) {
+        let expiry = (self.now().unix_ms / 1000) as u64 + secs;
         let token = sign(
             audience,
             "RootManageSharedAccessKey",
@@ -162,11 +172,11 @@ impl World {
         };
         c.events.clear();
         c.conn
+            .link(c.cbs_tx)
             .send(
-                c.cbs_tx,
                 Bytes::from_static(b"t"),
                 0,
-                false,
+                Settlement::Unsettled,
                 request.to_bytes(),
             )
             .unwrap();
@@ -198,7 +208,7 @@ impl World {
             properties,
             ..Default::default()
         };
-        let l = c.conn.attach(c.session, config).unwrap();
+        let l = c.conn.session(c.session).attach(config).unwrap();
         self.pump(&mut [c]);
         l
     }
@@ -206,7 +216,8 @@ impl World {
     fn sender(&mut self, c: &mut Client, address: &str) -> LinkId {
         let l = c
             .conn
-            .attach(c.session, link("tx", Role::Sender, "tx", address))
+            .session(c.session)
+            .attach(link("tx", Role::Sender, "tx", address))
             .unwrap();
         self.pump(&mut [c]);
         l
@@ -310,11 +321,11 @@ fn events_get_sequence_numbers_offsets_and_start_positions_select_them() {
     for i in 0..5u8 {
         w.elapsed += Duration::from_millis(10);
         c.conn
+            .link(tx)
             .send(
-                tx,
                 Bytes::from(vec![i]),
                 0,
-                false,
+                Settlement::Unsettled,
                 Message::with_data(vec![i; 3]).to_bytes(),
             )
             .unwrap();
@@ -334,11 +345,11 @@ fn events_get_sequence_numbers_offsets_and_start_positions_select_them() {
     ];
     for (i, (position, expected)) in cases.into_iter().enumerate() {
         let rx = w.receiver(&mut c, &format!("rx{i}"), 0, position.clone(), None);
-        c.conn.flow(rx, 100, false).unwrap();
+        c.conn.link(rx).flow(100).unwrap();
         w.pump(&mut [&mut c]);
         let got: Vec<i64> = delivered(&c, rx).iter().map(sequence_number).collect();
         assert_eq!(got, expected, "{position:?}");
-        c.conn.detach(rx, true, None).unwrap();
+        c.conn.link(rx).close(None).unwrap();
         w.pump(&mut [&mut c]);
         // The handle is free for the next link: forget this one's events.
         c.events.clear();
@@ -346,7 +357,7 @@ fn events_get_sequence_numbers_offsets_and_start_positions_select_them() {
     // Offsets are strings of byte positions: starting after the second
     // event's offset gives the third event on.
     let rx = w.receiver(&mut c, "by-seq", 0, EventPosition::Earliest, None);
-    c.conn.flow(rx, 100, false).unwrap();
+    c.conn.link(rx).flow(100).unwrap();
     w.pump(&mut [&mut c]);
     let all = delivered(&c, rx);
     let offset = all[1]
@@ -363,7 +374,7 @@ fn events_get_sequence_numbers_offsets_and_start_positions_select_them() {
         EventPosition::offset(offset, false),
         None,
     );
-    c.conn.flow(rx2, 100, false).unwrap();
+    c.conn.link(rx2).flow(100).unwrap();
     w.pump(&mut [&mut c]);
     assert_eq!(
         delivered(&c, rx2)
@@ -390,7 +401,7 @@ fn events_get_sequence_numbers_offsets_and_start_positions_select_them() {
         EventPosition::enqueued_time(ts, true),
         None,
     );
-    c.conn.flow(rx3, 100, false).unwrap();
+    c.conn.link(rx3).flow(100).unwrap();
     w.pump(&mut [&mut c]);
     assert_eq!(
         delivered(&c, rx3)
@@ -471,16 +482,68 @@ fn anonymous_connections_without_a_token_are_closed_after_the_deadline() {
     );
 }
 
+/// The broker's `poll_timeout` names every timer `handle_timeout` fires: a
+/// runtime that sleeps from one to the next (no periodic tick) closes an
+/// anonymous connection at its CBS deadline and detaches a link when its
+/// token expires, each at its instant.
+#[test]
+fn poll_timeout_names_the_cbs_deadline_and_token_expiry() {
+    // Jumps the clock to the broker's next timer and fires it.
+    fn next_timer(w: &mut World, c: &mut Client) -> Instant {
+        let t = w.broker.poll_timeout().expect("a timer");
+        w.elapsed = t - w.start;
+        let now = w.now();
+        w.broker.handle_timeout(now);
+        w.pump(&mut [c]);
+        t
+    }
+
+    let mut w = World::new();
+    let mut c = w.client();
+    let deadline =
+        w.now().instant + Duration::from_millis(w.broker.config().cbs_deadline_ms as u64);
+    let closed = |c: &Client| {
+        c.events.iter().any(
+            |e| matches!(e, Event::Closed(Some(err)) if err.condition == "amqp:unauthorized-access"),
+        )
+    };
+    let mut at = w.now().instant;
+    while !closed(&c) {
+        assert!(at < deadline, "not closed at its deadline");
+        at = next_timer(&mut w, &mut c);
+    }
+    assert_eq!(at, deadline, "closed at the CBS deadline, not on a tick");
+
+    let mut w = World::new();
+    let mut c = w.client();
+    let audience = "amqps://localhost/eh1/ConsumerGroups/$Default/Partitions/0";
+    w.request_token_valid_for(&mut c, audience, "SAS_KEY_VALUE", 120);
+    assert_eq!(token_status(&c), Some(202));
+    let expiry = w.now().instant + Duration::from_secs(120);
+    let rx = w.receiver(&mut c, "rx", 0, EventPosition::Earliest, None);
+    assert!(detach_error(&c, rx).is_none());
+    let mut at = w.now().instant;
+    while detach_error(&c, rx).is_none() {
+        assert!(at < expiry, "the link outlived its token");
+        at = next_timer(&mut w, &mut c);
+    }
+    assert_eq!(at, expiry, "detached when the token expired, not on a tick");
+    assert_eq!(
+        detach_error(&c, rx).map(|e| e.condition.as_str().to_owned()),
+        Some("amqp:unauthorized-access".to_owned())
+    );
+}
+
 // ---- fault injection ------------------------------------------------------
 
 /// Sends one unsettled event on `tx`; returns its delivery id.
 fn send(c: &mut Client, tx: LinkId, body: &[u8]) -> u32 {
     c.conn
+        .link(tx)
         .send(
-            tx,
             Bytes::copy_from_slice(body),
             0,
-            false,
+            Settlement::Unsettled,
             Message::with_data(body.to_vec()).to_bytes(),
         )
         .unwrap()
@@ -529,10 +592,8 @@ fn detach_links_detaches_the_selected_links_with_the_error_and_forgets_them() {
     let to_hub = w.sender(&mut c, "eh1");
     let to_p0 = c
         .conn
-        .attach(
-            c.session,
-            link("tx-p0", Role::Sender, "tx-p0", "eh1/Partitions/0"),
-        )
+        .session(c.session)
+        .attach(link("tx-p0", Role::Sender, "tx-p0", "eh1/Partitions/0"))
         .unwrap();
     w.pump(&mut [&mut c]);
     let rx0 = w.receiver(&mut c, "rx0", 0, EventPosition::Earliest, None);
@@ -632,7 +693,7 @@ fn throttled_sends_are_rejected_with_server_busy_not_appended_and_the_link_stays
     assert_eq!(w.broker.stats().throttled, 2);
     assert_eq!(w.broker.stats().events_in, 1);
     let rx = w.receiver(&mut c, "rx", 0, EventPosition::Earliest, None);
-    c.conn.flow(rx, 10, false).unwrap();
+    c.conn.link(rx).flow(10).unwrap();
     w.pump(&mut [&mut c]);
     let events = delivered(&c, rx);
     assert_eq!(events.len(), 1);
@@ -646,7 +707,7 @@ fn a_response_delay_holds_outcomes_and_replies_until_the_virtual_clock_reaches_t
     let mut c = authorized_client(&mut w);
     let tx = w.sender(&mut c, "eh1/Partitions/0");
     let rx = w.receiver(&mut c, "rx", 0, EventPosition::Earliest, None);
-    c.conn.flow(rx, 10, false).unwrap();
+    c.conn.link(rx).flow(10).unwrap();
     w.pump(&mut [&mut c]);
     let delay = Duration::from_millis(500);
     w.broker.set_response_delay(delay);
@@ -708,7 +769,7 @@ fn an_event_whose_outcome_is_held_survives_the_connection_dropping() {
     assert_eq!(w.broker.poll_timeout(), None, "nothing held any more");
     let mut other = authorized_client(&mut w);
     let rx = w.receiver(&mut other, "rx", 1, EventPosition::Earliest, None);
-    other.conn.flow(rx, 10, false).unwrap();
+    other.conn.link(rx).flow(10).unwrap();
     w.pump(&mut [&mut other]);
     let events = delivered(&other, rx);
     assert_eq!(events.len(), 1);
@@ -776,7 +837,7 @@ fn appended_events_are_handed_out_and_a_new_broker_restores_them() {
     send(&mut c2, tx2, b"new");
     w2.pump(&mut [&mut c2]);
     let rx = w2.receiver(&mut c2, "rx", 1, EventPosition::Earliest, None);
-    c2.conn.flow(rx, 10, false).unwrap();
+    c2.conn.link(rx).flow(10).unwrap();
     w2.pump(&mut [&mut c2]);
     let got = delivered(&c2, rx);
     assert_eq!(
@@ -841,7 +902,7 @@ fn restored_events_past_retention_are_dropped_but_keep_their_numbers() {
     send(&mut c2, tx2, b"new");
     w2.pump(&mut [&mut c2]);
     let rx = w2.receiver(&mut c2, "rx", 0, EventPosition::Earliest, None);
-    c2.conn.flow(rx, 10, false).unwrap();
+    c2.conn.link(rx).flow(10).unwrap();
     w2.pump(&mut [&mut c2]);
     assert_eq!(
         delivered(&c2, rx)
@@ -963,4 +1024,126 @@ fn held_outcomes_are_bounded_the_oldest_go_out_early() {
     w.broker.handle_timeout(now);
     w.pump(&mut [&mut c]);
     assert_eq!(outcomes(&c, tx).len(), 1 << 16, "the rest when due");
+}
+
+/// The connection properties of Microsoft's Rust SDK
+/// (`azure_messaging_eventhubs` 0.16), as its `open` carries them.
+fn ms_rust_sdk_properties() -> Fields {
+    let mut p: Fields = Map::new();
+    for (k, v) in [
+        (
+            "user-agent",
+            "azsdk-rust-messaging_eventhubs/0.16.0 (1.95.0; linux; x86_64)",
+        ),
+        ("version", "0.16.0"),
+        ("platform", "linux"),
+        ("product", "azure_messaging_eventhubs"),
+    ] {
+        p.insert(Symbol::from_static(k), Value::String(v.into()));
+    }
+    p
+}
+
+fn ms_rust_sdk_client(w: &mut World) -> Client {
+    let mut c = ConnectionConfig::new(Side::Client, "ff319d72-5b2b-4ee0-989a-7255c438246a");
+    c.sasl = SaslConfig::Client(vec![SaslMechanism::Anonymous]);
+    c.properties = Some(ms_rust_sdk_properties());
+    w.client_from(c)
+}
+
+/// Moves the virtual clock on by `by`, fires the broker's timers, moves bytes.
+fn advance(w: &mut World, c: &mut Client, by: Duration) {
+    w.elapsed += by;
+    let now = w.now();
+    w.broker.handle_timeout(now);
+    w.pump(&mut [c]);
+}
+
+/// Microsoft's Rust SDK (on fe2o3-amqp) records a delivery as unsettled
+/// only after handing its transfer to another task, and drops a settled
+/// disposition processed before that: an outcome sent at once can be lost
+/// and the send then waits forever. Its outcomes are held; others' are not.
+#[test]
+fn outcomes_for_microsofts_rust_sdk_are_held_so_that_it_cannot_lose_them() {
+    let mut w = World::new();
+    let mut other = authorized_client(&mut w);
+    let other_tx = w.sender(&mut other, "eh1/Partitions/0");
+    let rx = w.receiver(&mut other, "rx", 0, EventPosition::Earliest, None);
+    other.conn.link(rx).flow(10).unwrap();
+    w.pump(&mut [&mut other]);
+
+    let mut sdk = ms_rust_sdk_client(&mut w);
+    // The put-token request waits for its outcome too: held; the reply is not.
+    w.request_token(&mut sdk, "amqps://localhost/eh1", "SAS_KEY_VALUE");
+    assert_eq!(token_status(&sdk), Some(202));
+    assert!(
+        outcomes(&sdk, sdk.cbs_tx).is_empty(),
+        "put-token outcome held"
+    );
+    advance(&mut w, &mut sdk, LATE_OUTCOME_DELAY);
+    assert_eq!(outcomes(&sdk, sdk.cbs_tx).len(), 1);
+
+    let tx = w.sender(&mut sdk, "eh1/Partitions/0");
+    let sent_at = w.now();
+    sdk.events.clear();
+    let id = send(&mut sdk, tx, b"sdk");
+    w.pump(&mut [&mut sdk, &mut other]);
+    assert!(outcomes(&sdk, tx).is_empty(), "the outcome is held");
+    assert_eq!(delivered(&other, rx).len(), 1, "but the event is appended");
+    assert_eq!(
+        w.broker.poll_timeout(),
+        Some(sent_at.instant + LATE_OUTCOME_DELAY)
+    );
+
+    // Meanwhile another client's outcome goes out at once.
+    send(&mut other, other_tx, b"other");
+    w.pump(&mut [&mut other]);
+    assert_eq!(outcomes(&other, other_tx).len(), 1);
+
+    advance(
+        &mut w,
+        &mut sdk,
+        LATE_OUTCOME_DELAY - Duration::from_millis(1),
+    );
+    assert!(outcomes(&sdk, tx).is_empty());
+    advance(&mut w, &mut sdk, Duration::from_millis(1));
+    let got = outcomes(&sdk, tx);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, id);
+    assert!(matches!(got[0].1, DeliveryState::Accepted(_)));
+    assert_eq!(
+        w.broker.poll_timeout().map(|t| t > w.now().instant),
+        Some(true)
+    );
+
+    // A session that ends before its outcome is due gets none, and the
+    // session that takes its channel next (its delivery ids start again at
+    // 0) is not settled by the old session's outcomes.
+    send(&mut sdk, tx, b"in flight");
+    w.pump(&mut [&mut sdk]);
+    sdk.conn.session(sdk.session).end(None).unwrap();
+    w.pump(&mut [&mut sdk]);
+    let session = sdk.conn.begin_session(SessionConfig::default()).unwrap();
+    w.pump(&mut [&mut sdk]);
+    let tx = sdk
+        .conn
+        .session(session)
+        .attach(link("tx2", Role::Sender, "tx2", "eh1/Partitions/0"))
+        .unwrap();
+    w.pump(&mut [&mut sdk]);
+    advance(&mut w, &mut sdk, LATE_OUTCOME_DELAY / 2);
+    sdk.events.clear();
+    let ids: Vec<u32> = (0..4).map(|_| send(&mut sdk, tx, b"new session")).collect();
+    w.pump(&mut [&mut sdk]);
+    advance(&mut w, &mut sdk, LATE_OUTCOME_DELAY / 2);
+    assert!(
+        outcomes(&sdk, tx).is_empty(),
+        "an outcome of the ended session settled one of the new session's deliveries: {:?}",
+        outcomes(&sdk, tx)
+    );
+    advance(&mut w, &mut sdk, LATE_OUTCOME_DELAY / 2);
+    assert_eq!(
+        outcomes(&sdk, tx).iter().map(|o| o.0).collect::<Vec<_>>(),
+        ids
+    );
 }

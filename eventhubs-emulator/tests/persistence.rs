@@ -2,8 +2,6 @@
 //! their sequence numbers and offsets; a torn end is dropped, other damage
 //! refused.
 
-mod support;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,7 +12,7 @@ use eventhubs_proto::codec::messaging::DeliveryState;
 use eventhubs_proto::codec::{Decode, Encode, Value};
 use eventhubs_proto::engine::{Event, LinkId};
 use eventhubs_proto::eventhubs::EventPosition;
-use support::{batch, emulator_plain, event, event_number, Client};
+use eventhubs_testkit::tcp::{batch, emulator_plain, event, event_number, EngineClient as Client};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -58,7 +56,7 @@ fn read_all(emu: &Emulator, partition: u32, expected: usize) -> Vec<(u64, i64, S
             Some(EventPosition::Earliest),
         )
         .expect("receiver");
-    c.conn.flow(rx, 1000, false).unwrap();
+    c.conn.link(rx).flow(1000).unwrap();
     let mut out = Vec::new();
     while out.len() < expected {
         let payload = c

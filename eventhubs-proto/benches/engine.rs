@@ -11,6 +11,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use eventhubs_proto::codec::messaging::{Source, Target};
 use eventhubs_proto::codec::performatives::Role;
+use eventhubs_proto::engine::Settlement;
 use eventhubs_proto::engine::{
     Connection, ConnectionConfig, Event, LinkConfig, LinkId, SaslConfig, SessionConfig, Side,
 };
@@ -62,16 +63,14 @@ impl Bench {
         client.open().unwrap();
         let ch = client.begin_session(SessionConfig::default()).unwrap();
         let tx = client
-            .attach(
-                ch,
-                LinkConfig {
-                    name: "tx".into(),
-                    role: Role::Sender,
-                    source: Some(Source::with_address("bench")),
-                    target: Some(Target::with_address("q")),
-                    ..Default::default()
-                },
-            )
+            .session(ch)
+            .attach(LinkConfig {
+                name: "tx".into(),
+                role: Role::Sender,
+                source: Some(Source::with_address("bench")),
+                target: Some(Target::with_address("q")),
+                ..Default::default()
+            })
             .unwrap();
         let mut b = Bench {
             now,
@@ -103,15 +102,16 @@ impl Bench {
                         peer_initiated: true,
                     } => {
                         self.server
-                            .accept_link(link, LinkConfig::answering(&attach))
+                            .link(link)
+                            .answer(LinkConfig::answering(&attach))
                             .unwrap();
-                        self.server.flow(link, 10_000, false).unwrap();
+                        self.server.link(link).flow(10_000).unwrap();
                         self.rx = Some(link);
                     }
                     Event::Delivery {
                         link, delivery_id, ..
                     } => {
-                        self.server.accept(link, delivery_id).unwrap();
+                        self.server.link(link).accept(delivery_id).unwrap();
                     }
                     _ => {}
                 }
@@ -138,11 +138,11 @@ impl Bench {
         while self.accepted < target {
             while sent < n && self.client.credit(self.tx) > 0 {
                 self.client
+                    .link(self.tx)
                     .send(
-                        self.tx,
                         Bytes::from_static(b"tag"),
                         0,
-                        false,
+                        Settlement::Unsettled,
                         self.payload.clone(),
                     )
                     .unwrap();
@@ -151,7 +151,7 @@ impl Bench {
             self.pump();
             if let Some(rx) = self.rx {
                 if self.client.credit(self.tx) == 0 {
-                    self.server.flow(rx, 10_000, false).unwrap();
+                    self.server.link(rx).flow(10_000).unwrap();
                 }
             }
         }

@@ -1,11 +1,8 @@
 //! The connection engine in a deterministic in-memory pair: a client and a
 //! server engine wired together under a virtual clock.
 
-mod engine_support;
-
 use std::time::{Duration, Instant};
 
-use engine_support::*;
 use eventhubs_proto::codec::frame::{Frame, ProtocolHeader};
 use eventhubs_proto::codec::performatives::{AmqpError, Performative};
 use eventhubs_proto::codec::sasl::SaslCode;
@@ -14,6 +11,7 @@ use eventhubs_proto::engine::connection::PlainCheck;
 use eventhubs_proto::engine::{
     Connection, ConnectionConfig, ConnectionError, Event, SaslConfig, SaslMechanism, Side,
 };
+use eventhubs_testkit::pair::*;
 
 #[test]
 fn sasl_anonymous_open_and_close() {

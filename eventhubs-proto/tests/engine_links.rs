@@ -1,16 +1,19 @@
 //! Sessions, links, credit and deliveries in the deterministic pair.
 
-mod engine_support;
-
 use std::time::Duration;
 
 use bytes::Bytes;
-use engine_support::*;
+use eventhubs_proto::codec::frame::encode_amqp_frame;
 use eventhubs_proto::codec::messaging::{Accepted, DeliveryState, Rejected, Source, Target};
-use eventhubs_proto::codec::performatives::{AmqpError, Performative, Role, SenderSettleMode};
-use eventhubs_proto::engine::{
-    ConnectionConfig, Event, LinkConfig, LinkId, SendError, SessionConfig,
+use eventhubs_proto::codec::performatives::{
+    AmqpError, Begin, Performative, Role, SenderSettleMode,
 };
+use eventhubs_proto::codec::Form;
+use eventhubs_proto::engine::Settlement;
+use eventhubs_proto::engine::{
+    ConnectionConfig, ConnectionError, Event, LinkConfig, LinkId, SendError, SessionConfig,
+};
+use eventhubs_testkit::pair::*;
 
 fn sender(name: &str, address: &str) -> LinkConfig {
     LinkConfig {
@@ -91,7 +94,7 @@ fn pipelined_open_begin_attach_and_orderly_teardown() {
     p.mode = ServerMode::Broker { credit: 10 };
     p.client.open().unwrap();
     let ch = p.client.begin_session(SessionConfig::default()).unwrap();
-    let link = p.client.attach(ch, sender("s1", "q1")).unwrap();
+    let link = p.client.session(ch).attach(sender("s1", "q1")).unwrap();
     p.run();
     let ev = p.take_client_events();
     assert!(ev.iter().any(|e| matches!(
@@ -113,8 +116,8 @@ fn pipelined_open_begin_attach_and_orderly_teardown() {
         }
     )));
 
-    p.client.detach(link, true, None).unwrap();
-    p.client.end_session(ch, None).unwrap();
+    p.client.link(link).close(None).unwrap();
+    p.client.session(ch).end(None).unwrap();
     p.client.close(None).unwrap();
     p.run();
     assert!(p
@@ -138,23 +141,25 @@ fn pipelined_open_begin_attach_and_orderly_teardown() {
 fn credit_is_used_up_and_refilled() {
     let mut p = broker(3);
     let ch = p.client.begin_session(SessionConfig::default()).unwrap();
-    let link = p.client.attach(ch, sender("s", "q")).unwrap();
+    let link = p.client.session(ch).attach(sender("s", "q")).unwrap();
     p.run();
     assert_eq!(p.client.credit(link), 3);
     for i in 0..3u8 {
         p.client
+            .link(link)
             .send(
-                link,
                 Bytes::from(vec![i]),
                 0,
-                false,
+                Settlement::Unsettled,
                 Bytes::from(vec![i; 10]),
             )
             .unwrap();
     }
     assert_eq!(p.client.credit(link), 0);
     assert_eq!(
-        p.client.send(link, Bytes::new(), 0, false, Bytes::new()),
+        p.client
+            .link(link)
+            .send(Bytes::new(), 0, Settlement::Unsettled, Bytes::new()),
         Err(SendError::NoCredit)
     );
     p.run();
@@ -168,17 +173,21 @@ fn credit_is_used_up_and_refilled() {
 fn unsettled_and_presettled_round_trip_through_the_broker() {
     let mut p = broker(100);
     let ch = p.client.begin_session(SessionConfig::default()).unwrap();
-    let tx = p.client.attach(ch, sender("tx", "q")).unwrap();
+    let tx = p.client.session(ch).attach(sender("tx", "q")).unwrap();
     p.run();
     for i in 0..50u32 {
         let settled = i % 2 == 0;
         let id = p
             .client
+            .link(tx)
             .send(
-                tx,
                 Bytes::from(i.to_be_bytes().to_vec()),
                 0,
-                settled,
+                if settled {
+                    Settlement::Settled
+                } else {
+                    Settlement::Unsettled
+                },
                 Bytes::from(format!("m{i}")),
             )
             .unwrap();
@@ -191,9 +200,9 @@ fn unsettled_and_presettled_round_trip_through_the_broker() {
         "only unsettled deliveries get an outcome"
     );
 
-    let rx = p.client.attach(ch, receiver("rx", "q")).unwrap();
+    let rx = p.client.session(ch).attach(receiver("rx", "q")).unwrap();
     p.run();
-    p.client.flow(rx, 20, false).unwrap();
+    p.client.link(rx).flow(20).unwrap();
     p.run();
     let got = deliveries(&p.client_events);
     assert_eq!(got.len(), 20, "exactly the credit granted");
@@ -202,12 +211,11 @@ fn unsettled_and_presettled_round_trip_through_the_broker() {
     // Settle a range with one disposition.
     let (first, last) = (got[0].1, got[19].1);
     p.client
+        .session(ch)
         .disposition(
-            ch,
             Role::Receiver,
-            first,
-            last,
-            true,
+            first..=last,
+            Settlement::Settled,
             Some(DeliveryState::Accepted(Accepted {})),
         )
         .unwrap();
@@ -238,15 +246,27 @@ fn one_mebibyte_messages_at_512_byte_frames() {
     sc.max_frame_size = 512;
     let mut p = Pair::opened(cc, sc, ServerMode::Broker { credit: 10 });
     let ch = p.client.begin_session(SessionConfig::default()).unwrap();
-    let tx = p.client.attach(ch, sender("tx", "q")).unwrap();
+    let tx = p.client.session(ch).attach(sender("tx", "q")).unwrap();
     p.run();
     let big: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
     let big = Bytes::from(big);
     p.client
-        .send(tx, Bytes::from_static(b"t"), 0, false, big.clone())
+        .link(tx)
+        .send(
+            Bytes::from_static(b"t"),
+            0,
+            Settlement::Unsettled,
+            big.clone(),
+        )
         .unwrap();
     p.client
-        .send(tx, Bytes::from_static(b"u"), 0, false, big.clone())
+        .link(tx)
+        .send(
+            Bytes::from_static(b"u"),
+            0,
+            Settlement::Unsettled,
+            big.clone(),
+        )
         .unwrap();
     p.run();
     assert_eq!(accepted(&p.client_events), 2);
@@ -274,9 +294,9 @@ fn one_mebibyte_messages_at_512_byte_frames() {
         assert!(f.len() <= 512);
     }
     // And back to a client receiver, reassembled.
-    let rx = p.client.attach(ch, receiver("rx", "q")).unwrap();
+    let rx = p.client.session(ch).attach(receiver("rx", "q")).unwrap();
     p.run();
-    p.client.flow(rx, 2, false).unwrap();
+    p.client.link(rx).flow(2).unwrap();
     p.run();
     let got = deliveries(&p.client_events);
     assert_eq!(got.len(), 2);
@@ -289,15 +309,15 @@ fn byte_at_a_time_with_latency() {
     p.chunk = 1;
     p.latency = Duration::from_millis(20);
     let ch = p.client.begin_session(SessionConfig::default()).unwrap();
-    let tx = p.client.attach(ch, sender("tx", "q")).unwrap();
+    let tx = p.client.session(ch).attach(sender("tx", "q")).unwrap();
     p.run();
     for i in 0..5u8 {
         p.client
+            .link(tx)
             .send(
-                tx,
                 Bytes::from(vec![i]),
                 0,
-                false,
+                Settlement::Unsettled,
                 Bytes::from(vec![i; 300]),
             )
             .unwrap();
@@ -311,7 +331,12 @@ fn a_thousand_interleaved_links() {
     let mut p = broker(2);
     let ch = p.client.begin_session(SessionConfig::default()).unwrap();
     let links: Vec<LinkId> = (0..1000)
-        .map(|i| p.client.attach(ch, sender(&format!("s{i}"), "q")).unwrap())
+        .map(|i| {
+            p.client
+                .session(ch)
+                .attach(sender(&format!("s{i}"), "q"))
+                .unwrap()
+        })
         .collect();
     p.run();
     assert!(links.iter().all(|l| p.client.credit(*l) == 2));
@@ -319,7 +344,13 @@ fn a_thousand_interleaved_links() {
         for (i, l) in links.iter().enumerate() {
             let body = format!("{i}:{round}");
             p.client
-                .send(*l, Bytes::from(body.clone()), 0, false, Bytes::from(body))
+                .link(*l)
+                .send(
+                    Bytes::from(body.clone()),
+                    0,
+                    Settlement::Unsettled,
+                    Bytes::from(body),
+                )
                 .unwrap();
         }
     }
@@ -333,18 +364,23 @@ fn a_thousand_interleaved_links() {
 
 #[test]
 fn small_session_window_is_refilled_by_flow() {
-    let mut p = broker(1000);
-    p.server.session_defaults.incoming_window = 4;
+    let mut sc = server_config(&[], None);
+    sc.session_defaults.incoming_window = 4;
+    let mut p = Pair::opened(
+        client_config(vec![]),
+        sc,
+        ServerMode::Broker { credit: 1000 },
+    );
     let ch = p.client.begin_session(SessionConfig::default()).unwrap();
-    let tx = p.client.attach(ch, sender("tx", "q")).unwrap();
+    let tx = p.client.session(ch).attach(sender("tx", "q")).unwrap();
     p.run();
     for i in 0..200u32 {
         p.client
+            .link(tx)
             .send(
-                tx,
                 Bytes::from(i.to_be_bytes().to_vec()),
                 0,
-                false,
+                Settlement::Unsettled,
                 Bytes::from_static(b"x"),
             )
             .unwrap();
@@ -357,9 +393,13 @@ fn small_session_window_is_refilled_by_flow() {
 fn drain_uses_up_credit_when_nothing_is_available() {
     let mut p = broker(0);
     let ch = p.client.begin_session(SessionConfig::default()).unwrap();
-    let rx = p.client.attach(ch, receiver("rx", "empty")).unwrap();
+    let rx = p
+        .client
+        .session(ch)
+        .attach(receiver("rx", "empty"))
+        .unwrap();
     p.run();
-    p.client.flow(rx, 50, true).unwrap();
+    p.client.link(rx).drain(50).unwrap();
     p.run();
     let drained = p.client_events.iter().any(|e| {
         matches!(e, Event::Flow { link, link_credit: 0, drained: true, delivery_count: 50, .. } if *link == rx)
@@ -372,10 +412,12 @@ fn transfer_without_credit_detaches_with_transfer_limit_exceeded() {
     // The server grants no credit; a misbehaving client sends anyway.
     let mut p = broker(0);
     let ch = p.client.begin_session(SessionConfig::default()).unwrap();
-    let tx = p.client.attach(ch, sender("tx", "q")).unwrap();
+    let tx = p.client.session(ch).attach(sender("tx", "q")).unwrap();
     p.run();
     assert_eq!(
-        p.client.send(tx, Bytes::new(), 0, false, Bytes::new()),
+        p.client
+            .link(tx)
+            .send(Bytes::new(), 0, Settlement::Unsettled, Bytes::new()),
         Err(SendError::NoCredit)
     );
     // Forge the transfer on the wire.
@@ -408,7 +450,7 @@ fn max_message_size_is_enforced_on_both_sides() {
         ServerMode::Passive,
     );
     let ch = p.client.begin_session(SessionConfig::default()).unwrap();
-    let tx = p.client.attach(ch, sender("tx", "q")).unwrap();
+    let tx = p.client.session(ch).attach(sender("tx", "q")).unwrap();
     p.run();
     // The server accepts with a 1 KiB limit and grants credit.
     let link = p
@@ -424,20 +466,22 @@ fn max_message_size_is_enforced_on_both_sides() {
         })
         .unwrap();
     p.server
-        .accept_link(
-            link,
-            LinkConfig {
-                max_message_size: Some(1024),
-                ..Default::default()
-            },
-        )
+        .link(link)
+        .answer(LinkConfig {
+            max_message_size: Some(1024),
+            ..Default::default()
+        })
         .unwrap();
-    p.server.flow(link, 10, false).unwrap();
+    p.server.link(link).flow(10).unwrap();
     p.run();
     // Sender side: refused before sending.
     assert_eq!(
-        p.client
-            .send(tx, Bytes::new(), 0, false, Bytes::from(vec![0; 2000])),
+        p.client.link(tx).send(
+            Bytes::new(),
+            0,
+            Settlement::Unsettled,
+            Bytes::from(vec![0; 2000])
+        ),
         Err(SendError::MessageTooLarge {
             size: 2000,
             max: 1024
@@ -446,13 +490,11 @@ fn max_message_size_is_enforced_on_both_sides() {
     // Receiver side: a peer that ignores the limit gets detached.
     let raw_link = p
         .client
-        .attach(
-            ch,
-            LinkConfig {
-                name: "raw".into(),
-                ..sender("raw", "q")
-            },
-        )
+        .session(ch)
+        .attach(LinkConfig {
+            name: "raw".into(),
+            ..sender("raw", "q")
+        })
         .unwrap();
     let _ = raw_link;
     p.run();
@@ -484,7 +526,11 @@ fn refused_link_reaches_the_client_with_the_error() {
         ServerMode::Passive,
     );
     let ch = p.client.begin_session(SessionConfig::default()).unwrap();
-    let rx = p.client.attach(ch, receiver("rx", "nowhere")).unwrap();
+    let rx = p
+        .client
+        .session(ch)
+        .attach(receiver("rx", "nowhere"))
+        .unwrap();
     p.run();
     let link = p
         .server_events
@@ -499,7 +545,8 @@ fn refused_link_reaches_the_client_with_the_error() {
         })
         .unwrap();
     p.server
-        .refuse_link(link, AmqpError::new("amqp:not-found", "no such node"))
+        .link(link)
+        .refuse(AmqpError::new("amqp:not-found", "no such node"))
         .unwrap();
     p.run();
     assert!(p.client_events.iter().any(|e| matches!(e,
@@ -516,13 +563,11 @@ fn rejected_outcome_reaches_the_sender() {
     let ch = p.client.begin_session(SessionConfig::default()).unwrap();
     let tx = p
         .client
-        .attach(
-            ch,
-            LinkConfig {
-                snd_settle_mode: SenderSettleMode::Unsettled,
-                ..sender("tx", "q")
-            },
-        )
+        .session(ch)
+        .attach(LinkConfig {
+            snd_settle_mode: SenderSettleMode::Unsettled,
+            ..sender("tx", "q")
+        })
         .unwrap();
     p.run();
     let link = p
@@ -537,16 +582,16 @@ fn rejected_outcome_reaches_the_sender() {
             _ => None,
         })
         .unwrap();
-    p.server.accept_link(link, LinkConfig::default()).unwrap();
-    p.server.flow(link, 1, false).unwrap();
+    p.server.link(link).answer(LinkConfig::default()).unwrap();
+    p.server.link(link).flow(1).unwrap();
     p.run();
     let id = p
         .client
+        .link(tx)
         .send(
-            tx,
             Bytes::from_static(b"t"),
             0,
-            true,
+            Settlement::Settled,
             Bytes::from_static(b"x"),
         )
         .unwrap();
@@ -571,7 +616,13 @@ fn rejected_outcome_reaches_the_sender() {
         error: Some(AmqpError::new("amqp:link:message-size-exceeded", "too big")),
     });
     p.server
-        .disposition(sch, Role::Receiver, did, did, true, Some(rejected.clone()))
+        .session(sch)
+        .disposition(
+            Role::Receiver,
+            did..=did,
+            Settlement::Settled,
+            Some(rejected.clone()),
+        )
         .unwrap();
     p.run();
     assert!(p.client_events.iter().any(|e| matches!(e,
@@ -584,19 +635,19 @@ fn aborted_delivery_is_dropped_and_the_next_arrives() {
     cc.max_frame_size = 512;
     let mut sc = server_config(&[], None);
     sc.max_frame_size = 512;
-    let mut p = Pair::opened(cc, sc, ServerMode::Broker { credit: 10 });
     // A 4-frame window: a 100 KiB message cannot go out at once.
-    p.server.session_defaults.incoming_window = 4;
+    sc.session_defaults.incoming_window = 4;
+    let mut p = Pair::opened(cc, sc, ServerMode::Broker { credit: 10 });
     let ch = p.client.begin_session(SessionConfig::default()).unwrap();
-    let tx = p.client.attach(ch, sender("tx", "q")).unwrap();
+    let tx = p.client.session(ch).attach(sender("tx", "q")).unwrap();
     p.run();
     let big = p
         .client
+        .link(tx)
         .send(
-            tx,
             Bytes::from_static(b"big"),
             0,
-            false,
+            Settlement::Unsettled,
             Bytes::from(vec![7u8; 100 * 1024]),
         )
         .unwrap();
@@ -605,13 +656,13 @@ fn aborted_delivery_is_dropped_and_the_next_arrives() {
     let _ = p.client.poll_transmit(p.now, &mut wire);
     let now = p.now;
     p.server.handle_input(now, &wire);
-    p.client.abort(tx, big).unwrap();
+    p.client.link(tx).abort(big).unwrap();
     p.client
+        .link(tx)
         .send(
-            tx,
             Bytes::from_static(b"small"),
             0,
-            false,
+            Settlement::Unsettled,
             Bytes::from_static(b"after"),
         )
         .unwrap();
@@ -623,14 +674,14 @@ fn aborted_delivery_is_dropped_and_the_next_arrives() {
     assert_eq!(p.stored.len(), 1);
     assert_eq!(&p.stored[0][..], b"after");
     // Too late to abort what has gone out whole.
-    assert!(p.client.abort(tx, big + 1).is_err());
+    assert!(p.client.link(tx).abort(big + 1).is_err());
 }
 
 #[test]
 fn remote_detach_without_closed_and_end_with_error_reach_the_caller() {
     let mut p = broker(5);
     let ch = p.client.begin_session(SessionConfig::default()).unwrap();
-    let tx = p.client.attach(ch, sender("tx", "q")).unwrap();
+    let tx = p.client.session(ch).attach(sender("tx", "q")).unwrap();
     p.run();
     let server_link = p
         .server_events
@@ -641,11 +692,8 @@ fn remote_detach_without_closed_and_end_with_error_reach_the_caller() {
         })
         .unwrap();
     p.server
-        .detach(
-            server_link,
-            false,
-            Some(AmqpError::new("amqp:link:detach-forced", "idle")),
-        )
+        .link(server_link)
+        .detach(Some(AmqpError::new("amqp:link:detach-forced", "idle")))
         .unwrap();
     p.run();
     assert!(p.client_events.iter().any(|e| matches!(e,
@@ -660,10 +708,8 @@ fn remote_detach_without_closed_and_end_with_error_reach_the_caller() {
         });
     assert_eq!(last_detach.map(|d| d.closed), Some(false));
     p.server
-        .end_session(
-            server_link.channel,
-            Some(AmqpError::new("amqp:internal-error", "bye")),
-        )
+        .session(server_link.channel)
+        .end(Some(AmqpError::new("amqp:internal-error", "bye")))
         .unwrap();
     p.run();
     assert!(p.client_events.iter().any(|e| matches!(e, Event::SessionEnded { channel, error: Some(err) } if *channel == ch && err.condition == "amqp:internal-error")));
@@ -676,7 +722,7 @@ fn remote_detach_without_closed_and_end_with_error_reach_the_caller() {
 fn echo_flow_is_answered() {
     let mut p = broker(5);
     let ch = p.client.begin_session(SessionConfig::default()).unwrap();
-    let tx = p.client.attach(ch, sender("tx", "q")).unwrap();
+    let tx = p.client.session(ch).attach(sender("tx", "q")).unwrap();
     p.run();
     let before = performatives(&p.client_wire)
         .iter()
@@ -725,14 +771,14 @@ fn dropped_connection_is_noticed_by_the_idle_timer_on_both_sides() {
     sc.idle_time_out = Some(Duration::from_secs(10));
     let mut p = Pair::opened(cc, sc, ServerMode::Broker { credit: 100 });
     let ch = p.client.begin_session(SessionConfig::default()).unwrap();
-    let tx = p.client.attach(ch, sender("tx", "q")).unwrap();
+    let tx = p.client.session(ch).attach(sender("tx", "q")).unwrap();
     p.run();
     p.client
+        .link(tx)
         .send(
-            tx,
             Bytes::from_static(b"1"),
             0,
-            false,
+            Settlement::Unsettled,
             Bytes::from(vec![1u8; 100_000]),
         )
         .unwrap();
@@ -755,8 +801,8 @@ fn dropped_connection_is_noticed_by_the_idle_timer_on_both_sides() {
 fn peer_channel_max_and_handle_max_bound_what_we_allocate() {
     let mut sc = server_config(&[], None);
     sc.channel_max = 1;
+    sc.session_defaults.handle_max = 1;
     let mut p = Pair::opened(client_config(vec![]), sc, ServerMode::Broker { credit: 1 });
-    p.server.session_defaults.handle_max = 1;
     let a = p.client.begin_session(SessionConfig::default()).unwrap();
     let b = p.client.begin_session(SessionConfig::default()).unwrap();
     assert_eq!((a, b), (0, 1));
@@ -765,10 +811,10 @@ fn peer_channel_max_and_handle_max_bound_what_we_allocate() {
         "channel-max 1 allows channels 0 and 1"
     );
     p.run();
-    assert!(p.client.attach(a, sender("h0", "q")).is_ok());
-    assert!(p.client.attach(a, sender("h1", "q")).is_ok());
+    assert!(p.client.session(a).attach(sender("h0", "q")).is_ok());
+    assert!(p.client.session(a).attach(sender("h1", "q")).is_ok());
     assert!(
-        p.client.attach(a, sender("h2", "q")).is_err(),
+        p.client.session(a).attach(sender("h2", "q")).is_err(),
         "the server's handle-max is 1"
     );
     p.run();
@@ -781,14 +827,66 @@ fn peer_channel_max_and_handle_max_bound_what_we_allocate() {
     );
 }
 
+/// 2.7.1: channel-max plus one sessions at most. A peer that declared
+/// channel-max 0 and begins a second session leaves us no channel to
+/// answer on: we close the connection with the condition, not silently.
+#[test]
+fn a_begin_beyond_the_peers_channel_max_is_answered_with_a_close() {
+    let mut sc = server_config(&[], None);
+    sc.channel_max = 0;
+    let mut p = Pair::opened(client_config(vec![]), sc, ServerMode::Passive);
+    let ours = p.client.begin_session(SessionConfig::default()).unwrap();
+    p.run();
+    assert!(p
+        .client
+        .session(ours)
+        .state()
+        .is_some_and(|s| s.is_active()));
+    // The server's engine would not do it; a broken peer does.
+    let begin = Begin {
+        remote_channel: None,
+        next_outgoing_id: 0,
+        incoming_window: 100,
+        outgoing_window: 100,
+        ..Default::default()
+    };
+    let mut wire = Vec::new();
+    encode_amqp_frame(&mut wire, 1, &begin.into(), &[], Form::Compact);
+    let now = p.now;
+    p.client.handle_input(now, &wire);
+    p.run();
+    let failed = p.client_events.iter().find_map(|e| match e {
+        Event::Failed(ConnectionError::Protocol(err)) => Some(err.clone()),
+        _ => None,
+    });
+    let failed = failed.expect("the client failed the connection");
+    assert_eq!(failed.condition, "amqp:resource-limit-exceeded");
+    let close = performatives(&p.client_wire)
+        .into_iter()
+        .find_map(|p| match p {
+            Performative::Close(c) => Some(c),
+            _ => None,
+        })
+        .expect("the client sent a close");
+    assert_eq!(
+        close.error.map(|e| e.condition),
+        Some(failed.condition.clone()),
+        "the close carries the condition"
+    );
+    assert!(p
+        .server_events
+        .iter()
+        .any(|e| matches!(e, Event::Closed(Some(err)) if err.condition == failed.condition)));
+}
+
 #[test]
 fn a_stray_frame_after_the_peer_ended_its_session_is_dropped() {
     // The official Python SDK sends a detach on a channel it has just ended.
     let mut p = broker(5);
     let ch = p.client.begin_session(SessionConfig::default()).unwrap();
-    let tx = p.client.attach(ch, sender("tx", "q")).unwrap();
+    let tx = p.client.session(ch).attach(sender("tx", "q")).unwrap();
     p.run();
-    p.client.end_session(ch, None).unwrap();
+    p.client.session(ch).end(None).unwrap();
     p.run();
     let mut raw = Vec::new();
     eventhubs_proto::codec::frame::encode_amqp_frame(
@@ -836,7 +934,7 @@ fn a_stray_frame_after_the_peer_ended_its_session_is_dropped() {
 fn limited_link(cc: ConnectionConfig, sc: ConnectionConfig, config: LinkConfig) -> (Pair, LinkId) {
     let mut p = Pair::opened(cc, sc, ServerMode::Passive);
     let ch = p.client.begin_session(SessionConfig::default()).unwrap();
-    let tx = p.client.attach(ch, sender("tx", "q")).unwrap();
+    let tx = p.client.session(ch).attach(sender("tx", "q")).unwrap();
     p.run();
     let link = p
         .server_events
@@ -850,8 +948,8 @@ fn limited_link(cc: ConnectionConfig, sc: ConnectionConfig, config: LinkConfig) 
             _ => None,
         })
         .unwrap();
-    p.server.accept_link(link, config).unwrap();
-    p.server.flow(link, 10, false).unwrap();
+    p.server.link(link).answer(config).unwrap();
+    p.server.link(link).flow(10).unwrap();
     p.run();
     (p, tx)
 }
@@ -886,7 +984,13 @@ fn a_message_split_over_frames_is_measured_once_against_max_message_size() {
     );
     let body = Bytes::from(vec![5u8; 4000]);
     p.client
-        .send(tx, Bytes::from_static(b"t"), 0, false, body.clone())
+        .link(tx)
+        .send(
+            Bytes::from_static(b"t"),
+            0,
+            Settlement::Unsettled,
+            body.clone(),
+        )
         .unwrap();
     p.run();
     assert!(!p

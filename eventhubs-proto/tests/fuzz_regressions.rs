@@ -128,7 +128,7 @@ fn one_ms_peer_idle_timeout_does_not_spin() {
         key_name: "k".into(),
         key: "v".into(),
     };
-    let mut client = Client::new(ClientOptions::new("localhost", "eh1", credential));
+    let mut client = Client::new(ClientOptions::new("localhost", "eh1", credential)).unwrap();
     client
         .get_hub_information(now, start + Duration::from_secs(30))
         .unwrap();

@@ -75,7 +75,7 @@ fn our_client_against_proton_broker_sasl_plain() {
         false,
     );
     // A wrong password is refused with sasl-outcome auth.
-    let mut d = Driver::connect(
+    let mut d = Driver::connect_port(
         b.port,
         client_config(SaslMechanism::Plain {
             username: "user".into(),

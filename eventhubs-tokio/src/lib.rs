@@ -42,7 +42,11 @@ impl Runtime for TokioRuntime {
 
     fn connect_tcp(&self, host: String, port: u16) -> BoxFuture<io::Result<Self::Tcp>> {
         Box::pin(async move {
-            let s = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+                .await
+                .map_err(|e| ResolveError::new(&host, e).into_io())?
+                .collect();
+            let s = tokio::net::TcpStream::connect(&addrs[..]).await?;
             s.set_nodelay(true)?;
             Ok(s.compat())
         })

@@ -159,6 +159,6 @@ pub fn check_stream(data: &[u8]) {
     }
 }
 
-pub mod client_input;
-pub mod management_request;
+pub use eventhubs_testkit::client_input;
 pub mod http_response;
+pub mod management_request;

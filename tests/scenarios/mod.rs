@@ -204,13 +204,7 @@ pub async fn runtime_information<R: Runtime>() {
     let p = h.partition_information("0").await.unwrap();
     assert!(p.is_empty);
     let err = h.partition_information("7").await.unwrap_err();
-    assert!(
-        !matches!(
-            err,
-            Error::Client(eventhubs_proto::client::ClientError::Timeout)
-        ),
-        "{err}"
-    );
+    assert!(!matches!(&err, Error::Client(e) if e.is_timeout()), "{err}");
     h.close().await.unwrap();
 }
 
@@ -573,6 +567,220 @@ pub async fn epochs_and_wrong_keys<R: Runtime>() {
     );
 }
 
+/// A TLS listener whose certificate the client does not trust: the
+/// request fails at once (a permanent failure, not retried until the
+/// deadline), with an error that names the certificate problem.
+pub async fn untrusted_certificate_fails_at_once<R: Runtime>() {
+    let (cert, key) = certificate();
+    let e = Emulator::builder().tls(cert, key).start().unwrap();
+    let port = e.tls_addr().unwrap().port();
+    let provider =
+        SasTokenProvider::from_key("RootManageSharedAccessKey", "SAS_KEY_VALUE").unwrap();
+    let h = Hub::<R>::new(
+        "localhost",
+        "eh1",
+        provider,
+        HubOptions {
+            transport: TransportOptions::new(TransportKind::Tls).with_port(port),
+            ..HubOptions::default()
+        },
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let err = within::<R, _>(2, "runtime_information", h.runtime_information())
+        .await
+        .expect_err("the certificate is not trusted");
+    let text = err.to_string();
+    assert!(
+        text.contains("certificate") && text.contains("rejected"),
+        "the error names the certificate problem: {text}"
+    );
+    assert!(
+        !matches!(&err, Error::Client(e) if e.is_timeout()),
+        "{text}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    h.close().await.unwrap();
+}
+
+fn unreachable_hub<R: Runtime>(host: &str, port: u16, timeout: Duration) -> Hub<R> {
+    let provider =
+        SasTokenProvider::from_key("RootManageSharedAccessKey", "SAS_KEY_VALUE").unwrap();
+    Hub::<R>::new(
+        host,
+        "eh1",
+        provider,
+        HubOptions {
+            transport: TransportOptions::new(TransportKind::Plain).with_port(port),
+            operation_timeout: timeout,
+            ..HubOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+/// An unknown host and a port nobody listens on: transient failures, tried
+/// again until the deadline, which reports the last cause.
+pub async fn unknown_hosts_and_refused_ports_fail_by_the_deadline<R: Runtime>() {
+    let timeout = Duration::from_secs(3);
+    let free_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    for (host, port, cause) in [
+        (
+            "nosuchhost.invalid",
+            5672,
+            "DNS lookup of nosuchhost.invalid failed".to_owned(),
+        ),
+        (
+            "127.0.0.1",
+            free_port,
+            format!("TCP connect to 127.0.0.1:{free_port} refused"),
+        ),
+    ] {
+        let h = unreachable_hub::<R>(host, port, timeout);
+        let started = std::time::Instant::now();
+        let err = within::<R, _>(10, "runtime_information", h.runtime_information())
+            .await
+            .expect_err("nothing to reach");
+        let took = started.elapsed();
+        let text = err.to_string();
+        assert!(matches!(&err, Error::Client(e) if e.is_timeout()), "{text}");
+        assert!(
+            text.starts_with("timed out after") && text.contains(&cause),
+            "the time-out names the last cause ({cause}): {text}"
+        );
+        assert!(
+            took >= timeout - Duration::from_millis(100) && took < timeout + Duration::from_secs(2),
+            "failed by the deadline: {took:?}"
+        );
+        h.close().await.unwrap();
+    }
+}
+
+/// A TCP relay to `upstream` that can stop reading what the client sends
+/// (a peer that accepted the connection and then stalls).
+struct StallingRelay {
+    port: u16,
+    stalled: Arc<std::sync::atomic::AtomicBool>,
+    done: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StallingRelay {
+    fn start(upstream: std::net::SocketAddr) -> StallingRelay {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stalled = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicBool::new(false));
+        let (st, dn) = (stalled.clone(), done.clone());
+        std::thread::spawn(move || {
+            listener.set_nonblocking(true).unwrap();
+            while !dn.load(Ordering::Relaxed) {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                client.set_nonblocking(false).unwrap();
+                let server = std::net::TcpStream::connect(upstream).unwrap();
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (st, dn) = (st.clone(), dn.clone());
+                // Client to server, until stalled: then nothing is read.
+                std::thread::spawn(move || {
+                    use std::io::{Read, Write};
+                    let (mut from, mut to) = (client, server);
+                    let mut buf = vec![0; 16 * 1024];
+                    loop {
+                        while st.load(Ordering::Relaxed) && !dn.load(Ordering::Relaxed) {
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                        if dn.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        match from.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                if to.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    let _ = from.shutdown(std::net::Shutdown::Both);
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                });
+                // Server to client, always.
+                std::thread::spawn(move || {
+                    let (mut from, mut to) = (s2, c2);
+                    let _ = std::io::copy(&mut from, &mut to);
+                });
+            }
+        });
+        StallingRelay {
+            port,
+            stalled,
+            done,
+        }
+    }
+
+    fn stall(&self) {
+        self.stalled
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for StallingRelay {
+    fn drop(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The peer accepted the connection and then stopped reading, with sends
+/// filling the socket: `close` still returns by its deadline.
+pub async fn close_returns_by_its_deadline_when_the_peer_stops_reading<R: Runtime>() {
+    let e = Emulator::start(EmulatorConfig::default()).unwrap();
+    let relay = StallingRelay::start(e.addr());
+    let timeout = Duration::from_secs(3);
+    let provider =
+        SasTokenProvider::from_key("RootManageSharedAccessKey", "SAS_KEY_VALUE").unwrap();
+    let h = Hub::<R>::new(
+        "127.0.0.1",
+        "eh1",
+        provider,
+        HubOptions {
+            transport: TransportOptions::new(TransportKind::Plain).with_port(relay.port),
+            partitioned_sender: Some("0".into()),
+            operation_timeout: timeout,
+            ..HubOptions::default()
+        },
+    )
+    .unwrap();
+    // The sender link is attached and has credit before the peer stalls.
+    within::<R, _>(10, "a first send", h.send(Event::new("first")))
+        .await
+        .unwrap();
+    relay.stall();
+    // 64 MiB that cannot be read: the socket buffers fill and writes block.
+    let big: Vec<Event> = (0..1024)
+        .map(|_| Event::new(vec![b'x'; 64 * 1024]))
+        .collect();
+    let send = h.send_batch(big);
+    let close = async {
+        R::default().sleep(Duration::from_millis(300)).await;
+        let started = std::time::Instant::now();
+        within::<R, _>(10, "close", h.close()).await.unwrap();
+        started.elapsed()
+    };
+    let (sent, took) = futures_util::future::join(send, close).await;
+    assert!(sent.is_err(), "the send cannot have completed");
+    assert!(
+        took < timeout + Duration::from_secs(2),
+        "close returned by its deadline: {took:?}"
+    );
+    drop(relay);
+}
+
 /// Instantiates every scenario as a `#[test]` for one runtime:
 /// `scenario_tests!(MyRuntime, |f| block_on(f));`
 #[macro_export]
@@ -581,7 +789,10 @@ macro_rules! scenario_tests {
         scenario_tests!(@each $rt, $block_on;
             send_and_receive_options, runtime_information, tls_transport, websocket_transport,
             reconnects_without_loss_or_duplicates, server_busy_is_retried, listener_handle,
-            checkpoints_resume_after_restart, epochs_and_wrong_keys);
+            checkpoints_resume_after_restart, epochs_and_wrong_keys,
+            untrusted_certificate_fails_at_once,
+            unknown_hosts_and_refused_ports_fail_by_the_deadline,
+            close_returns_by_its_deadline_when_the_peer_stops_reading);
     };
     (@each $rt:ty, $block_on:expr; $($name:ident),*) => {
         $(

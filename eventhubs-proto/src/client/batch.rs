@@ -1,6 +1,7 @@
 //! Event batches (message format 0x80013700) with exact size accounting,
-//! and the seed's `BatchIterator`: a long list of events split into
-//! batches that fit a link, grouped by partition key (PROTOCOL.md 4.2).
+//! and azure-event-hubs-go's `BatchIterator`: a long list of events split into
+//! batches that fit a link, grouped by partition key (message format
+//! 0x80013700, one data section per event).
 
 use bytes::Bytes;
 
@@ -126,7 +127,7 @@ impl EventBatch {
 
 /// Splits `events` into batches of at most `max_size` bytes. Events are
 /// grouped by partition key, keys in order of first appearance, and keep
-/// their order within a key (the seed's `BatchIterator`).
+/// their order within a key (azure-event-hubs-go's `BatchIterator`).
 pub fn split_into_batches(
     events: &[EventData],
     max_size: usize,

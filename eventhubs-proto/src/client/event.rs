@@ -1,5 +1,5 @@
 //! Events as the user sees them, and their mapping to AMQP messages
-//! (PROTOCOL.md 4.2, 4.3 and 5.5).
+//! (the `x-opt-*` annotations the service stamps).
 
 use bytes::Bytes;
 use bytestring::ByteString;
@@ -21,12 +21,12 @@ pub const ENQUEUED_TIME_ANNOTATION: &str = "x-opt-enqueued-time";
 /// Message annotation carrying the publisher name.
 pub const PUBLISHER_ANNOTATION: &str = "x-opt-publisher";
 
-/// An event to publish: the seed's `Event` before it is sent.
+/// An event to publish: azure-event-hubs-go's `Event` before it is sent.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct EventData {
     /// The payload, sent as one data section.
     pub body: Bytes,
-    /// `properties.message-id` (the seed's `ID`).
+    /// `properties.message-id` (azure-event-hubs-go's `ID`).
     pub message_id: Option<MessageId>,
     /// Routes the event to the partition the key hashes to; events with
     /// the same key keep their order.
@@ -35,7 +35,7 @@ pub struct EventData {
     pub content_type: Option<String>,
     /// `properties.correlation-id`.
     pub correlation_id: Option<MessageId>,
-    /// Application properties (the seed's `Properties`): string keys and
+    /// Application properties (azure-event-hubs-go's `Properties`): string keys and
     /// any simple AMQP value.
     pub properties: ApplicationProperties,
 }
@@ -49,12 +49,12 @@ impl EventData {
         }
     }
 
-    /// Sets an application property (the seed's `Event.Set`).
+    /// Sets an application property (azure-event-hubs-go's `Event.Set`).
     pub fn set(&mut self, key: impl Into<ByteString>, value: impl Into<Value>) {
         self.properties.insert(key.into(), value.into());
     }
 
-    /// An application property (the seed's `Event.Get`).
+    /// An application property (azure-event-hubs-go's `Event.Get`).
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.properties.get(key)
     }
@@ -99,7 +99,7 @@ pub(crate) fn partition_key_annotations(key: &str) -> Annotations {
     .collect()
 }
 
-/// What the service stamps on an event (PROTOCOL.md 5.5).
+/// What the service stamps on an event: its `x-opt-*` message annotations.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SystemProperties {
     /// Position in the partition, increasing by one per event.
@@ -118,7 +118,7 @@ pub struct SystemProperties {
 }
 
 /// The last-enqueued event of a partition as of a delivery, when the
-/// receiver asked for it (PROTOCOL.md 5.6).
+/// receiver asked for it (delivery annotations `last_enqueued_*`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LastEnqueuedEventProperties {
     /// Sequence number of the last event in the partition.
@@ -174,45 +174,58 @@ fn timestamp_of(v: &Value) -> Option<Timestamp> {
     }
 }
 
+/// The system properties of a received message (its message annotations).
+fn system_properties(ann: Option<&Annotations>) -> Result<SystemProperties, EventError> {
+    let sequence_number = annotation(ann, SEQUENCE_NUMBER_ANNOTATION)
+        .and_then(Value::as_i64)
+        .ok_or(EventError::MissingAnnotation(SEQUENCE_NUMBER_ANNOTATION))?;
+    let offset = annotation(ann, OFFSET_ANNOTATION)
+        .and_then(string_of)
+        .ok_or(EventError::MissingAnnotation(OFFSET_ANNOTATION))?;
+    let known = [
+        SEQUENCE_NUMBER_ANNOTATION,
+        OFFSET_ANNOTATION,
+        ENQUEUED_TIME_ANNOTATION,
+        PARTITION_KEY_ANNOTATION,
+        PUBLISHER_ANNOTATION,
+    ];
+    let annotations: Annotations = ann
+        .iter()
+        .flat_map(|a| a.iter())
+        .filter(|(k, _)| !known.iter().any(|n| **k == **n))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Ok(SystemProperties {
+        sequence_number,
+        offset,
+        enqueued_time: annotation(ann, ENQUEUED_TIME_ANNOTATION)
+            .and_then(timestamp_of)
+            .unwrap_or_default(),
+        partition_key: annotation(ann, PARTITION_KEY_ANNOTATION).and_then(string_of),
+        publisher: annotation(ann, PUBLISHER_ANNOTATION).and_then(string_of),
+        annotations,
+    })
+}
+
+/// The last-enqueued figures of a delivery's annotations, when there are
+/// any.
+fn last_enqueued(d: Option<&Annotations>) -> Option<LastEnqueuedEventProperties> {
+    let d = d?;
+    let get = |k: &str| annotation(Some(d), k);
+    let l = LastEnqueuedEventProperties {
+        sequence_number: get("last_enqueued_sequence_number").and_then(Value::as_i64),
+        offset: get("last_enqueued_offset").and_then(string_of),
+        enqueued_time: get("last_enqueued_time_utc").and_then(timestamp_of),
+        retrieval_time: get("runtime_info_retrieval_time_utc").and_then(timestamp_of),
+    };
+    (l != LastEnqueuedEventProperties::default()).then_some(l)
+}
+
 impl ReceivedEvent {
     /// Maps a received message to an event of `partition_id`.
     pub fn from_message(partition_id: &str, m: Message) -> Result<Self, EventError> {
-        let ann = m.message_annotations.as_ref();
-        let sequence_number = annotation(ann, SEQUENCE_NUMBER_ANNOTATION)
-            .and_then(Value::as_i64)
-            .ok_or(EventError::MissingAnnotation(SEQUENCE_NUMBER_ANNOTATION))?;
-        let offset = annotation(ann, OFFSET_ANNOTATION)
-            .and_then(string_of)
-            .ok_or(EventError::MissingAnnotation(OFFSET_ANNOTATION))?;
-        let enqueued_time = annotation(ann, ENQUEUED_TIME_ANNOTATION)
-            .and_then(timestamp_of)
-            .unwrap_or_default();
-        let partition_key = annotation(ann, PARTITION_KEY_ANNOTATION).and_then(string_of);
-        let publisher = annotation(ann, PUBLISHER_ANNOTATION).and_then(string_of);
-        let known = [
-            SEQUENCE_NUMBER_ANNOTATION,
-            OFFSET_ANNOTATION,
-            ENQUEUED_TIME_ANNOTATION,
-            PARTITION_KEY_ANNOTATION,
-            PUBLISHER_ANNOTATION,
-        ];
-        let annotations: Annotations = m
-            .message_annotations
-            .iter()
-            .flat_map(|a| a.iter())
-            .filter(|(k, _)| !known.iter().any(|n| **k == **n))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let last_enqueued = m.delivery_annotations.as_ref().and_then(|d| {
-            let get = |k: &str| annotation(Some(d), k);
-            let l = LastEnqueuedEventProperties {
-                sequence_number: get("last_enqueued_sequence_number").and_then(Value::as_i64),
-                offset: get("last_enqueued_offset").and_then(string_of),
-                enqueued_time: get("last_enqueued_time_utc").and_then(timestamp_of),
-                retrieval_time: get("runtime_info_retrieval_time_utc").and_then(timestamp_of),
-            };
-            (l != LastEnqueuedEventProperties::default()).then_some(l)
-        });
+        let system = system_properties(m.message_annotations.as_ref())?;
+        let last_enqueued = last_enqueued(m.delivery_annotations.as_ref());
         let (body, body_value) = match m.body {
             Body::Data(mut d) if d.len() == 1 => (d.pop().unwrap_or_default(), None),
             Body::Data(d) => (d.concat().into(), None),
@@ -229,20 +242,13 @@ impl ReceivedEvent {
             data: EventData {
                 body,
                 message_id: props.message_id,
-                partition_key: partition_key.clone(),
+                partition_key: system.partition_key.clone(),
                 content_type: props.content_type.map(|c| c.as_str().to_owned()),
                 correlation_id: props.correlation_id,
                 properties: m.application_properties.unwrap_or_default(),
             },
             body_value,
-            system: SystemProperties {
-                sequence_number,
-                offset,
-                enqueued_time,
-                partition_key,
-                publisher,
-                annotations,
-            },
+            system,
             last_enqueued,
         })
     }

@@ -1,5 +1,7 @@
 //! Request/response messages of the `$cbs` and `$management` nodes
-//! (PROTOCOL.md sections 2 and 3): building requests, reading responses.
+//! (the AMQP claims-based security draft's `put-token`, and the service's
+//! management `READ` of `com.microsoft:eventhub` and
+//! `com.microsoft:partition`): building requests, reading responses.
 
 use bytestring::ByteString;
 
@@ -29,6 +31,12 @@ impl RpcStatus {
     /// True for 2xx.
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.code)
+    }
+
+    /// The failed status as an error, with the condition its code implies
+    /// when the service gave none.
+    pub fn into_error(self) -> super::ClientError {
+        super::ClientError::status(self.code, self.description, self.condition)
     }
 }
 
@@ -144,7 +152,7 @@ pub fn response_status(m: &Message) -> Option<RpcStatus> {
     })
 }
 
-/// Hub runtime information (the seed's `HubRuntimeInformation`).
+/// Hub runtime information (azure-event-hubs-go's `HubRuntimeInformation`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HubRuntimeInformation {
     /// The hub name.
@@ -159,7 +167,7 @@ pub struct HubRuntimeInformation {
     pub georeplication_factor: i64,
 }
 
-/// Partition runtime information (the seed's
+/// Partition runtime information (azure-event-hubs-go's
 /// `HubPartitionRuntimeInformation`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PartitionRuntimeInformation {

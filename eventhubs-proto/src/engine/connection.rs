@@ -1,26 +1,28 @@
-//! The connection layer (2.4) with its SASL prelude (5.3): protocol header
-//! exchange, SASL as client or server, open/close negotiation, max-frame-size
-//! enforcement, heartbeats and idle time-out.
+//! The connection layer (2.4): protocol header exchange, open/close
+//! negotiation, max-frame-size enforcement, heartbeats and idle time-out.
 //!
-//! Sessions and links (in `session.rs`) are reached through this type's
-//! commands and reported through its [`Event`]s.
+//! Its SASL prelude (5.3) is in `sasl.rs`; sessions and links (in
+//! `session.rs`) are reached through the borrowed handles of `handle.rs`
+//! and reported through this type's [`Event`]s.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 
-use super::error::{condition, ConnectionError, SendError};
-use super::session::{Fault, LinkConfig, LinkId, Session, SessionConfig};
+use super::endpoint::{EndpointState, Half};
+use super::error::{condition, ConnectionError, UsageError};
+use super::handle::{LinkMut, SessionMut};
+use super::session::{Fault, LinkId, Session, SessionConfig};
 use crate::codec::frame::{
     self, split_frame, Frame, ProtocolHeader, ProtocolId, MIN_MAX_FRAME_SIZE,
 };
 use crate::codec::messaging::DeliveryState;
+use crate::codec::performatives::End;
 use crate::codec::performatives::{AmqpError, Attach, Close, Fields, Open, Performative};
-use crate::codec::performatives::{End, Role};
-use crate::codec::sasl::{SaslCode, SaslFrame, SaslInit, SaslMechanisms, SaslOutcome};
+use crate::codec::sasl::{SaslFrame, SaslMechanisms};
 use crate::codec::{Form, Symbol};
 
 /// Which end of the connection this engine plays.
@@ -74,7 +76,7 @@ impl SaslMechanism {
         })
     }
 
-    fn initial_response(&self) -> Option<Bytes> {
+    pub(super) fn initial_response(&self) -> Option<Bytes> {
         match self {
             SaslMechanism::Plain { username, password } => {
                 let mut r = Vec::with_capacity(2 + username.len() + password.len());
@@ -154,6 +156,8 @@ pub struct ConnectionConfig {
     pub sasl: SaslConfig,
     /// How performatives are laid out.
     pub form: Form,
+    /// Settings of the sessions the peer begins.
+    pub session_defaults: SessionConfig,
 }
 
 impl ConnectionConfig {
@@ -172,6 +176,7 @@ impl ConnectionConfig {
             desired_capabilities: Vec::new(),
             sasl: SaslConfig::None,
             form: Form::Compact,
+            session_defaults: SessionConfig::default(),
         }
     }
 }
@@ -213,7 +218,8 @@ pub enum Event {
         error: AmqpError,
     },
     /// The peer's attach arrived. When `peer_initiated`, the caller MUST
-    /// answer with [`Connection::accept_link`] or [`Connection::refuse_link`].
+    /// answer with [`LinkMut::answer`](super::LinkMut::answer) or
+    /// [`LinkMut::refuse`](super::LinkMut::refuse).
     LinkAttached {
         /// The link.
         link: LinkId,
@@ -303,7 +309,7 @@ pub enum Event {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Expect {
+pub(super) enum Expect {
     Header(ProtocolId),
     SaslFrame,
     AmqpFrame,
@@ -331,33 +337,31 @@ pub(crate) enum Out {
 /// [`handle_timeout`](Self::handle_timeout). Repeat after every input,
 /// command and timeout. Time is always passed in; the engine reads no clock.
 pub struct Connection {
-    config: ConnectionConfig,
-    expect: Expect,
+    pub(super) config: ConnectionConfig,
+    pub(super) expect: Expect,
     inbuf: BytesMut,
     /// Frames of the SASL phase, sent before anything in `out`.
-    out_sasl: VecDeque<Out>,
+    pub(super) out_sasl: VecDeque<Out>,
     /// The AMQP header and everything after it; held back until SASL ends.
-    out: VecDeque<Out>,
-    sasl_done: bool,
-    chosen: Option<SaslMechanism>,
-    events: VecDeque<Event>,
-    local_open: bool,
+    pub(super) out: VecDeque<Out>,
+    pub(super) sasl_done: bool,
+    pub(super) chosen: Option<SaslMechanism>,
+    pub(super) events: VecDeque<Event>,
+    /// Our open and close, and the peer's.
+    state: EndpointState,
+    /// The peer's open, once received.
     remote_open: Option<Box<Open>>,
-    local_closed: bool,
-    remote_closed: bool,
     /// Largest frame the peer accepts (512 until its open arrives).
     peer_max_frame_size: u32,
     last_received: Instant,
     last_sent: Instant,
-    failed: bool,
-    sessions: Vec<Option<Session>>,
-    remote_channels: HashMap<u16, u16>,
+    pub(super) failed: bool,
+    pub(super) sessions: Vec<Option<Session>>,
+    remote_channels: BTreeMap<u16, u16>,
     /// Peer channels whose session the peer ended: stray frames on them
     /// are dropped, not fatal (the official Python SDK sends a detach after
     /// its end).
-    ended_remote_channels: std::collections::HashSet<u16>,
-    /// Settings for sessions the peer begins.
-    pub session_defaults: SessionConfig,
+    ended_remote_channels: BTreeSet<u16>,
 }
 
 impl fmt::Debug for Connection {
@@ -365,10 +369,7 @@ impl fmt::Debug for Connection {
         f.debug_struct("Connection")
             .field("side", &self.config.side)
             .field("expect", &self.expect)
-            .field("local_open", &self.local_open)
-            .field("remote_open", &self.remote_open.is_some())
-            .field("local_closed", &self.local_closed)
-            .field("remote_closed", &self.remote_closed)
+            .field("state", &self.state)
             .finish_non_exhaustive()
     }
 }
@@ -392,18 +393,15 @@ impl Connection {
             sasl_done: !uses_sasl,
             chosen: None,
             events: VecDeque::new(),
-            local_open: false,
+            state: EndpointState::default(),
             remote_open: None,
-            local_closed: false,
-            remote_closed: false,
             peer_max_frame_size: MIN_MAX_FRAME_SIZE,
             last_received: now,
             last_sent: now,
             failed: false,
             sessions: Vec::new(),
-            remote_channels: HashMap::new(),
-            ended_remote_channels: std::collections::HashSet::new(),
-            session_defaults: SessionConfig::default(),
+            remote_channels: BTreeMap::new(),
+            ended_remote_channels: BTreeSet::new(),
             config,
         };
         if c.config.side == Side::Client {
@@ -431,18 +429,23 @@ impl Connection {
         self.peer_max_frame_size
     }
 
+    /// Our open and close, and the peer's.
+    pub fn state(&self) -> EndpointState {
+        self.state
+    }
+
     /// True once both ends have closed, or the connection failed.
     pub fn is_closed(&self) -> bool {
-        self.failed || (self.local_closed && self.remote_closed)
+        self.failed || self.state.is_closed()
     }
 
     /// Sends our open. May be called before the peer's open (pipelining)
     /// and, on a client, before SASL has finished.
-    pub fn open(&mut self) -> Result<(), ConnectionError> {
-        if self.local_open {
-            return Err(ConnectionError::Usage("open() called twice"));
+    pub fn open(&mut self) -> Result<(), UsageError> {
+        if self.state.local_opened() {
+            return Err(UsageError::AlreadyOpen);
         }
-        self.local_open = true;
+        self.state.local = Half::Active;
         let c = &self.config;
         let open = Open {
             container_id: c.container_id.as_str().into(),
@@ -464,7 +467,7 @@ impl Connection {
         });
         // Sessions the peer began before our open are answered now.
         for s in self.sessions.iter_mut().flatten() {
-            if s.remote_begun && !s.local_begun {
+            if s.state.remote_opened() && !s.state.local_opened() {
                 self.out.push_back(s.begin_frame());
             }
         }
@@ -472,48 +475,38 @@ impl Connection {
     }
 
     /// Sends our close, with an error if there is one.
-    pub fn close(&mut self, error: Option<AmqpError>) -> Result<(), ConnectionError> {
-        if self.local_closed {
-            return Err(ConnectionError::Usage("close() called twice"));
+    pub fn close(&mut self, error: Option<AmqpError>) -> Result<(), UsageError> {
+        if self.state.local == Half::Closed {
+            return Err(UsageError::AlreadyClosed);
         }
-        if !self.local_open {
+        if !self.state.local_opened() {
             // 2.4.1: a close must follow an open.
             self.open()?;
         }
-        self.local_closed = true;
+        self.queue_close(error);
+        Ok(())
+    }
+
+    /// Queues our close (once) and marks our half closed.
+    fn queue_close(&mut self, error: Option<AmqpError>) {
+        if self.state.local == Half::Closed {
+            return;
+        }
+        self.state.local = Half::Closed;
         self.out.push_back(Out::Amqp {
             channel: 0,
             performative: Close { error }.into(),
             payload: Bytes::new(),
         });
-        Ok(())
     }
 
-    /// Queues a frame on `channel` for the session layer. The payload is
-    /// sent as given; callers split transfers to the peer's max-frame-size.
-    pub fn send_frame(
-        &mut self,
-        channel: u16,
-        performative: Performative,
-        payload: Bytes,
-    ) -> Result<(), ConnectionError> {
-        if !self.local_open || self.local_closed || self.failed {
-            return Err(ConnectionError::Usage("connection is not open for sending"));
-        }
-        self.out.push_back(Out::Amqp {
-            channel,
-            performative,
-            payload,
-        });
-        Ok(())
-    }
-
-    /// Takes received bytes. All of `data` is consumed; complete frames are
-    /// processed at once and a partial frame is kept (never more than our
-    /// max-frame-size of it).
-    pub fn handle_input(&mut self, now: Instant, data: &[u8]) -> usize {
+    /// Takes received bytes. All of `data` is consumed (the caller keeps
+    /// nothing): complete frames are processed at once and a partial frame
+    /// is kept (never more than our max-frame-size of it). After a failure
+    /// or the peer's close, bytes are dropped.
+    pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
         if self.failed || self.expect == Expect::Nothing {
-            return data.len();
+            return;
         }
         if !data.is_empty() {
             self.last_received = now;
@@ -526,7 +519,6 @@ impl Connection {
                 Err(e) => self.fail(e),
             }
         }
-        data.len()
     }
 
     /// Processes one unit of input; false when more bytes are needed.
@@ -638,121 +630,13 @@ impl Connection {
         }
     }
 
-    fn on_sasl(&mut self, s: SaslFrame) -> Result<(), ConnectionError> {
-        match (self.config.side, s) {
-            (Side::Client, SaslFrame::Mechanisms(m)) => {
-                let SaslConfig::Client(ours) = &self.config.sasl else {
-                    unreachable!("client SASL config")
-                };
-                let offered = &m.sasl_server_mechanisms;
-                let Some(mech) = ours.iter().find(|o| offered.contains(&o.name())).cloned() else {
-                    return Err(ConnectionError::NoSaslMechanism(
-                        offered.iter().map(|s| s.to_string()).collect(),
-                    ));
-                };
-                let init = SaslInit {
-                    mechanism: mech.name(),
-                    initial_response: mech.initial_response(),
-                    hostname: self.config.hostname.as_deref().map(ByteString::from),
-                };
-                self.chosen = Some(mech);
-                self.out_sasl.push_back(Out::Sasl(SaslFrame::Init(init)));
-                Ok(())
-            }
-            (Side::Client, SaslFrame::Challenge(_)) => {
-                // None of our mechanisms has a challenge step.
-                Err(ConnectionError::SaslFailed(SaslCode::Auth))
-            }
-            (Side::Client, SaslFrame::Outcome(o)) => {
-                if o.code != SaslCode::Ok {
-                    return Err(ConnectionError::SaslFailed(o.code));
-                }
-                let mechanism = self
-                    .chosen
-                    .as_ref()
-                    .map(SaslMechanism::name)
-                    .unwrap_or_default();
-                self.events.push_back(Event::Authenticated {
-                    mechanism,
-                    user: None,
-                });
-                self.sasl_done = true;
-                self.expect = Expect::Header(ProtocolId::Amqp);
-                self.out.push_front(Out::Header(ProtocolHeader::AMQP));
-                Ok(())
-            }
-            (Side::Server, SaslFrame::Init(init)) => {
-                let (code, user) = self.check_init(&init);
-                self.out_sasl
-                    .push_back(Out::Sasl(SaslFrame::Outcome(SaslOutcome {
-                        code,
-                        additional_data: None,
-                    })));
-                if code != SaslCode::Ok {
-                    self.expect = Expect::Nothing;
-                    self.failed = true;
-                    self.events
-                        .push_back(Event::Failed(ConnectionError::SaslFailed(code)));
-                    return Ok(());
-                }
-                self.events.push_back(Event::Authenticated {
-                    mechanism: init.mechanism,
-                    user,
-                });
-                self.sasl_done = true;
-                self.expect = Expect::Header(ProtocolId::Amqp);
-                Ok(())
-            }
-            (_, other) => Err(ConnectionError::Decode(crate::codec::DecodeError {
-                offset: 0,
-                kind: crate::codec::DecodeErrorKind::UnexpectedDescriptor {
-                    expected: "SASL frame for this side",
-                    found: format!("{other:?}").chars().take(40).collect(),
-                },
-            })),
-        }
-    }
-
-    fn check_init(&mut self, init: &SaslInit) -> (SaslCode, Option<String>) {
-        let SaslConfig::Server {
-            mechanisms,
-            plain_check,
-        } = &mut self.config.sasl
-        else {
-            return (SaslCode::SysPerm, None);
-        };
-        if !mechanisms.contains(&init.mechanism) {
-            return (SaslCode::Auth, None);
-        }
-        match init.mechanism.as_str() {
-            "PLAIN" => {
-                let resp = init.initial_response.as_deref().unwrap_or_default();
-                let mut parts = resp.split(|&b| b == 0);
-                let (_authz, user, pass) = (parts.next(), parts.next(), parts.next());
-                let (Some(user), Some(pass), None) = (user, pass, parts.next()) else {
-                    return (SaslCode::Auth, None);
-                };
-                let (Ok(user), Ok(pass)) = (std::str::from_utf8(user), std::str::from_utf8(pass))
-                else {
-                    return (SaslCode::Auth, None);
-                };
-                if plain_check.as_mut().is_some_and(|check| check(user, pass)) {
-                    (SaslCode::Ok, Some(user.to_string()))
-                } else {
-                    (SaslCode::Auth, None)
-                }
-            }
-            _ => (SaslCode::Ok, None),
-        }
-    }
-
     fn on_amqp(
         &mut self,
         channel: u16,
         p: Performative,
         payload: Bytes,
     ) -> Result<(), ConnectionError> {
-        if self.remote_closed {
+        if self.state.remote == Half::Closed {
             return Err(protocol(condition::ILLEGAL_STATE, "frame after close"));
         }
         match p {
@@ -773,6 +657,7 @@ impl Connection {
                     ));
                 }
                 self.peer_max_frame_size = open.max_frame_size;
+                self.state.remote = Half::Active;
                 self.remote_open = Some(Box::new(open.clone()));
                 self.events.push_back(Event::Opened(Box::new(open)));
                 Ok(())
@@ -781,16 +666,9 @@ impl Connection {
                 Err(protocol(condition::ILLEGAL_STATE, "frame before open"))
             }
             Performative::Close(close) => {
-                self.remote_closed = true;
+                self.state.remote = Half::Closed;
                 self.expect = Expect::Nothing;
-                if !self.local_closed {
-                    self.local_closed = true;
-                    self.out.push_back(Out::Amqp {
-                        channel: 0,
-                        performative: Close { error: None }.into(),
-                        payload: Bytes::new(),
-                    });
-                }
+                self.queue_close(None);
                 self.events.push_back(Event::Closed(close.error));
                 Ok(())
             }
@@ -810,19 +688,11 @@ impl Connection {
     /// layer is up, and reports it.
     fn fail(&mut self, e: ConnectionError) {
         if let ConnectionError::Protocol(err) = &e {
-            if !self.local_closed {
-                if !self.local_open {
+            if self.state.local != Half::Closed {
+                if !self.state.local_opened() {
                     let _ = self.open();
                 }
-                self.local_closed = true;
-                self.out.push_back(Out::Amqp {
-                    channel: 0,
-                    performative: Close {
-                        error: Some(err.clone()),
-                    }
-                    .into(),
-                    payload: Bytes::new(),
-                });
+                self.queue_close(Some(err.clone()));
             }
         }
         self.failed = true;
@@ -858,7 +728,7 @@ impl Connection {
         if self.sasl_done && !self.failed {
             let max = self.peer_max_frame_size;
             for s in self.sessions.iter_mut().flatten() {
-                if s.has_queued() && !s.local_ended {
+                if s.has_queued() && s.state.local != Half::Closed {
                     s.pump(max, form, &mut self.out);
                 }
             }
@@ -895,7 +765,7 @@ impl Connection {
     /// zero interval keeps the heartbeat due at once after every send).
     fn heartbeat_interval(&self) -> Option<Duration> {
         let ms = self.remote_open.as_ref()?.idle_time_out?;
-        (ms > 0 && self.local_open && !self.local_closed)
+        (ms > 0 && self.state.local == Half::Active)
             .then(|| Duration::from_millis(u64::from(ms)) / 2)
     }
 
@@ -910,14 +780,7 @@ impl Connection {
                     condition::RESOURCE_LIMIT_EXCEEDED,
                     "local-idle-timeout expired",
                 );
-                if !self.local_closed {
-                    self.local_closed = true;
-                    self.out.push_back(Out::Amqp {
-                        channel: 0,
-                        performative: Close { error: Some(err) }.into(),
-                        payload: Bytes::new(),
-                    });
-                }
+                self.queue_close(Some(err));
                 self.failed = true;
                 self.expect = Expect::Nothing;
                 self.events
@@ -934,21 +797,23 @@ impl Connection {
 }
 
 impl Connection {
-    fn session_mut(&mut self, channel: u16) -> Result<&mut Session, ConnectionError> {
+    pub(super) fn session_mut(&mut self, channel: u16) -> Result<&mut Session, UsageError> {
         self.sessions
             .get_mut(channel as usize)
             .and_then(Option::as_mut)
-            .ok_or(ConnectionError::Usage("no such session"))
+            .ok_or(UsageError::UnknownSession)
     }
 
-    fn check_open(&self) -> Result<(), ConnectionError> {
-        if !self.local_open || self.local_closed || self.failed {
-            return Err(ConnectionError::Usage("connection is not open for sending"));
+    pub(super) fn check_open(&self) -> Result<(), UsageError> {
+        if self.state.local != Half::Active || self.failed {
+            return Err(UsageError::NotOpen);
         }
         Ok(())
     }
 
-    fn alloc_channel(&mut self) -> Result<u16, ConnectionError> {
+    /// The lowest free local channel within the peer's channel-max (2.7.1:
+    /// channel-max plus one sessions at most); `None` when all are used.
+    fn alloc_channel(&mut self) -> Option<u16> {
         let max = self
             .remote_open
             .as_ref()
@@ -961,45 +826,55 @@ impl Connection {
             .position(Option::is_none)
             .unwrap_or(self.sessions.len());
         if i > max as usize {
-            return Err(ConnectionError::Usage("all channels are in use"));
+            return None;
         }
         if i == self.sessions.len() {
             self.sessions.push(None);
         }
-        Ok(i as u16)
+        Some(i as u16)
     }
 
     /// Begins a session; returns its local channel.
-    pub fn begin_session(&mut self, config: SessionConfig) -> Result<u16, ConnectionError> {
+    pub fn begin_session(&mut self, config: SessionConfig) -> Result<u16, UsageError> {
         self.check_open()?;
-        let channel = self.alloc_channel()?;
+        let channel = self.alloc_channel().ok_or(UsageError::NoFreeChannel)?;
         let mut s = Session::new(channel, config);
         self.out.push_back(s.begin_frame());
         self.sessions[channel as usize] = Some(s);
         Ok(channel)
     }
 
-    /// Ends a session, with an error if there is one.
-    pub fn end_session(
-        &mut self,
-        channel: u16,
-        error: Option<AmqpError>,
-    ) -> Result<(), ConnectionError> {
-        self.check_open()?;
-        let s = self.session_mut(channel)?;
-        if s.local_ended {
-            return Err(ConnectionError::Usage("session already ended"));
+    /// The session on local `channel`, to command.
+    pub fn session(&mut self, channel: u16) -> SessionMut<'_> {
+        SessionMut {
+            conn: self,
+            channel,
         }
-        let f = s.end_frame(error);
-        let done = s.is_done();
-        self.out.push_back(f);
-        if done {
-            self.free_session(channel);
-        }
-        Ok(())
     }
 
-    fn free_session(&mut self, channel: u16) {
+    /// The link `id`, to command.
+    pub fn link(&mut self, id: LinkId) -> LinkMut<'_> {
+        LinkMut { conn: self, id }
+    }
+
+    /// The state of link `id`, while the engine knows it.
+    pub fn link_state(&self, id: LinkId) -> Option<EndpointState> {
+        self.link_ref(id).map(|l| l.state)
+    }
+
+    /// Credit available on sending link `id` (0 for an unknown link).
+    pub fn credit(&self, id: LinkId) -> u32 {
+        self.link_ref(id).map_or(0, |l| l.credit())
+    }
+
+    fn link_ref(&self, id: LinkId) -> Option<&super::session::Link> {
+        self.sessions
+            .get(id.channel as usize)
+            .and_then(Option::as_ref)
+            .and_then(|s| s.link(id.handle))
+    }
+
+    pub(super) fn free_session(&mut self, channel: u16) {
         if let Some(s) = self
             .sessions
             .get_mut(channel as usize)
@@ -1011,157 +886,17 @@ impl Connection {
         }
     }
 
-    /// Attaches a link on session `channel`.
-    pub fn attach(&mut self, channel: u16, config: LinkConfig) -> Result<LinkId, ConnectionError> {
-        self.check_open()?;
-        let form = self.config.form;
-        let Some(s) = self
-            .sessions
-            .get_mut(channel as usize)
-            .and_then(Option::as_mut)
-        else {
-            return Err(ConnectionError::Usage("no such session"));
-        };
-        if s.local_ended {
-            return Err(ConnectionError::Usage("session already ended"));
-        }
-        let handle = s
-            .attach(config, form, &mut self.out)
-            .ok_or(ConnectionError::Usage("no free link handle"))?;
-        Ok(LinkId { channel, handle })
-    }
-
-    /// Answers a peer-initiated attach with our own (our role is the
-    /// opposite of the peer's; `config.role` is ignored).
-    pub fn accept_link(
-        &mut self,
-        link: LinkId,
-        mut config: LinkConfig,
-    ) -> Result<(), ConnectionError> {
-        self.check_open()?;
-        let form = self.config.form;
-        let s = self.session_mut(link.channel)?;
-        let l = s
-            .link(link.handle)
-            .ok_or(ConnectionError::Usage("no such link"))?;
-        config.role = l.role();
-        config.name = l.name().to_string();
-        let mut out = VecDeque::new();
-        s.send_attach(link.handle, config, form, &mut out);
+    pub(super) fn queue(&mut self, out: impl IntoIterator<Item = Out>) {
         self.out.extend(out);
-        Ok(())
     }
 
-    /// Refuses a peer-initiated attach: an attach without terminus, then a
-    /// detach carrying `error` (2.6.3).
-    pub fn refuse_link(&mut self, link: LinkId, error: AmqpError) -> Result<(), ConnectionError> {
-        self.accept_link(link, LinkConfig::default())?;
-        self.detach(link, true, Some(error))
+    pub(super) fn form(&self) -> Form {
+        self.config.form
     }
 
-    /// Detaches (or, with `closed`, closes) a link.
-    pub fn detach(
-        &mut self,
-        link: LinkId,
-        closed: bool,
-        error: Option<AmqpError>,
-    ) -> Result<(), ConnectionError> {
-        self.check_open()?;
-        let s = self.session_mut(link.channel)?;
-        let mut out = VecDeque::new();
-        if !s.detach(link.handle, closed, error, &mut out) {
-            return Err(ConnectionError::Usage("no such attached link"));
-        }
-        self.out.extend(out);
-        Ok(())
-    }
-
-    /// Sets the credit of a receiving link (absolute), optionally draining.
-    pub fn flow(&mut self, link: LinkId, credit: u32, drain: bool) -> Result<(), ConnectionError> {
-        self.check_open()?;
-        let s = self.session_mut(link.channel)?;
-        let mut out = VecDeque::new();
-        if !s.flow(link.handle, credit, drain, &mut out) {
-            return Err(ConnectionError::Usage("no such receiving link"));
-        }
-        self.out.extend(out);
-        Ok(())
-    }
-
-    /// Credit available on a sending link.
-    pub fn credit(&self, link: LinkId) -> u32 {
-        self.sessions
-            .get(link.channel as usize)
-            .and_then(Option::as_ref)
-            .and_then(|s| s.link(link.handle))
-            .map_or(0, |l| l.credit())
-    }
-
-    /// Sends an encoded message on a sending link; uses one credit and
-    /// returns the delivery id. Frames are split to the peer's
-    /// max-frame-size and go out as the session window allows.
-    pub fn send(
-        &mut self,
-        link: LinkId,
-        delivery_tag: Bytes,
-        message_format: u32,
-        settled: bool,
-        payload: Bytes,
-    ) -> Result<u32, SendError> {
-        self.check_open().map_err(|_| SendError::NotAttached)?;
-        let s = self
-            .session_mut(link.channel)
-            .map_err(|_| SendError::UnknownLink)?;
-        s.send(link.handle, delivery_tag, message_format, settled, payload)
-    }
-
-    /// Accepts and settles one delivery received on `link` (3.4.2): the
-    /// usual answer of a receiver.
-    pub fn accept(&mut self, link: LinkId, delivery_id: u32) -> Result<(), ConnectionError> {
-        let accepted = DeliveryState::Accepted(crate::codec::messaging::Accepted {});
-        self.disposition(
-            link.channel,
-            Role::Receiver,
-            delivery_id,
-            delivery_id,
-            true,
-            Some(accepted),
-        )
-    }
-
-    /// Aborts a delivery that has not been sent in full: the peer drops
-    /// what it received of it. An error when it has already gone out whole.
-    pub fn abort(&mut self, link: LinkId, delivery_id: u32) -> Result<(), ConnectionError> {
-        self.check_open()?;
-        let s = self.session_mut(link.channel)?;
-        if s.abort(link.handle, delivery_id) {
-            Ok(())
-        } else {
-            Err(ConnectionError::Usage(
-                "delivery already sent in full, or unknown",
-            ))
-        }
-    }
-
-    /// Sends a disposition for the deliveries `first..=last` on session
-    /// `channel`, in our `role` (receiver: about deliveries we received).
-    pub fn disposition(
-        &mut self,
-        channel: u16,
-        role: Role,
-        first: u32,
-        last: u32,
-        settled: bool,
-        state: Option<DeliveryState>,
-    ) -> Result<(), ConnectionError> {
-        self.check_open()?;
-        let s = self.session_mut(channel)?;
-        let mut out = VecDeque::new();
-        s.disposition(role, first, last, settled, state, &mut out);
-        self.out.extend(out);
-        Ok(())
-    }
-
+    /// A frame for a session (2.5): routed to the session the peer's
+    /// channel names; what the session finds wrong is answered with an end
+    /// or a detach that carries the condition.
     fn on_session_frame(
         &mut self,
         channel: u16,
@@ -1171,50 +906,18 @@ impl Connection {
         if let Performative::Begin(b) = p {
             return self.on_begin(channel, b);
         }
-        let Some(&local) = self.remote_channels.get(&channel) else {
-            if self.ended_remote_channels.contains(&channel) {
-                return Ok(());
-            }
-            return Err(protocol(
-                condition::NOT_FOUND,
-                "frame on a channel with no session",
-            ));
+        let Some(local) = self.session_for(channel, &p)? else {
+            return Ok(());
         };
-        let Some(s) = self
-            .sessions
-            .get_mut(local as usize)
-            .and_then(Option::as_mut)
-        else {
-            return Err(protocol(
-                condition::NOT_FOUND,
-                "frame on a channel with no session",
-            ));
-        };
-        if s.remote_ended {
-            return Err(protocol(
-                condition::ILLEGAL_STATE,
-                "frame on an ended session",
-            ));
+        if let Performative::End(End { error }) = p {
+            self.on_end(channel, local, error);
+            return Ok(());
         }
-        if s.local_ended && !matches!(p, Performative::End(_)) {
-            return Ok(()); // in flight when we ended
-        }
+        let s = self.sessions[local as usize]
+            .as_mut()
+            .expect("session_for checked");
         let (out, events) = (&mut self.out, &mut self.events);
         let r = match p {
-            Performative::End(End { error }) => {
-                s.remote_ended = true;
-                if !s.local_ended {
-                    out.push_back(s.end_frame(None));
-                }
-                events.push_back(Event::SessionEnded {
-                    channel: local,
-                    error,
-                });
-                self.remote_channels.remove(&channel);
-                self.ended_remote_channels.insert(channel);
-                self.free_session(local);
-                return Ok(());
-            }
             Performative::Attach(a) => s.on_attach(a, events),
             Performative::Detach(d) => s.on_detach(d, out, events),
             Performative::Flow(f) => s.on_flow(f, out, events),
@@ -1228,20 +931,73 @@ impl Connection {
                 "unexpected performative",
             ))),
         };
-        match r {
-            Ok(()) => Ok(()),
-            Err(Fault::Connection(e)) => Err(ConnectionError::Protocol(e)),
-            Err(Fault::Session(e)) => {
-                out.push_back(s.end_frame(Some(e.clone())));
-                events.push_back(Event::SessionError {
+        self.answer_fault(local, r)
+    }
+
+    /// The local channel of the session the peer's `channel` names, or
+    /// `None` for a frame to drop (on a session the peer ended, or that we
+    /// ended while it was in flight).
+    fn session_for(&self, channel: u16, p: &Performative) -> Result<Option<u16>, ConnectionError> {
+        let no_session = || protocol(condition::NOT_FOUND, "frame on a channel with no session");
+        let Some(&local) = self.remote_channels.get(&channel) else {
+            if self.ended_remote_channels.contains(&channel) {
+                return Ok(None);
+            }
+            return Err(no_session());
+        };
+        let Some(s) = self.sessions.get(local as usize).and_then(Option::as_ref) else {
+            return Err(no_session());
+        };
+        if s.state.remote == Half::Closed {
+            return Err(protocol(
+                condition::ILLEGAL_STATE,
+                "frame on an ended session",
+            ));
+        }
+        if s.state.local == Half::Closed && !matches!(p, Performative::End(_)) {
+            return Ok(None); // in flight when we ended
+        }
+        Ok(Some(local))
+    }
+
+    /// The peer ended session `local` (its `channel`): ours follows if it
+    /// was not sent, and the session is freed.
+    fn on_end(&mut self, channel: u16, local: u16, error: Option<AmqpError>) {
+        if let Some(s) = self.sessions[local as usize].as_mut() {
+            s.state.remote = Half::Closed;
+            if s.state.local != Half::Closed {
+                let end = s.end_frame(None);
+                self.out.push_back(end);
+            }
+        }
+        self.events.push_back(Event::SessionEnded {
+            channel: local,
+            error,
+        });
+        self.remote_channels.remove(&channel);
+        self.ended_remote_channels.insert(channel);
+        self.free_session(local);
+    }
+
+    /// Answers what session `local` found wrong: a session fault with an
+    /// end, a link fault with a detach, each carrying the condition; a
+    /// connection fault fails the connection.
+    fn answer_fault(&mut self, local: u16, r: Result<(), Fault>) -> Result<(), ConnectionError> {
+        let session = self.sessions[local as usize].as_mut();
+        match (r, session) {
+            (Err(Fault::Connection(e)), _) => Err(ConnectionError::Protocol(e)),
+            (Ok(()), _) | (_, None) => Ok(()),
+            (Err(Fault::Session(e)), Some(s)) => {
+                self.out.push_back(s.end_frame(Some(e.clone())));
+                self.events.push_back(Event::SessionError {
                     channel: local,
                     error: e,
                 });
                 Ok(())
             }
-            Err(Fault::Link(handle, e)) => {
-                s.detach(handle, true, Some(e.clone()), out);
-                events.push_back(Event::LinkError {
+            (Err(Fault::Link(handle, e)), Some(s)) => {
+                s.detach(handle, true, Some(e.clone()), &mut self.out);
+                self.events.push_back(Event::LinkError {
                     link: LinkId {
                         channel: local,
                         handle,
@@ -1270,7 +1026,7 @@ impl Connection {
                     .sessions
                     .get(ours as usize)
                     .and_then(Option::as_ref)
-                    .is_some_and(|s| s.local_begun && !s.remote_begun);
+                    .is_some_and(|s| s.state.local == Half::Active && !s.state.remote_opened());
                 if !ok {
                     return Err(protocol(
                         condition::ILLEGAL_STATE,
@@ -1280,11 +1036,19 @@ impl Connection {
                 (ours, false)
             }
             None => {
-                if self.local_closed {
+                if self.state.local == Half::Closed {
                     return Err(protocol(condition::ILLEGAL_STATE, "begin after our close"));
                 }
-                let ch = self.alloc_channel()?;
-                self.sessions[ch as usize] = Some(Session::new(ch, self.session_defaults.clone()));
+                // 2.7.1: channel-max plus one sessions at most. A peer that
+                // begins more leaves us no channel to answer on.
+                let Some(ch) = self.alloc_channel() else {
+                    return Err(protocol(
+                        condition::RESOURCE_LIMIT_EXCEEDED,
+                        "begin beyond channel-max: no channel left to answer on",
+                    ));
+                };
+                let defaults = self.config.session_defaults.clone();
+                self.sessions[ch as usize] = Some(Session::new(ch, defaults));
                 (ch, true)
             }
         };
@@ -1297,7 +1061,7 @@ impl Connection {
         s.on_begin(&b);
         // A pipelined begin may arrive before we have opened; the answer
         // then follows our open.
-        if peer_initiated && self.local_open {
+        if peer_initiated && self.state.local_opened() {
             self.out.push_back(s.begin_frame());
         }
         self.events.push_back(Event::SessionBegun {

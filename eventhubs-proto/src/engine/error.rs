@@ -32,9 +32,44 @@ pub enum ConnectionError {
     /// The peer said nothing for longer than our idle time-out.
     #[error("peer idle for longer than the idle time-out")]
     IdleTimeout,
-    /// The caller used the API in a way the current state does not allow.
-    #[error("{0}")]
-    Usage(&'static str),
+}
+
+/// A command the caller gave that the engine's state does not allow: the
+/// caller's fault, never the peer's, so nothing is sent and the connection
+/// goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UsageError {
+    /// `open` was called twice.
+    #[error("open() called twice")]
+    AlreadyOpen,
+    /// `close` was called twice.
+    #[error("close() called twice")]
+    AlreadyClosed,
+    /// The connection is closed, failed, or not yet opened by us.
+    #[error("the connection is not open for sending")]
+    NotOpen,
+    /// Every channel the peer's channel-max allows is in use.
+    #[error("all channels are in use")]
+    NoFreeChannel,
+    /// No session on that channel.
+    #[error("no such session")]
+    UnknownSession,
+    /// The session has ended (on our side).
+    #[error("the session has ended")]
+    SessionEnded,
+    /// Every handle the session's handle-max allows is in use.
+    #[error("no free link handle")]
+    NoFreeHandle,
+    /// No such link, or it has been detached by us already.
+    #[error("no such attached link")]
+    UnknownLink,
+    /// The command is for receiving links and this one sends.
+    #[error("the link is a sender")]
+    NotAReceiver,
+    /// The delivery has gone out whole (too late to abort), or is unknown.
+    #[error("delivery already sent in full, or unknown")]
+    DeliveryNotPending,
 }
 
 /// Why a message could not be queued on a link.

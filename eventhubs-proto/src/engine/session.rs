@@ -2,12 +2,13 @@
 //! deliveries and dispositions. Driven by [`Connection`](super::Connection),
 //! which routes frames here and sends what these queue.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 
 use super::connection::{Event, Out};
+use super::endpoint::{EndpointState, Half};
 use super::error::condition;
 use crate::codec::messaging::{DeliveryState, Source, Target};
 use crate::codec::performatives::{
@@ -181,10 +182,8 @@ pub(crate) struct Link {
     name: ByteString,
     role: Role,
     remote_handle: Option<u32>,
-    local_attached: bool,
-    remote_attached: bool,
-    local_detached: bool,
-    remote_detached: bool,
+    /// Our attach and detach, and the peer's.
+    pub(crate) state: EndpointState,
     snd_settle_mode: SenderSettleMode,
     /// Largest message we accept.
     max_message_size: Option<u64>,
@@ -215,10 +214,7 @@ impl Link {
             name,
             role,
             remote_handle: None,
-            local_attached: false,
-            remote_attached: false,
-            local_detached: false,
-            remote_detached: false,
+            state: EndpointState::default(),
             snd_settle_mode: SenderSettleMode::Mixed,
             max_message_size: None,
             peer_max_message_size: None,
@@ -265,10 +261,8 @@ fn err(c: Symbol, d: &'static str) -> AmqpError {
 pub(crate) struct Session {
     pub(crate) channel: u16,
     pub(crate) remote_channel: Option<u16>,
-    pub(crate) local_begun: bool,
-    pub(crate) remote_begun: bool,
-    pub(crate) local_ended: bool,
-    pub(crate) remote_ended: bool,
+    /// Our begin and end, and the peer's.
+    pub(crate) state: EndpointState,
     config: SessionConfig,
     next_outgoing_id: u32,
     remote_incoming_window: u32,
@@ -278,7 +272,7 @@ pub(crate) struct Session {
     /// The peer's handle-max: our handles must not exceed it.
     remote_handle_max: u32,
     links: Vec<Option<Link>>,
-    remote_handles: HashMap<u32, u32>,
+    remote_handles: BTreeMap<u32, u32>,
     outgoing: VecDeque<Pending>,
     /// Our unsettled outgoing deliveries: delivery id to local handle.
     unsettled_out: BTreeMap<u32, u32>,
@@ -291,10 +285,7 @@ impl Session {
         Session {
             channel,
             remote_channel: None,
-            local_begun: false,
-            remote_begun: false,
-            local_ended: false,
-            remote_ended: false,
+            state: EndpointState::default(),
             next_outgoing_id: 0,
             remote_incoming_window: 0,
             next_incoming_id: 0,
@@ -302,7 +293,7 @@ impl Session {
             next_delivery_id: 0,
             remote_handle_max: u32::MAX,
             links: Vec::new(),
-            remote_handles: HashMap::new(),
+            remote_handles: BTreeMap::new(),
             outgoing: VecDeque::new(),
             unsettled_out: BTreeMap::new(),
             unsettled_in: BTreeMap::new(),
@@ -319,7 +310,7 @@ impl Session {
     }
 
     pub(crate) fn begin_frame(&mut self) -> Out {
-        self.local_begun = true;
+        self.state.local = Half::Active;
         let begin = Begin {
             remote_channel: self.remote_channel,
             next_outgoing_id: self.next_outgoing_id,
@@ -333,19 +324,19 @@ impl Session {
     }
 
     pub(crate) fn end_frame(&mut self, error: Option<AmqpError>) -> Out {
-        self.local_ended = true;
+        self.state.local = Half::Closed;
         self.frame(End { error })
     }
 
     pub(crate) fn on_begin(&mut self, begin: &Begin) {
-        self.remote_begun = true;
+        self.state.remote = Half::Active;
         self.next_incoming_id = begin.next_outgoing_id;
         self.remote_incoming_window = begin.incoming_window;
         self.remote_handle_max = begin.handle_max;
     }
 
     pub(crate) fn is_done(&self) -> bool {
-        self.local_ended && self.remote_ended
+        self.state.is_closed()
     }
 
     pub(crate) fn link(&self, handle: u32) -> Option<&Link> {
@@ -403,7 +394,7 @@ impl Session {
         let Some(link) = self.link_mut(handle) else {
             return;
         };
-        link.local_attached = true;
+        link.state.local = Half::Active;
         link.snd_settle_mode = config.snd_settle_mode;
         link.max_message_size = config.max_message_size;
         link.reject_oversized = config.reject_oversized;
@@ -451,8 +442,8 @@ impl Session {
             l.as_ref().is_some_and(|l| {
                 l.name == attach.name
                     && l.role != attach.role
-                    && l.local_attached
-                    && !l.remote_attached
+                    && l.state.local_opened()
+                    && !l.state.remote_opened()
             })
         });
         let (handle, peer_initiated) = match ours {
@@ -476,7 +467,7 @@ impl Session {
         self.remote_handles.insert(attach.handle, handle);
         let link = self.link_mut(handle).expect("allocated above");
         link.remote_handle = Some(attach.handle);
-        link.remote_attached = true;
+        link.state.remote = Half::Active;
         link.peer_max_message_size = attach.max_message_size.filter(|&m| m > 0);
         if attach.role == Role::Sender {
             // We receive: the sender's initial delivery-count is the base.
@@ -506,10 +497,10 @@ impl Session {
         let Some(link) = self.link_mut(handle) else {
             return false;
         };
-        if link.local_detached {
+        if link.state.local == Half::Closed {
             return false;
         }
-        link.local_detached = true;
+        link.state.local = Half::Closed;
         out.push_back(Out::Amqp {
             channel,
             performative: Detach {
@@ -529,7 +520,7 @@ impl Session {
     fn reap(&mut self, handle: u32) {
         let done = self
             .link(handle)
-            .is_some_and(|l| l.local_detached && (l.remote_detached || !l.remote_attached));
+            .is_some_and(|l| l.state.local == Half::Closed && l.state.remote != Half::Active);
         if done {
             if let Some(Some(l)) = self.links.get_mut(handle as usize).map(Option::take) {
                 if let Some(r) = l.remote_handle {
@@ -554,8 +545,8 @@ impl Session {
             )));
         };
         let link = self.link_mut(handle).expect("mapped handle");
-        link.remote_detached = true;
-        let was_local = link.local_detached;
+        link.state.remote = Half::Closed;
+        let was_local = link.state.local == Half::Closed;
         events.push_back(Event::LinkDetached {
             link: LinkId {
                 channel: self.channel,
@@ -587,7 +578,7 @@ impl Session {
         let Some(link) = self.link_mut(handle) else {
             return false;
         };
-        if link.role != Role::Receiver || link.local_detached {
+        if link.role != Role::Receiver || link.state.local == Half::Closed {
             return false;
         }
         link.link_credit = credit;
@@ -599,7 +590,7 @@ impl Session {
 
     fn session_flow(&self) -> Flow {
         Flow {
-            next_incoming_id: self.remote_begun.then_some(self.next_incoming_id),
+            next_incoming_id: self.state.remote_opened().then_some(self.next_incoming_id),
             incoming_window: self.incoming_window,
             next_outgoing_id: self.next_outgoing_id,
             outgoing_window: self.config.outgoing_window,
@@ -620,6 +611,8 @@ impl Session {
         }
     }
 
+    /// A flow frame (2.7.4): the peer's session window, and for a link, its
+    /// credit (we send) or the sender's state (we receive).
     pub(crate) fn on_flow(
         &mut self,
         flow: Flow,
@@ -643,64 +636,73 @@ impl Session {
                 "flow for an unattached handle",
             )));
         };
+        let event = match self.link(handle).map(|l| l.role) {
+            Some(Role::Sender) => self.sender_flow(handle, &flow, out),
+            _ => self.receiver_flow(handle, &flow, out),
+        };
+        events.push_back(event);
+        Ok(())
+    }
+
+    /// 2.6.7 for one of our senders: the credit is the receiver's
+    /// delivery-count plus its link-credit minus ours. A drain with nothing
+    /// to send uses the credit up and says so.
+    fn sender_flow(&mut self, handle: u32, flow: &Flow, out: &mut VecDeque<Out>) -> Event {
+        let queued = self.outgoing.iter().any(|p| p.handle == handle);
         let channel = self.channel;
         let link = self.link_mut(handle).expect("mapped handle");
-        let id = LinkId { channel, handle };
-        match link.role {
-            Role::Sender => {
-                // 2.6.7: credit = receiver's delivery-count + its credit - ours.
-                let rcv_count = flow.delivery_count.unwrap_or(link.delivery_count);
-                let credit = flow.link_credit.unwrap_or(0);
-                link.link_credit = rcv_count
-                    .wrapping_add(credit)
-                    .wrapping_sub(link.delivery_count);
-                link.drain = flow.drain;
-                events.push_back(Event::Credit {
-                    link: id,
-                    credit: link.link_credit,
-                    drain: link.drain,
-                });
-                let echo = flow.echo;
-                if link.drain && !self.outgoing.iter().any(|p| p.handle == handle) {
-                    // Nothing to send: use up the credit and say so.
-                    let link = self.link_mut(handle).expect("mapped handle");
-                    link.delivery_count = link.delivery_count.wrapping_add(link.link_credit);
-                    link.link_credit = 0;
-                    let f = self.link_flow(handle, false);
-                    out.push_back(self.frame(f));
-                } else if echo {
-                    let f = self.link_flow(handle, false);
-                    out.push_back(self.frame(f));
-                }
-            }
-            Role::Receiver => {
-                // The sender's view is authoritative (after a drain, say).
-                if let Some(dc) = flow.delivery_count {
-                    let end = link.delivery_count.wrapping_add(link.link_credit);
-                    link.delivery_count = dc;
-                    link.link_credit = end
-                        .wrapping_sub(dc)
-                        .min(flow.link_credit.unwrap_or(u32::MAX));
-                }
-                link.available = flow.available.unwrap_or(0);
-                let drained = link.drain && link.link_credit == 0;
-                if drained {
-                    link.drain = false;
-                }
-                events.push_back(Event::Flow {
-                    link: id,
-                    delivery_count: link.delivery_count,
-                    link_credit: link.link_credit,
-                    available: link.available,
-                    drained,
-                });
-                if flow.echo {
-                    let f = self.link_flow(handle, false);
-                    out.push_back(self.frame(f));
-                }
-            }
+        let rcv_count = flow.delivery_count.unwrap_or(link.delivery_count);
+        let credit = flow.link_credit.unwrap_or(0);
+        link.link_credit = rcv_count
+            .wrapping_add(credit)
+            .wrapping_sub(link.delivery_count);
+        link.drain = flow.drain;
+        let event = Event::Credit {
+            link: LinkId { channel, handle },
+            credit: link.link_credit,
+            drain: link.drain,
+        };
+        if link.drain && !queued {
+            link.delivery_count = link.delivery_count.wrapping_add(link.link_credit);
+            link.link_credit = 0;
+            let f = self.link_flow(handle, false);
+            out.push_back(self.frame(f));
+        } else if flow.echo {
+            let f = self.link_flow(handle, false);
+            out.push_back(self.frame(f));
         }
-        Ok(())
+        event
+    }
+
+    /// 2.6.7 for one of our receivers: the sender's view of the
+    /// delivery-count is authoritative (after a drain, say).
+    fn receiver_flow(&mut self, handle: u32, flow: &Flow, out: &mut VecDeque<Out>) -> Event {
+        let channel = self.channel;
+        let link = self.link_mut(handle).expect("mapped handle");
+        if let Some(dc) = flow.delivery_count {
+            let end = link.delivery_count.wrapping_add(link.link_credit);
+            link.delivery_count = dc;
+            link.link_credit = end
+                .wrapping_sub(dc)
+                .min(flow.link_credit.unwrap_or(u32::MAX));
+        }
+        link.available = flow.available.unwrap_or(0);
+        let drained = link.drain && link.link_credit == 0;
+        if drained {
+            link.drain = false;
+        }
+        let event = Event::Flow {
+            link: LinkId { channel, handle },
+            delivery_count: link.delivery_count,
+            link_credit: link.link_credit,
+            available: link.available,
+            drained,
+        };
+        if flow.echo {
+            let f = self.link_flow(handle, false);
+            out.push_back(self.frame(f));
+        }
+        event
     }
 
     /// Queues a delivery on a sender link; it uses one credit now. Returns
@@ -721,7 +723,7 @@ impl Session {
         if link.role != Role::Sender {
             return Err(SendError::NotASender);
         }
-        if link.local_detached || link.remote_detached || !link.remote_attached {
+        if !link.state.is_active() {
             return Err(SendError::NotAttached);
         }
         if link.link_credit == 0 {
@@ -842,6 +844,7 @@ impl Session {
         !self.outgoing.is_empty()
     }
 
+    /// A transfer frame (2.7.5) for one of our receiving links.
     pub(crate) fn on_transfer(
         &mut self,
         t: Transfer,
@@ -849,6 +852,23 @@ impl Session {
         out: &mut VecDeque<Out>,
         events: &mut VecDeque<Event>,
     ) -> Result<(), Fault> {
+        self.count_incoming(out)?;
+        let handle = self.receiving_link(t.handle)?;
+        let link = self.link_mut(handle).expect("mapped handle");
+        if link.state.local == Half::Closed {
+            return Ok(()); // in flight when we detached
+        }
+        if link.discarding.is_some() {
+            self.continue_discard(handle, &t, payload.len(), out);
+            return Ok(());
+        }
+        self.add_to_delivery(handle, &t, payload)?;
+        self.finish_transfer(handle, &t, out, events)
+    }
+
+    /// Counts one incoming transfer frame against our incoming window
+    /// (2.5.6), widening it again once half is used.
+    fn count_incoming(&mut self, out: &mut VecDeque<Out>) -> Result<(), Fault> {
         if self.incoming_window == 0 {
             return Err(Fault::Session(err(
                 condition::WINDOW_VIOLATION,
@@ -861,71 +881,102 @@ impl Session {
             self.incoming_window = self.config.incoming_window;
             out.push_back(self.frame(self.session_flow()));
         }
-        let Some(handle) = self.by_remote(t.handle) else {
+        Ok(())
+    }
+
+    /// Our handle of the receiving link the peer's handle `remote` names.
+    fn receiving_link(&self, remote: u32) -> Result<u32, Fault> {
+        let Some(handle) = self.by_remote(remote) else {
             return Err(Fault::Session(err(
                 condition::UNATTACHED_HANDLE,
                 "transfer on an unattached handle",
             )));
         };
-        let channel = self.channel;
-        let link = self.link_mut(handle).expect("mapped handle");
-        if link.role != Role::Receiver {
+        if self.link(handle).is_some_and(|l| l.role != Role::Receiver) {
             return Err(Fault::Session(err(
                 condition::ERRANT_LINK,
                 "transfer to a sending link",
             )));
         }
-        if link.local_detached {
-            return Ok(()); // in flight when we detached
+        Ok(handle)
+    }
+
+    /// More of an oversized delivery we are going to reject: counted and
+    /// dropped; its last frame settles it as rejected.
+    fn continue_discard(&mut self, handle: u32, t: &Transfer, len: usize, out: &mut VecDeque<Out>) {
+        let Some(link) = self.link_mut(handle) else {
+            return;
+        };
+        let Some(d) = link.discarding.as_mut() else {
+            return;
+        };
+        d.size += len;
+        if t.aborted {
+            link.discarding = None;
+        } else if !t.more {
+            let max = link.max_message_size.unwrap_or(DEFAULT_MAX_MESSAGE_SIZE);
+            self.reject_oversized(handle, max, out);
         }
-        let id = LinkId { channel, handle };
-        if let Some(d) = link.discarding.as_mut() {
-            // More of an oversized delivery we are going to reject.
-            d.size += payload.len();
-            if t.aborted {
-                link.discarding = None;
-            } else if !t.more {
-                let max = link.max_message_size.unwrap_or(DEFAULT_MAX_MESSAGE_SIZE);
-                self.reject_oversized(handle, max, out);
-            }
-            return Ok(());
-        }
-        if link.partial.is_none() {
-            let Some(delivery_id) = t.delivery_id else {
-                return Err(Fault::Link(
-                    handle,
-                    err(
-                        condition::INVALID_FIELD,
-                        "first transfer without delivery-id",
-                    ),
-                ));
-            };
-            if link.link_credit == 0 {
-                return Err(Fault::Link(
-                    handle,
-                    err(
-                        condition::TRANSFER_LIMIT_EXCEEDED,
-                        "transfer without credit",
-                    ),
-                ));
-            }
-            link.link_credit -= 1;
-            link.delivery_count = link.delivery_count.wrapping_add(1);
-            link.partial = Some(Partial {
-                delivery_id,
-                tag: t.delivery_tag.clone().unwrap_or_default(),
-                format: t.message_format.unwrap_or(0),
-                settled: t.settled.unwrap_or(false),
-                first: payload,
-                rest: None,
-            });
-        } else if let Some(p) = link.partial.as_mut() {
+    }
+
+    /// Starts a delivery with this frame (using one credit, 2.6.7) or adds
+    /// the frame to the delivery in progress.
+    fn add_to_delivery(&mut self, handle: u32, t: &Transfer, payload: Bytes) -> Result<(), Fault> {
+        let link = self.link_mut(handle).expect("mapped handle");
+        if let Some(p) = link.partial.as_mut() {
             if t.settled == Some(true) {
                 p.settled = true;
             }
             p.push(payload);
+            return Ok(());
         }
-        let p = link.partial.as_ref().expect("set above");
+        let Some(delivery_id) = t.delivery_id else {
+            return Err(Fault::Link(
+                handle,
+                err(
+                    condition::INVALID_FIELD,
+                    "first transfer without delivery-id",
+                ),
+            ));
+        };
+        if link.link_credit == 0 {
+            return Err(Fault::Link(
+                handle,
+                err(
+                    condition::TRANSFER_LIMIT_EXCEEDED,
+                    "transfer without credit",
+                ),
+            ));
+        }
+        link.link_credit -= 1;
+        link.delivery_count = link.delivery_count.wrapping_add(1);
+        link.partial = Some(Partial {
+            delivery_id,
+            tag: t.delivery_tag.clone().unwrap_or_default(),
+            format: t.message_format.unwrap_or(0),
+            settled: t.settled.unwrap_or(false),
+            first: payload,
+            rest: None,
+        });
+        Ok(())
+    }
+
+    /// After a frame of the delivery in progress: it was aborted, grew past
+    /// max-message-size (rejected, or the link detached), waits for more,
+    /// or is whole and goes to the caller.
+    fn finish_transfer(
+        &mut self,
+        handle: u32,
+        t: &Transfer,
+        out: &mut VecDeque<Out>,
+        events: &mut VecDeque<Event>,
+    ) -> Result<(), Fault> {
+        let id = LinkId {
+            channel: self.channel,
+            handle,
+        };
+        let link = self.link_mut(handle).expect("mapped handle");
+        let p = link.partial.as_ref().expect("a delivery in progress");
         if t.aborted {
             let delivery_id = p.delivery_id;
             link.partial = None;
@@ -936,31 +987,32 @@ impl Session {
             return Ok(());
         }
         let max = link.max_message_size.unwrap_or(DEFAULT_MAX_MESSAGE_SIZE);
-        if p.len() as u64 > max && link.reject_oversized && !p.settled {
-            link.discarding = Some(Discard {
+        if p.len() as u64 > max {
+            let discard = Discard {
                 delivery_id: p.delivery_id,
                 size: p.len(),
-            });
+            };
+            let reject = link.reject_oversized && !p.settled;
             link.partial = None;
+            if !reject {
+                return Err(Fault::Link(
+                    handle,
+                    err(
+                        condition::MESSAGE_SIZE_EXCEEDED,
+                        "message above max-message-size",
+                    ),
+                ));
+            }
+            link.discarding = Some(discard);
             if !t.more {
                 self.reject_oversized(handle, max, out);
             }
             return Ok(());
         }
-        if p.len() as u64 > max {
-            link.partial = None;
-            return Err(Fault::Link(
-                handle,
-                err(
-                    condition::MESSAGE_SIZE_EXCEEDED,
-                    "message above max-message-size",
-                ),
-            ));
-        }
         if t.more {
             return Ok(());
         }
-        let p = link.partial.take().expect("set above");
+        let p = link.partial.take().expect("a delivery in progress");
         if !p.settled {
             self.unsettled_in.insert(p.delivery_id, handle);
         }

@@ -1,4 +1,7 @@
-//! Event Hubs connection strings and Azure environments (PROTOCOL.md 2.5, 9).
+//! Event Hubs connection strings (`Endpoint=sb://…;SharedAccessKeyName=…;
+//! SharedAccessKey=…;EntityPath=…`, as the Azure portal gives them and the
+//! emulator's `UseDevelopmentEmulator=true`) and the Azure clouds'
+//! namespace suffixes.
 //!
 //! `Endpoint=sb://<fqdn>/;SharedAccessKeyName=<rule>;SharedAccessKey=<key>;EntityPath=<hub>`
 //!
@@ -177,47 +180,8 @@ impl ConnectionString {
     /// Parses a connection string.
     pub fn parse(s: &str) -> Result<Self, ConnectionStringError> {
         use ConnectionStringError as E;
-        let mut endpoint = None;
-        let mut key_name = None;
-        let mut key = None;
-        let mut signature = None;
-        let mut entity_path = None;
-        let mut emulator = None;
-
-        for (i, segment) in s.split(';').enumerate() {
-            let position = i + 1;
-            if segment.trim().is_empty() {
-                continue;
-            }
-            let (k, v) = segment
-                .split_once('=')
-                .ok_or(E::SegmentWithoutEquals { position })?;
-            let (k, v) = (k.trim(), v.trim());
-            if k.is_empty() {
-                return Err(E::EmptyKey { position });
-            }
-            let (slot, canonical) = if k.eq_ignore_ascii_case("Endpoint") {
-                (&mut endpoint, "Endpoint")
-            } else if k.eq_ignore_ascii_case("SharedAccessKeyName") {
-                (&mut key_name, "SharedAccessKeyName")
-            } else if k.eq_ignore_ascii_case("SharedAccessKey") {
-                (&mut key, "SharedAccessKey")
-            } else if k.eq_ignore_ascii_case("SharedAccessSignature") {
-                (&mut signature, "SharedAccessSignature")
-            } else if k.eq_ignore_ascii_case("EntityPath") {
-                (&mut entity_path, "EntityPath")
-            } else if k.eq_ignore_ascii_case("UseDevelopmentEmulator") {
-                (&mut emulator, "UseDevelopmentEmulator")
-            } else {
-                continue;
-            };
-            if v.is_empty() {
-                return Err(E::EmptyValue { key: canonical });
-            }
-            *slot = Some(v);
-        }
-
-        let use_development_emulator = match emulator {
+        let segments = Segments::parse(s)?;
+        let use_development_emulator = match segments.emulator {
             None => false,
             Some(v) if v.eq_ignore_ascii_case("true") => true,
             Some(v) if v.eq_ignore_ascii_case("false") => false,
@@ -227,8 +191,7 @@ impl ConnectionString {
                 })
             }
         };
-
-        let endpoint = endpoint.ok_or(E::MissingEndpoint)?;
+        let endpoint = segments.endpoint.ok_or(E::MissingEndpoint)?;
         let url = parse_endpoint(endpoint)?;
         let port = if use_development_emulator {
             if url.scheme != "sb" || !matches!(url.path, "" | "/") {
@@ -246,27 +209,12 @@ impl ConnectionString {
             }
             None
         };
-
-        let credentials = match (key_name, key, signature) {
-            (Some(_), _, Some(_)) | (_, Some(_), Some(_)) => return Err(E::KeyAndSignature),
-            (None, Some(_), None) => return Err(E::KeyWithoutKeyName),
-            (Some(_), None, None) => return Err(E::KeyNameWithoutKey),
-            (Some(key_name), Some(key), None) => Some(Credentials::SharedAccessKey {
-                key_name: key_name.to_owned(),
-                key: key.to_owned(),
-            }),
-            (None, None, Some(sig)) => Some(Credentials::SharedAccessSignature(
-                SharedAccessSignature::parse(sig).map_err(E::InvalidSignature)?,
-            )),
-            (None, None, None) => None,
-        };
-
         Ok(ConnectionString {
             endpoint: endpoint.to_owned(),
             fully_qualified_namespace: url.host,
             port,
-            entity_path: entity_path.map(str::to_owned),
-            credentials,
+            entity_path: segments.entity_path.map(str::to_owned),
+            credentials: segments.credentials()?,
             use_development_emulator,
         })
     }
@@ -329,6 +277,80 @@ impl fmt::Debug for ConnectionString {
     }
 }
 
+/// The values of a connection string's known keys (case-insensitive;
+/// unknown keys are ignored, as the SDKs do).
+#[derive(Default)]
+struct Segments<'a> {
+    endpoint: Option<&'a str>,
+    key_name: Option<&'a str>,
+    key: Option<&'a str>,
+    signature: Option<&'a str>,
+    entity_path: Option<&'a str>,
+    emulator: Option<&'a str>,
+}
+
+impl<'a> Segments<'a> {
+    fn parse(s: &'a str) -> Result<Self, ConnectionStringError> {
+        use ConnectionStringError as E;
+        let mut seg = Segments::default();
+        for (i, segment) in s.split(';').enumerate() {
+            let position = i + 1;
+            if segment.trim().is_empty() {
+                continue;
+            }
+            let (k, v) = segment
+                .split_once('=')
+                .ok_or(E::SegmentWithoutEquals { position })?;
+            let (k, v) = (k.trim(), v.trim());
+            if k.is_empty() {
+                return Err(E::EmptyKey { position });
+            }
+            let Some((slot, canonical)) = seg.slot(k) else {
+                continue;
+            };
+            if v.is_empty() {
+                return Err(E::EmptyValue { key: canonical });
+            }
+            *slot = Some(v);
+        }
+        Ok(seg)
+    }
+
+    /// Where the value of key `k` goes, with the key's canonical spelling.
+    fn slot(&mut self, k: &str) -> Option<(&mut Option<&'a str>, &'static str)> {
+        let known = [
+            ("Endpoint", &mut self.endpoint),
+            ("SharedAccessKeyName", &mut self.key_name),
+            ("SharedAccessKey", &mut self.key),
+            ("SharedAccessSignature", &mut self.signature),
+            ("EntityPath", &mut self.entity_path),
+            ("UseDevelopmentEmulator", &mut self.emulator),
+        ];
+        known
+            .into_iter()
+            .find(|(name, _)| k.eq_ignore_ascii_case(name))
+            .map(|(name, slot)| (slot, name))
+    }
+
+    /// A key with its name, or a signature, or neither.
+    fn credentials(&self) -> Result<Option<Credentials>, ConnectionStringError> {
+        use ConnectionStringError as E;
+        Ok(match (self.key_name, self.key, self.signature) {
+            (Some(_), _, Some(_)) | (_, Some(_), Some(_)) => return Err(E::KeyAndSignature),
+            (None, Some(_), None) => return Err(E::KeyWithoutKeyName),
+            (Some(_), None, None) => return Err(E::KeyNameWithoutKey),
+            (Some(key_name), Some(key), None) => Some(Credentials::SharedAccessKey {
+                key_name: key_name.to_owned(),
+                key: key.to_owned(),
+            }),
+            (None, None, Some(sig)) => Some(Credentials::SharedAccessSignature(
+                SharedAccessSignature::parse(sig).map_err(E::InvalidSignature)?,
+            )),
+            (None, None, None) => None,
+        })
+    }
+}
+
 /// The parts of an Endpoint URL the client uses.
 struct EndpointUrl<'a> {
     /// Lower-cased scheme.
@@ -362,46 +384,7 @@ fn parse_endpoint(endpoint: &str) -> Result<EndpointUrl<'_>, ConnectionStringErr
     if authority.contains('@') {
         return Err(not_url("user information before the host is not allowed"));
     }
-
-    let (host, port_text) = if let Some(inner) = authority.strip_prefix('[') {
-        // IPv6 literal: [addr] or [addr]:port.
-        let (addr, after) = inner
-            .split_once(']')
-            .ok_or_else(|| not_url("an IPv6 host has no closing ']'"))?;
-        if addr.is_empty()
-            || !addr
-                .chars()
-                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
-        {
-            return Err(not_url("the IPv6 host is not an address"));
-        }
-        let port = match after {
-            "" => None,
-            p => Some(
-                p.strip_prefix(':')
-                    .ok_or_else(|| not_url("text after the IPv6 host"))?,
-            ),
-        };
-        (&authority[..addr.len() + 2], port)
-    } else {
-        match authority.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    if !host.starts_with('[') {
-        if host.is_empty() {
-            return Err(not_url("no host after the scheme"));
-        }
-        if !host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
-        {
-            return Err(not_url(
-                "the host may hold only letters, digits, '-', '.' and '_'",
-            ));
-        }
-    }
+    let (host, port_text) = split_authority(authority).map_err(not_url)?;
     let port = match port_text {
         None => None,
         Some(p) => Some(
@@ -420,6 +403,43 @@ fn parse_endpoint(endpoint: &str) -> Result<EndpointUrl<'_>, ConnectionStringErr
         port,
         path,
     })
+}
+
+/// The host (an IPv6 literal keeps its brackets) and the port text of a
+/// URL authority, or why it has none.
+fn split_authority(authority: &str) -> Result<(&str, Option<&str>), &'static str> {
+    if let Some(inner) = authority.strip_prefix('[') {
+        // IPv6 literal: [addr] or [addr]:port.
+        let (addr, after) = inner
+            .split_once(']')
+            .ok_or("an IPv6 host has no closing ']'")?;
+        if addr.is_empty()
+            || !addr
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+        {
+            return Err("the IPv6 host is not an address");
+        }
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or("text after the IPv6 host")?),
+        };
+        return Ok((&authority[..addr.len() + 2], port));
+    }
+    let (host, port) = match authority.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (authority, None),
+    };
+    if host.is_empty() {
+        return Err("no host after the scheme");
+    }
+    if !host
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+    {
+        return Err("the host may hold only letters, digits, '-', '.' and '_'");
+    }
+    Ok((host, port))
 }
 
 /// Errors about Azure environments and namespace names.

@@ -1,4 +1,5 @@
-//! What to do about an Event Hubs error (PROTOCOL.md 6.1).
+//! What to do about an Event Hubs error: AMQP conditions (OASIS AMQP 1.0
+//! 2.8.15-2.8.18) and the service's `com.microsoft:*` conditions.
 //!
 //! The SDKs disagree on several conditions. This module follows **one**
 //! policy, Go's `azeventhubs/v2` (`internal/errors.go`), because it is the
@@ -29,7 +30,7 @@
 use crate::codec::performatives::AmqpError;
 use crate::codec::Symbol;
 
-/// Event Hubs and AMQP error conditions named in PROTOCOL.md 6.1.
+/// Event Hubs and AMQP error conditions the client classifies.
 pub mod condition {
     #![allow(missing_docs)]
     use crate::codec::Symbol;
@@ -174,7 +175,7 @@ pub fn classify_status_code(status_code: i32) -> RecoveryKind {
 }
 
 /// The condition .NET assumes for a response `status-code` when the
-/// response carries no `error-condition` (PROTOCOL.md 6.1): 404 not-found,
+/// response carries no `error-condition`: 404 not-found,
 /// 501 not-implemented, 401 unauthorized-access, 403
 /// resource-limit-exceeded, 410 link:stolen, 500 internal-error, 400
 /// argument-error, 408 timeout, 503 server-busy; `None` for other codes.

@@ -1,4 +1,7 @@
-//! Receiver start positions as selector filters (PROTOCOL.md 5.1, 5.2).
+//! Receiver start positions as selector filters: the
+//! `apache.org:selector-filter:string` source filter the Event Hubs service
+//! reads (`amqp.annotation.x-opt-offset > '…'`, sequence numbers, enqueued
+//! times), as the Azure SDKs send it.
 //!
 //! A receiver attaches with `source.filter` holding one entry: key symbol
 //! `apache.org:selector-filter:string`, value a described string whose
@@ -248,58 +251,9 @@ impl EventPosition {
         if s.is_empty() {
             return Err(FilterError::Empty);
         }
-        let operand_end = s
-            .find(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '=' | '!'))
-            .unwrap_or(s.len());
-        let (operand_text, rest) = s.split_at(operand_end);
-        let operand = [
-            FilterField::Offset,
-            FilterField::SequenceNumber,
-            FilterField::EnqueuedTime,
-        ]
-        .into_iter()
-        .find(|o| o.name().eq_ignore_ascii_case(operand_text))
-        .ok_or_else(|| FilterError::UnknownOperand {
-            operand: operand_text.to_owned(),
-        })?;
-
-        let rest = rest.trim_start();
-        let op_end = rest
-            .find(|c: char| !matches!(c, '<' | '>' | '=' | '!'))
-            .unwrap_or(rest.len());
-        let (op, rest) = rest.split_at(op_end);
-        let inclusive = match op {
-            ">" => false,
-            ">=" => true,
-            "" => {
-                return Err(FilterError::MissingOperator {
-                    operand: operand.name(),
-                })
-            }
-            other => {
-                return Err(FilterError::UnsupportedOperator {
-                    operator: other.to_owned(),
-                })
-            }
-        };
-
-        let rest = rest.trim_start();
-        if rest.is_empty() {
-            return Err(FilterError::MissingValue);
-        }
-        let (value, rest) = if let Some(quoted) = rest.strip_prefix('\'') {
-            parse_quoted(quoted)?
-        } else {
-            let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-            let (v, r) = rest.split_at(end);
-            (v.to_owned(), r)
-        };
-        if !rest.trim().is_empty() {
-            return Err(FilterError::TrailingInput {
-                rest: rest.trim().to_owned(),
-            });
-        }
-
+        let (operand, rest) = split_operand(s)?;
+        let (inclusive, rest) = split_operator(operand, rest)?;
+        let value = parse_value(rest)?;
         let number = |value: &str| {
             value
                 .parse::<i64>()
@@ -359,6 +313,71 @@ impl EventPosition {
             .map(|(_, value)| Self::from_filter_value(value))
             .transpose()
     }
+}
+
+/// The operand at the start of `s` (case-insensitive), and the rest.
+fn split_operand(s: &str) -> Result<(FilterField, &str), FilterError> {
+    let end = s
+        .find(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '=' | '!'))
+        .unwrap_or(s.len());
+    let (text, rest) = s.split_at(end);
+    let operand = [
+        FilterField::Offset,
+        FilterField::SequenceNumber,
+        FilterField::EnqueuedTime,
+    ]
+    .into_iter()
+    .find(|o| o.name().eq_ignore_ascii_case(text))
+    .ok_or_else(|| FilterError::UnknownOperand {
+        operand: text.to_owned(),
+    })?;
+    Ok((operand, rest))
+}
+
+/// The operator after the operand: `>` (exclusive) or `>=` (inclusive),
+/// and the rest.
+fn split_operator(operand: FilterField, rest: &str) -> Result<(bool, &str), FilterError> {
+    let rest = rest.trim_start();
+    let end = rest
+        .find(|c: char| !matches!(c, '<' | '>' | '=' | '!'))
+        .unwrap_or(rest.len());
+    let (op, rest) = rest.split_at(end);
+    let inclusive = match op {
+        ">" => false,
+        ">=" => true,
+        "" => {
+            return Err(FilterError::MissingOperator {
+                operand: operand.name(),
+            })
+        }
+        other => {
+            return Err(FilterError::UnsupportedOperator {
+                operator: other.to_owned(),
+            })
+        }
+    };
+    Ok((inclusive, rest))
+}
+
+/// The value after the operator, quoted or bare, with nothing after it.
+fn parse_value(rest: &str) -> Result<String, FilterError> {
+    let rest = rest.trim_start();
+    if rest.is_empty() {
+        return Err(FilterError::MissingValue);
+    }
+    let (value, rest) = if let Some(quoted) = rest.strip_prefix('\'') {
+        parse_quoted(quoted)?
+    } else {
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let (v, r) = rest.split_at(end);
+        (v.to_owned(), r)
+    };
+    if !rest.trim().is_empty() {
+        return Err(FilterError::TrailingInput {
+            rest: rest.trim().to_owned(),
+        });
+    }
+    Ok(value)
 }
 
 /// Reads a quoted value after its opening quote: up to the next lone `'`,

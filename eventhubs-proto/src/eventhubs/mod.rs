@@ -1,6 +1,6 @@
 //! Event Hubs building blocks above AMQP: connection strings, SAS tokens,
 //! partition-key hashing, start-position filters, error classification and
-//! retry policy (PROTOCOL.md sections 2, 5, 6, 7 and 9).
+//! retry policy.
 //!
 //! Everything here is pure: no I/O, no clock (callers pass `now`), no
 //! randomness (callers pass bits from a seeded [`retry::SplitMix64`] or

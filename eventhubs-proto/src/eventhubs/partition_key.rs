@@ -1,4 +1,6 @@
-//! Partition key → partition id, computed on the client (PROTOCOL.md 7).
+//! Partition key → partition id, computed on the client as the service
+//! does (Bob Jenkins' lookup3 `hashlittle2`, as the .NET SDK's
+//! `PartitionResolver` computes it).
 //!
 //! The service hashes the partition key of events sent to the hub itself;
 //! a client only needs this when it must know the partition in advance
@@ -166,7 +168,7 @@ impl RoundRobin {
 mod tests {
     use super::*;
 
-    /// PROTOCOL.md 7.2, from .NET `PartitionResolverTests.cs`.
+    /// From the .NET SDK's `PartitionResolverTests.cs`.
     const VECTORS: &[(&str, i16)] = &[
         ("7", -15263),
         ("131", 30562),
@@ -207,7 +209,7 @@ mod tests {
 
     #[test]
     fn derived_partition_indices() {
-        // key, hash, index for N = 2, 4, 8, 32 (PROTOCOL.md 7.2).
+        // key, hash, index for N = 2, 4, 8, 32 (.NET `PartitionResolverTests.cs`).
         let table: &[(&str, i16, [usize; 4])] = &[
             ("7", -15263, [1, 3, 7, 31]),
             ("131", 30562, [0, 2, 2, 2]),

@@ -1,5 +1,5 @@
 //! Retry delays as pure decisions, and a seeded jitter source
-//! (PROTOCOL.md 6.2).
+//! .
 //!
 //! [`RetryPolicy`] follows .NET's `BasicRetryPolicy` and its defaults
 //! (3 retries, 0.8 s, at most 60 s, exponential), which Java shares:

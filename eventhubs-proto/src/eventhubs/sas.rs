@@ -1,4 +1,6 @@
-//! Shared access signatures and CBS tokens (PROTOCOL.md 2.3, 2.4).
+//! Shared access signatures (Azure's "Authorize access with shared access
+//! signatures": `SharedAccessSignature sr=…&sig=…&se=…&skn=…`, HMAC-SHA256
+//! over the URL-encoded resource and expiry) and the CBS tokens they make.
 //!
 //! A SAS token reads
 //! `SharedAccessSignature sr=<enc-resource>&sig=<enc-signature>&se=<expiry>&skn=<enc-keyname>`.
@@ -605,7 +607,7 @@ mod tests {
 
     #[test]
     fn go_vector() {
-        // PROTOCOL.md 2.4, from Go internal/sas/sas_test.go.
+        // From the Go SDK's `sas` package tests (azure-amqp-common-go).
         let token = sign(
             "audience",
             "keyName",

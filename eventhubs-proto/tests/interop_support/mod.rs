@@ -1,6 +1,6 @@
-//! A blocking loopback-TCP driver for the engine, and launchers for the
-//! real peers (Qpid Proton scripts in `tests/interop/`, RabbitMQ started by
-//! `.ci/rabbitmq.sh`), used by the interop tests.
+//! Launchers for the real peers (Qpid Proton scripts in `tests/interop/`,
+//! RabbitMQ started by `.ci/rabbitmq.sh`), and the broker and round trip
+//! the interop tests run on the shared blocking driver.
 //!
 //! When `EVENTHUBS_INTEROP=require` (set by `.ci/run`) a missing peer fails
 //! the test; otherwise the test says it was skipped and returns.
@@ -8,8 +8,8 @@
 #![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,9 +19,9 @@ use eventhubs_proto::codec::message::{Body, Message};
 use eventhubs_proto::codec::messaging::{DeliveryState, Source, Target};
 use eventhubs_proto::codec::performatives::Role;
 use eventhubs_proto::codec::{Decode, Encode};
+use eventhubs_proto::engine::Settlement;
 use eventhubs_proto::engine::{
-    Connection, ConnectionConfig, Event, LinkConfig, LinkId, SaslConfig, SaslMechanism,
-    SessionConfig, Side,
+    ConnectionConfig, Event, LinkConfig, LinkId, SaslConfig, SaslMechanism, SessionConfig, Side,
 };
 
 /// True when peers must be present (CI).
@@ -105,103 +105,9 @@ pub fn have_proton() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Drives one engine over one TCP stream.
-pub struct Driver {
-    pub conn: Connection,
-    pub stream: TcpStream,
-    pub events: VecDeque<Event>,
-    buf: Vec<u8>,
-    rbuf: Vec<u8>,
-    pub eof: bool,
-}
-
-impl Driver {
-    pub fn new(stream: TcpStream, config: ConnectionConfig) -> Driver {
-        stream.set_nodelay(true).unwrap();
-        Driver {
-            conn: Connection::new(config, Instant::now()),
-            stream,
-            events: VecDeque::new(),
-            buf: Vec::with_capacity(1 << 16),
-            rbuf: vec![0; 1 << 16],
-            eof: false,
-        }
-    }
-
-    pub fn connect(port: u16, config: ConnectionConfig) -> Driver {
-        Driver::new(
-            TcpStream::connect(("127.0.0.1", port)).expect("connect"),
-            config,
-        )
-    }
-
-    /// Writes everything pending, then waits up to `wait` for input.
-    pub fn turn(&mut self, wait: Duration) {
-        let now = Instant::now();
-        self.conn.handle_timeout(now);
-        self.buf.clear();
-        let _ = self.conn.poll_transmit(now, &mut self.buf);
-        if !self.buf.is_empty() && self.stream.write_all(&self.buf).is_err() {
-            self.eof = true;
-        }
-        while let Some(e) = self.conn.poll_event() {
-            self.events.push_back(e);
-        }
-        if !self.events.is_empty() || self.eof {
-            return;
-        }
-        let wait = match self.conn.poll_timeout() {
-            Some(t) => wait.min(t.saturating_duration_since(now)),
-            None => wait,
-        };
-        let _ = self
-            .stream
-            .set_read_timeout(Some(wait.max(Duration::from_millis(1))));
-        match self.stream.read(&mut self.rbuf) {
-            Ok(0) => self.eof = true,
-            Ok(n) => {
-                let now = Instant::now();
-                self.conn.handle_input(now, &self.rbuf[..n]);
-            }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(_) => self.eof = true,
-        }
-        while let Some(e) = self.conn.poll_event() {
-            self.events.push_back(e);
-        }
-    }
-
-    /// Turns until `f` returns `Some` for an event, or the deadline passes.
-    pub fn until<T>(
-        &mut self,
-        within: Duration,
-        mut f: impl FnMut(&mut Connection, &Event) -> Option<T>,
-    ) -> T {
-        let deadline = Instant::now() + within;
-        loop {
-            while let Some(e) = self.events.pop_front() {
-                if let Event::Failed(err) = &e {
-                    panic!("connection failed: {err}");
-                }
-                if let Some(v) = f(&mut self.conn, &e) {
-                    return v;
-                }
-            }
-            assert!(Instant::now() < deadline, "timed out waiting");
-            assert!(!self.eof, "peer closed the socket");
-            self.turn(Duration::from_millis(50));
-        }
-    }
-
-    /// Flushes what is pending without waiting for input.
-    pub fn flush(&mut self) {
-        self.buf.clear();
-        let _ = self.conn.poll_transmit(Instant::now(), &mut self.buf);
-        if !self.buf.is_empty() {
-            let _ = self.stream.write_all(&self.buf);
-        }
-    }
-}
+/// One engine over one TCP stream (the workspace's shared blocking
+/// driver).
+pub use eventhubs_testkit::tcp::EngineClient as Driver;
 
 /// Our engine as a tiny broker on `listener`, serving connections one at a
 /// time until `stop` connections have closed: queues by address, accepting
@@ -244,10 +150,11 @@ pub fn serve(
                         .map(|a| a.to_string())
                         .unwrap_or_default();
                         d.conn
-                            .accept_link(link, LinkConfig::answering(&attach))
+                            .link(link)
+                            .answer(LinkConfig::answering(&attach))
                             .unwrap();
                         if our_role == Role::Receiver {
-                            d.conn.flow(link, 1000, false).unwrap();
+                            d.conn.link(link).flow(1000).unwrap();
                         }
                         links.insert(link, (our_role, address));
                     }
@@ -262,10 +169,10 @@ pub fn serve(
                         queues.entry(address).or_default().push_back(payload);
                         stored += 1;
                         if !settled {
-                            d.conn.accept(link, delivery_id).unwrap();
+                            d.conn.link(link).accept(delivery_id).unwrap();
                         }
                         if d.conn.credit(link) == 0 {
-                            let _ = d.conn.flow(link, 1000, false);
+                            let _ = d.conn.link(link).flow(1000);
                         }
                     }
                     Event::Flow { .. } | Event::Credit { .. } => {}
@@ -288,11 +195,11 @@ pub fn serve(
                     let Some(m) = q.pop_front() else { break };
                     tag += 1;
                     d.conn
+                        .link(link)
                         .send(
-                            link,
                             Bytes::copy_from_slice(&tag.to_be_bytes()),
                             0,
-                            false,
+                            Settlement::Unsettled,
                             m,
                         )
                         .unwrap();
@@ -332,23 +239,21 @@ pub fn round_trip(
     size: usize,
     settled: bool,
 ) {
-    let mut d = Driver::connect(port, client_config(sasl));
+    let mut d = Driver::connect_port(port, client_config(sasl));
     d.conn.open().unwrap();
     let ch = d.conn.begin_session(SessionConfig::default()).unwrap();
     let tx = d
         .conn
-        .attach(
-            ch,
-            LinkConfig {
-                name: format!("tx-{address}"),
-                role: Role::Sender,
-                source: Some(Source::with_address("interop-client")),
-                target: Some(Target::with_address(address)),
-                ..Default::default()
-            },
-        )
+        .session(ch)
+        .attach(LinkConfig {
+            name: format!("tx-{address}"),
+            role: Role::Sender,
+            source: Some(Source::with_address("interop-client")),
+            target: Some(Target::with_address(address)),
+            ..Default::default()
+        })
         .unwrap();
-    d.until(Duration::from_secs(10), |_, e| {
+    d.wait_for(Duration::from_secs(10), |_, e| {
         matches!(e, Event::LinkAttached { link, .. } if *link == tx).then_some(())
     });
     let mut sent = 0;
@@ -356,18 +261,23 @@ pub fn round_trip(
     let within = Duration::from_secs(120);
     while sent < count || (!settled && accepted < count) {
         while sent < count && d.conn.credit(tx) > 0 {
+            let settlement = if settled {
+                Settlement::Settled
+            } else {
+                Settlement::Unsettled
+            };
             d.conn
+                .link(tx)
                 .send(
-                    tx,
                     Bytes::from((sent as u64).to_be_bytes().to_vec()),
                     0,
-                    settled,
+                    settlement,
                     event(sent, size),
                 )
                 .unwrap();
             sent += 1;
         }
-        d.until(within, |_, e| match e {
+        d.wait_for(within, |_, e| match e {
             Event::Disposition {
                 state: Some(DeliveryState::Accepted(_)),
                 ..
@@ -388,25 +298,23 @@ pub fn round_trip(
     }
     let rx = d
         .conn
-        .attach(
-            ch,
-            LinkConfig {
-                name: format!("rx-{address}"),
-                role: Role::Receiver,
-                source: Some(Source::with_address(address)),
-                target: Some(Target::with_address("interop-client")),
-                ..Default::default()
-            },
-        )
+        .session(ch)
+        .attach(LinkConfig {
+            name: format!("rx-{address}"),
+            role: Role::Receiver,
+            source: Some(Source::with_address(address)),
+            target: Some(Target::with_address("interop-client")),
+            ..Default::default()
+        })
         .unwrap();
-    d.until(Duration::from_secs(10), |_, e| {
+    d.wait_for(Duration::from_secs(10), |_, e| {
         matches!(e, Event::LinkAttached { link, .. } if *link == rx).then_some(())
     });
     let batch = 500.min(count as u32);
-    d.conn.flow(rx, batch, false).unwrap();
+    d.conn.link(rx).flow(batch).unwrap();
     let mut received = 0usize;
     while received < count {
-        let (id, payload) = d.until(within, |_, e| match e {
+        let (id, payload) = d.wait_for(within, |_, e| match e {
             Event::Delivery {
                 link,
                 delivery_id,
@@ -425,16 +333,16 @@ pub fn round_trip(
             "in order"
         );
         assert_eq!(sections[0].len(), size.max(9));
-        d.conn.accept(rx, id).unwrap();
+        d.conn.link(rx).accept(id).unwrap();
         received += 1;
         if d.conn.credit(rx) == 0 && received < count {
-            d.conn.flow(rx, batch, false).unwrap();
+            d.conn.link(rx).flow(batch).unwrap();
         }
     }
-    d.conn.detach(rx, true, None).unwrap();
-    d.conn.detach(tx, true, None).unwrap();
+    d.conn.link(rx).close(None).unwrap();
+    d.conn.link(tx).close(None).unwrap();
     d.conn.close(None).unwrap();
-    d.until(Duration::from_secs(10), |_, e| {
+    d.wait_for(Duration::from_secs(10), |_, e| {
         matches!(e, Event::Closed(_)).then_some(())
     });
 }

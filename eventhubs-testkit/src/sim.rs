@@ -1,20 +1,68 @@
-//! A deterministic world: the client core and the broker model wired
-//! together in memory under a virtual clock, with a seeded network that
-//! splits, delays and cuts the byte streams.
-
-#![allow(dead_code)]
+//! A deterministic world: client cores and a sans-IO service (the
+//! emulator's broker model, behind [`Service`]) wired together in memory
+//! under a virtual clock, with a seeded network that splits, delays and
+//! cuts the byte streams and refuses connects. Tokens are fetched as
+//! production fetches them: `TokenRequired`, answered after a seeded
+//! delay with `supply_token`.
+//!
+//! Everything the clients and the service say to each other is folded into
+//! [`World::wire_digest`], so a test can check that a seed replays byte
+//! for byte.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use eventhubs_emulator::{Broker, ConnId, EmulatorConfig};
-use eventhubs_proto::client::{Client, ClientEvent, ClientOptions, Credential, Now, TransportId};
-use eventhubs_proto::eventhubs::sas::SasKeyProvider;
+use eventhubs_proto::client::{
+    Client, ClientEvent, ClientOptions, ConnectFailure, ConnectFailureKind, Credential, Now,
+    TransportId,
+};
+use eventhubs_proto::eventhubs::sas::{SasKeyProvider, SyncTokenProvider};
 use eventhubs_proto::eventhubs::SplitMix64;
 
+/// The wall clock at the start of every world (ms since the Unix epoch).
 pub const T0_MS: i64 = 1_800_000_000_000;
+/// The emulator's default policy.
 pub const KEY_NAME: &str = "RootManageSharedAccessKey";
+/// Its key.
 pub const KEY: &str = "SAS_KEY_VALUE";
+
+/// A sans-IO service the clients connect to: connections in, bytes both
+/// ways, timers. The emulator's broker model is one (its tests wrap it).
+pub trait Service {
+    /// Names a connection.
+    type Conn: Copy + PartialEq + std::fmt::Debug;
+    /// A new connection.
+    fn connect(&mut self, now: Now) -> Self::Conn;
+    /// Bytes from connection `conn`.
+    fn handle_input(&mut self, conn: Self::Conn, now: Now, data: &[u8]);
+    /// Bytes to connection `conn`; returns how many were appended.
+    fn poll_transmit(&mut self, conn: Self::Conn, now: Now, buf: &mut Vec<u8>) -> usize;
+    /// The socket of `conn` is gone.
+    fn disconnect(&mut self, conn: Self::Conn);
+    /// True once the service has closed `conn` (its last bytes sent).
+    fn is_closed(&self, conn: Self::Conn) -> bool;
+    /// When [`Service::handle_timeout`] is next due.
+    fn poll_timeout(&self) -> Option<Instant>;
+    /// Fires the timers due at `now`.
+    fn handle_timeout(&mut self, now: Now);
+}
+
+/// FNV-1a, folded over every byte of the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Digest(u64);
+
+impl Digest {
+    fn new() -> Self {
+        Digest(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn add(&mut self, tag: u8, bytes: &[u8]) {
+        for &b in std::iter::once(&tag).chain(bytes) {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
 
 /// How hostile the network is.
 #[derive(Clone, Copy, Debug)]
@@ -30,6 +78,7 @@ pub struct Network {
 }
 
 impl Network {
+    /// Whole chunks, 1 ms latency, no drops, no refused connects.
     pub fn calm() -> Self {
         Network {
             max_chunk: 64 * 1024,
@@ -51,48 +100,84 @@ impl Pipe {
     }
 }
 
+/// A client and where its tokens come from.
+pub struct ClientSetup {
+    /// Its options.
+    pub options: ClientOptions,
+    /// Answers `TokenRequired` after a short seeded delay, as the driver's
+    /// token provider would; `None` leaves the answering to the test.
+    pub tokens: Option<SasKeyProvider>,
+}
+
 /// One client attached to the world.
-pub struct Peer {
+pub struct Peer<C> {
+    /// The client core.
     pub client: Client,
+    /// What it reported, with when.
     pub events: Vec<(Instant, ClientEvent)>,
-    link: Option<(TransportId, ConnId)>,
+    tokens: Option<SasKeyProvider>,
+    /// Tokens asked for, with when the source answers.
+    token_requests: Vec<(Instant, String)>,
+    link: Option<(TransportId, C)>,
     to_broker: Pipe,
     to_client: Pipe,
+    /// Transports it asked for.
     pub connects: u32,
+    /// Connections the network cut.
     pub drops: u32,
 }
 
-pub struct World {
-    pub start: Instant,
-    pub elapsed: Duration,
-    pub broker: Broker,
-    pub peers: Vec<Peer>,
-    pub rng: SplitMix64,
-    pub net: Network,
-    buf: Vec<u8>,
+/// Default client options against the emulator's default hub, with
+/// CBS tokens from a SAS key that live `token_validity`, fetched as the
+/// production driver fetches them.
+pub fn options(seed: u64, token_validity: Duration) -> ClientSetup {
+    let provider = SasKeyProvider::new(KEY_NAME, KEY)
+        .unwrap()
+        .with_validity(token_validity);
+    let mut o = ClientOptions::new("localhost", "eh1", Credential::External);
+    o.seed = seed;
+    o.container_id = Some(format!("sim-{seed}"));
+    ClientSetup {
+        options: o,
+        tokens: Some(provider),
+    }
 }
 
-impl World {
-    pub fn new(seed: u64, config: EmulatorConfig, net: Network) -> World {
-        let start = Instant::now();
-        let broker = Broker::new(
-            config,
-            eventhubs_emulator::Now {
-                instant: start,
-                unix_ms: T0_MS,
-            },
-        );
+/// Clients and a service in memory, under a virtual clock.
+pub struct World<S: Service> {
+    /// The virtual clock's origin.
+    pub start: Instant,
+    /// Virtual time since the origin.
+    pub elapsed: Duration,
+    /// The service.
+    pub broker: S,
+    /// The clients.
+    pub peers: Vec<Peer<S::Conn>>,
+    /// The network's randomness.
+    pub rng: SplitMix64,
+    /// How hostile the network is.
+    pub net: Network,
+    buf: Vec<u8>,
+    digest: Digest,
+}
+
+impl<S: Service> World<S> {
+    /// A world around `service`, whose clock started at `start` (and
+    /// [`T0_MS`] on the wall clock).
+    pub fn new(seed: u64, start: Instant, service: S, net: Network) -> World<S> {
         World {
             start,
             elapsed: Duration::ZERO,
-            broker,
+            broker: service,
             peers: Vec::new(),
             rng: SplitMix64::new(seed ^ 0x5eed),
             net,
             buf: Vec::new(),
+            digest: Digest::new(),
         }
     }
 
+    /// The virtual time.
     pub fn now(&self) -> Now {
         Now {
             instant: self.start + self.elapsed,
@@ -100,31 +185,19 @@ impl World {
         }
     }
 
-    fn broker_now(&self) -> eventhubs_emulator::Now {
-        let n = self.now();
-        eventhubs_emulator::Now {
-            instant: n.instant,
-            unix_ms: n.unix_ms,
-        }
+    /// A digest of every byte the clients and the service sent each other
+    /// so far, in order: equal for two runs of one seed.
+    pub fn wire_digest(&self) -> u64 {
+        self.digest.0
     }
 
-    /// Default client options against the emulator's default hub, with a
-    /// SAS key provider whose tokens live `token_validity`.
-    pub fn options(seed: u64, token_validity: Duration) -> ClientOptions {
-        let provider = SasKeyProvider::new(KEY_NAME, KEY)
-            .unwrap()
-            .with_validity(token_validity);
-        let mut o =
-            ClientOptions::new("localhost", "eh1", Credential::Provider(Box::new(provider)));
-        o.seed = seed;
-        o.container_id = format!("sim-{seed}");
-        o
-    }
-
-    pub fn add_client(&mut self, options: ClientOptions) -> usize {
+    /// Adds a client; returns its index in [`World::peers`].
+    pub fn add_client(&mut self, setup: ClientSetup) -> usize {
         self.peers.push(Peer {
-            client: Client::new(options),
+            client: Client::new(setup.options).expect("valid options"),
             events: Vec::new(),
+            tokens: setup.tokens,
+            token_requests: Vec::new(),
             link: None,
             to_broker: Pipe::new(),
             to_client: Pipe::new(),
@@ -154,7 +227,7 @@ impl World {
 
     fn exchange_once(&mut self) -> bool {
         let now = self.now();
-        let bnow = self.broker_now();
+        let bnow = self.now();
         let mut progressed = false;
         for i in 0..self.peers.len() {
             while let Some(ev) = self.peers[i].client.poll_event() {
@@ -165,8 +238,11 @@ impl World {
                         let p = &mut self.peers[i];
                         p.connects += 1;
                         if self.rng.below(100) < self.net.connect_fail_pct {
-                            p.client
-                                .connect_failed(now, tid, "simulated connect failure");
+                            let failure = ConnectFailure::new(
+                                ConnectFailureKind::Refused,
+                                "simulated connect failure",
+                            );
+                            p.client.connect_failed(now, tid, failure);
                         } else {
                             let cid = self.broker.connect(bnow);
                             p.link = Some((tid, cid));
@@ -178,6 +254,7 @@ impl World {
                     ClientEvent::Disconnect {
                         transport: tid,
                         final_bytes,
+                        ..
                     } => {
                         let p = &mut self.peers[i];
                         if let Some((t, cid)) = p.link {
@@ -185,8 +262,10 @@ impl World {
                                 // What was in flight arrives, then the
                                 // client's last bytes (a close).
                                 for (_, b) in p.to_broker.q.drain(..) {
+                                    self.digest.add(1, &b);
                                     self.broker.handle_input(cid, bnow, &b);
                                 }
+                                self.digest.add(3, final_bytes);
                                 self.broker.handle_input(cid, bnow, final_bytes);
                                 self.broker.disconnect(cid);
                                 p.link = None;
@@ -195,10 +274,20 @@ impl World {
                             }
                         }
                     }
+                    ClientEvent::TokenRequired { audience } => {
+                        // The source answers within 0-50 ms.
+                        let delay = Duration::from_millis(self.rng.below(50));
+                        let p = &mut self.peers[i];
+                        if p.tokens.is_some() {
+                            p.token_requests
+                                .push((now.instant + delay, audience.clone()));
+                        }
+                    }
                     _ => {}
                 }
                 self.peers[i].events.push((now.instant, ev));
             }
+            progressed |= self.supply_tokens(i);
             let Some((_, cid)) = self.peers[i].link else {
                 continue;
             };
@@ -221,6 +310,7 @@ impl World {
             {
                 progressed = true;
                 let (_, b) = p.to_broker.q.pop_front().unwrap();
+                self.digest.add(1, &b);
                 self.broker.handle_input(cid, bnow, &b);
             }
             while p
@@ -231,14 +321,8 @@ impl World {
             {
                 progressed = true;
                 let (_, b) = p.to_client.q.pop_front().unwrap();
-                let mut off = 0;
-                while off < b.len() {
-                    let n = p.client.handle_input(now, &b[off..]);
-                    if n == 0 {
-                        break;
-                    }
-                    off += n;
-                }
+                self.digest.add(2, &b);
+                p.client.handle_input(now, &b);
             }
             if self.broker.is_closed(cid) && p.to_client.q.is_empty() {
                 // The broker closed the connection: once its last bytes
@@ -254,6 +338,24 @@ impl World {
         progressed
     }
 
+    /// Answers the token requests of peer `i` that are due.
+    fn supply_tokens(&mut self, i: usize) -> bool {
+        let now = self.now();
+        let p = &mut self.peers[i];
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut p.token_requests)
+            .into_iter()
+            .partition(|(at, _)| *at <= now.instant);
+        p.token_requests = later;
+        let Some(source) = p.tokens.as_mut() else {
+            return false;
+        };
+        for (_, audience) in &due {
+            let token = source.token(audience, (now.unix_ms / 1000) as u64);
+            p.client.supply_token(now, audience, token);
+        }
+        !due.is_empty()
+    }
+
     /// One step: exchange, random cuts, timers, then advance the clock to
     /// the next thing that can happen (at most `max_step` ahead).
     pub fn step(&mut self, max_step: Duration) {
@@ -267,7 +369,7 @@ impl World {
             }
         }
         let now = self.now();
-        let bnow = self.broker_now();
+        let bnow = self.now();
         if self.broker.poll_timeout().is_some_and(|t| t <= now.instant) {
             self.broker.handle_timeout(bnow);
         }
@@ -288,6 +390,7 @@ impl World {
             consider(p.client.poll_timeout());
             consider(p.to_broker.q.front().map(|x| x.0));
             consider(p.to_client.q.front().map(|x| x.0));
+            consider(p.token_requests.iter().map(|x| x.0).min());
         }
         self.elapsed += next - now.instant;
     }
@@ -311,7 +414,11 @@ impl World {
 
     /// Steps until `done` holds or `limit` of virtual time passes; returns
     /// whether `done` held.
-    pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&mut World) -> bool) -> bool {
+    pub fn run_until(
+        &mut self,
+        limit: Duration,
+        mut done: impl FnMut(&mut World<S>) -> bool,
+    ) -> bool {
         let end = self.elapsed + limit;
         while self.elapsed < end {
             if done(self) {

@@ -1,8 +1,6 @@
-//! A blocking AMQP client on the engine over one loopback TCP socket, for
-//! the emulator's socket tests and its benchmark (which includes this file
-//! by path).
-
-#![allow(dead_code)]
+//! An AMQP engine over one blocking TCP socket: for tests and benches
+//! against real listeners (the emulator's server, Qpid Proton, RabbitMQ),
+//! as a client or, on an accepted stream, as a server.
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
@@ -16,7 +14,7 @@ use eventhubs_proto::codec::performatives::{AmqpError, Role};
 use eventhubs_proto::codec::Encode;
 use eventhubs_proto::engine::{
     Connection, ConnectionConfig, Event, LinkConfig, LinkId, SaslConfig, SaslMechanism,
-    SessionConfig, Side,
+    SessionConfig, Settlement, Side,
 };
 use eventhubs_proto::eventhubs::EventPosition;
 
@@ -28,11 +26,15 @@ pub fn emulator_plain() -> SaslMechanism {
     }
 }
 
-/// One engine connection over one TCP stream, with one session.
-pub struct Client {
+/// One engine over one TCP stream.
+pub struct EngineClient {
+    /// The engine.
     pub conn: Connection,
-    stream: TcpStream,
+    /// The socket.
+    pub stream: TcpStream,
+    /// Events not handled yet.
     pub events: VecDeque<Event>,
+    /// The session [`EngineClient::connect`] began (0 otherwise).
     pub session: u16,
     out: Vec<u8>,
     rbuf: Vec<u8>,
@@ -41,34 +43,46 @@ pub struct Client {
     next_tag: u64,
 }
 
-impl Client {
-    /// Connects, authenticates with `sasl`, opens and begins a session;
-    /// returns once the peer's open has arrived.
-    pub fn connect(addr: SocketAddr, sasl: SaslMechanism) -> std::io::Result<Client> {
+impl EngineClient {
+    /// An engine with `config` on `stream`, which is already connected (or
+    /// accepted); nothing is sent yet.
+    pub fn new(stream: TcpStream, config: ConnectionConfig) -> EngineClient {
+        let _ = stream.set_nodelay(true);
+        EngineClient {
+            conn: Connection::new(config, Instant::now()),
+            stream,
+            events: VecDeque::new(),
+            session: 0,
+            out: Vec::with_capacity(1 << 20),
+            rbuf: vec![0; 1 << 20],
+            eof: false,
+            next_tag: 0,
+        }
+    }
+
+    /// A client engine with `config` connected to 127.0.0.1:`port`.
+    pub fn connect_port(port: u16, config: ConnectionConfig) -> EngineClient {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        EngineClient::new(stream, config)
+    }
+
+    /// Connects to `addr`, authenticates with `sasl`, opens and begins a
+    /// session; returns once the peer's open has arrived.
+    pub fn connect(addr: SocketAddr, sasl: SaslMechanism) -> std::io::Result<EngineClient> {
         let stream = TcpStream::connect(addr)?;
-        stream.set_nodelay(true)?;
-        let mut config = ConnectionConfig::new(Side::Client, "emulator-test-client");
+        let mut config = ConnectionConfig::new(Side::Client, "eventhubs-testkit-client");
         config.hostname = Some("localhost".into());
         config.sasl = SaslConfig::Client(vec![sasl]);
         config.max_frame_size = 256 * 1024;
-        let mut conn = Connection::new(config, Instant::now());
-        conn.open().expect("open");
-        let session = conn
+        let mut c = EngineClient::new(stream, config);
+        c.conn.open().expect("open");
+        c.session = c
+            .conn
             .begin_session(SessionConfig {
                 incoming_window: 100_000,
                 ..SessionConfig::default()
             })
             .expect("session");
-        let mut c = Client {
-            conn,
-            stream,
-            events: VecDeque::new(),
-            session,
-            out: Vec::with_capacity(1 << 20),
-            rbuf: vec![0; 1 << 20],
-            eof: false,
-            next_tag: 0,
-        };
         c.until(Duration::from_secs(10), |_, e| {
             matches!(e, Event::Opened(_)).then_some(())
         })
@@ -76,7 +90,8 @@ impl Client {
         Ok(c)
     }
 
-    /// Writes what is pending, then waits up to `wait` for input.
+    /// Fires the engine's timers, writes what is pending, then waits up to
+    /// `wait` (or the engine's next timer) for input.
     pub fn turn(&mut self, wait: Duration) {
         let now = Instant::now();
         self.conn.handle_timeout(now);
@@ -85,14 +100,16 @@ impl Client {
         if !self.events.is_empty() || self.eof {
             return;
         }
+        let wait = match self.conn.poll_timeout() {
+            Some(t) => wait.min(t.saturating_duration_since(now)),
+            None => wait,
+        };
         let _ = self
             .stream
             .set_read_timeout(Some(wait.max(Duration::from_millis(1))));
         match self.stream.read(&mut self.rbuf) {
             Ok(0) => self.eof = true,
-            Ok(n) => {
-                self.conn.handle_input(Instant::now(), &self.rbuf[..n]);
-            }
+            Ok(n) => self.conn.handle_input(Instant::now(), &self.rbuf[..n]),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
             Err(_) => self.eof = true,
         }
@@ -105,7 +122,7 @@ impl Client {
         }
     }
 
-    /// Writes what the engine has queued.
+    /// Writes what the engine has queued, without waiting for input.
     pub fn flush(&mut self) {
         self.out.clear();
         let _ = self.conn.poll_transmit(Instant::now(), &mut self.out);
@@ -135,11 +152,37 @@ impl Client {
         }
     }
 
-    /// Attaches a link and waits for the answer: `Err` with the broker's
-    /// error when it refuses.
+    /// As [`until`](Self::until), but a failed connection, a closed socket
+    /// or the time running out is a panic.
+    pub fn wait_for<T>(
+        &mut self,
+        within: Duration,
+        mut f: impl FnMut(&mut Connection, &Event) -> Option<T>,
+    ) -> T {
+        let mut failed = None;
+        let got = self.until(within, |c, e| {
+            if let Event::Failed(err) = e {
+                failed = Some(err.to_string());
+                return None;
+            }
+            f(c, e)
+        });
+        if let Some(err) = failed {
+            panic!("connection failed: {err}");
+        }
+        assert!(!self.eof || got.is_some(), "peer closed the socket");
+        got.expect("timed out waiting")
+    }
+
+    /// Attaches a link on the session and waits for the answer: `Err` with
+    /// the peer's error when it refuses.
     pub fn attach(&mut self, config: LinkConfig) -> Result<LinkId, Option<AmqpError>> {
         let role = config.role;
-        let link = self.conn.attach(self.session, config).expect("attach");
+        let link = self
+            .conn
+            .session(self.session)
+            .attach(config)
+            .expect("attach");
         let answered = self.until(Duration::from_secs(10), |_, e| match e {
             Event::LinkAttached {
                 link: l, attach, ..
@@ -189,12 +232,18 @@ impl Client {
         })
     }
 
+    /// A fresh delivery tag.
+    pub fn next_tag(&mut self) -> Bytes {
+        self.next_tag += 1;
+        Bytes::copy_from_slice(&self.next_tag.to_be_bytes())
+    }
+
     /// Sends `payload` unsettled with `format`; returns the delivery id.
     pub fn send(&mut self, link: LinkId, format: u32, payload: Bytes) -> u32 {
-        self.next_tag += 1;
-        let tag = Bytes::copy_from_slice(&self.next_tag.to_be_bytes());
+        let tag = self.next_tag();
         self.conn
-            .send(link, tag, format, false, payload)
+            .link(link)
+            .send(tag, format, Settlement::Unsettled, payload)
             .expect("send")
     }
 

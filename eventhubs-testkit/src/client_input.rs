@@ -2,11 +2,11 @@
 //! Client`) given work, connected, and then fed the fuzz input as the
 //! service's bytes, with clock steps and caller commands interleaved.
 //!
-//! This file depends on `eventhubs_proto` and `std` only, so that the seed
-//! generator in `eventhubs-emulator/tests/fuzz_seeds.rs` can include it
-//! with `#[path]` and drive the very same code against the broker model:
-//! a recorded session replays exactly (same calls, same virtual times, so
-//! the same link names, message ids and correlation ids).
+//! The fuzz target (`fuzz/fuzz_targets/client_input.rs`) runs it, and the
+//! seed generator in `eventhubs-emulator/tests/fuzz_seeds.rs` drives the
+//! very same harness against the broker model: a recorded session replays
+//! exactly (same calls, same virtual times, so the same link names, message
+//! ids and correlation ids).
 //!
 //! # Input
 //!
@@ -44,8 +44,8 @@
 //! - `Connect` names a fresh transport, `Disconnect` a known one; after
 //!   `Closed` nothing more happens, no operation or receiver is left, and
 //!   there is no timer;
-//! - `handle_input` never consumes more than it was given, and the bytes
-//!   the client writes stay within a fixed multiple of those it read.
+//! - the bytes the client writes stay within a fixed multiple of those it
+//!   read.
 //!
 //! Errors are formatted (`Display`, `Debug`, `condition`, `recovery`) so
 //! hostile strings pass through their formatting too.
@@ -54,8 +54,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use eventhubs_proto::client::{
-    Client, ClientError, ClientEvent, ClientOptions, Credential, EventData, Now, OpId, ReceiverId,
-    ReceiverOptions, TransportId,
+    Client, ClientError, ClientEvent, ClientOptions, ConnectFailure, ConnectFailureKind,
+    Credential, EventData, Now, OpId, ReceiverId, ReceiverOptions, SendTarget, TransportId,
 };
 use eventhubs_proto::eventhubs::sas::{SasKeyProvider, SyncTokenProvider};
 use eventhubs_proto::eventhubs::EventPosition;
@@ -68,9 +68,7 @@ pub const KEY_NAME: &str = "RootManageSharedAccessKey";
 pub const KEY: &str = "SAS_KEY_VALUE";
 /// The event hub.
 pub const HUB: &str = "eh1";
-/// The partition every send and receiver uses. One partition means one
-/// sender in the client, whose senders live in a `HashMap`: two would be
-/// visited in a random order, and the run would not be deterministic.
+/// The partition every send and receiver uses.
 pub const PARTITION: &str = "0";
 /// Commands that would exceed this many pending operations are ignored.
 /// The client's work per call grows with its operations and receivers, so
@@ -94,7 +92,7 @@ pub mod tag {
     pub const NEXT_TIMER: u8 = 0xE2;
     /// Advance by a u16 BE count of seconds.
     pub const ADVANCE_S: u8 = 0xE3;
-    /// `add_credit(receiver, n)`, one byte `n`.
+    /// `consumed(receiver, n)`, one byte `n`.
     pub const CREDIT: u8 = 0xF0;
     /// A send to the partition, one byte: count and body size.
     pub const SEND: u8 = 0xF1;
@@ -111,15 +109,17 @@ pub mod tag {
     /// The transport fails: `disconnected`.
     pub const DISCONNECT: u8 = 0xF7;
     /// The next `n` transports cannot be opened: `connect_failed`, one
-    /// byte `n`.
+    /// byte: `n` in the low 7 bits; the high bit makes the failure
+    /// permanent (a rejected certificate), else the connection is refused.
     pub const FAIL_CONNECTS: u8 = 0xF8;
 }
 
 /// The first input byte.
 ///
-/// - bits 0-1: credential: 0 a SAS key provider, 1 SASL PLAIN, 2 external
-///   tokens (the harness supplies SAS tokens on `TokenRequired`), 3 a SAS
-///   key provider whose tokens live two minutes (refreshes);
+/// - bits 0-1: credential: 0 CBS tokens (the harness supplies SAS tokens
+///   at once on `TokenRequired`), 1 SASL PLAIN, 2 CBS tokens supplied a
+///   second after they are asked for, 3 CBS tokens that live two minutes
+///   (refreshes);
 /// - bit 2: send one event at the start;
 /// - bit 3: open a receiver (earliest) at the start;
 /// - bit 4: ask for hub information at the start;
@@ -196,8 +196,12 @@ pub struct Harness {
     scenario: Scenario,
     start: Instant,
     elapsed: Duration,
-    /// Token source for external tokens.
+    /// Token source for CBS tokens.
     external: Option<SasKeyProvider>,
+    /// How long the token source takes.
+    token_delay: Duration,
+    /// Tokens asked for, with when they are supplied.
+    token_requests: Vec<(String, Instant)>,
     /// The transport the client uses, once `connected`.
     transport: Option<TransportId>,
     last_transport: u64,
@@ -213,7 +217,6 @@ pub struct Harness {
     /// What the client wrote, per transport, since last taken.
     pub sent: Vec<(TransportId, Vec<u8>)>,
     buf: Vec<u8>,
-    unconsumed: Vec<u8>,
     read_total: usize,
     written_total: usize,
     ops: BTreeMap<OpId, (OpKind, Instant)>,
@@ -236,7 +239,6 @@ impl Harness {
                 .with_validity(Duration::from_secs(validity))
         };
         let (credential, external) = match scenario.credential() {
-            0 => (Credential::Provider(Box::new(provider(3600))), None),
             1 => (
                 Credential::Plain {
                     key_name: KEY_NAME.into(),
@@ -244,17 +246,24 @@ impl Harness {
                 },
                 None,
             ),
-            2 => (Credential::External, Some(provider(3600))),
-            _ => (Credential::Provider(Box::new(provider(120))), None),
+            3 => (Credential::External, Some(provider(120))),
+            _ => (Credential::External, Some(provider(3600))),
+        };
+        let token_delay = if scenario.credential() == 2 {
+            Duration::from_secs(1)
+        } else {
+            Duration::ZERO
         };
         let mut options = ClientOptions::new("localhost", HUB, credential);
-        options.container_id = "fuzz".into();
+        options.container_id = Some("fuzz".into());
         let mut h = Harness {
-            client: Client::new(options),
+            client: Client::new(options).expect("valid options"),
             scenario,
             start: Instant::now(),
             elapsed: Duration::ZERO,
             external,
+            token_delay,
+            token_requests: Vec::new(),
             transport: None,
             last_transport: 0,
             fail_connects: 0,
@@ -263,7 +272,6 @@ impl Harness {
             keep_sent,
             sent: Vec::new(),
             buf: Vec::new(),
-            unconsumed: Vec::new(),
             read_total: 0,
             written_total: 0,
             ops: BTreeMap::new(),
@@ -320,10 +328,12 @@ impl Harness {
                 e
             })
             .collect();
-        if let Ok(op) =
-            self.client
-                .send(now, events, Some(PARTITION.into()), now.instant + deadline)
-        {
+        if let Ok(op) = self.client.send(
+            now,
+            events,
+            SendTarget::Partition(PARTITION.into()),
+            now.instant + deadline,
+        ) {
             self.ops.insert(op, (OpKind::Send, now.instant + deadline));
         }
     }
@@ -357,12 +367,10 @@ impl Harness {
             return;
         }
         let now = self.now();
-        let options = ReceiverOptions {
-            position,
-            prefetch: self.scenario.prefetch(),
-            track_last_enqueued: self.scenario.track(),
-            ..ReceiverOptions::new(PARTITION)
-        };
+        let options = ReceiverOptions::new(PARTITION)
+            .position(position)
+            .prefetch(self.scenario.prefetch())
+            .track_last_enqueued(self.scenario.track());
         if let Ok(id) = self.client.open_receiver(now, options) {
             // Registered before any event about it is drained.
             assert!(
@@ -386,7 +394,7 @@ impl Harness {
         match cmd {
             tag::CREDIT => {
                 if let Some(r) = self.live_receiver() {
-                    self.client.add_credit(now, r, u32::from(arg));
+                    self.client.consumed(now, r, u32::from(arg));
                 }
             }
             tag::SEND => {
@@ -451,14 +459,7 @@ impl Harness {
     pub fn feed(&mut self, bytes: &[u8]) {
         let now = self.now();
         self.read_total += bytes.len();
-        self.unconsumed.extend_from_slice(bytes);
-        let n = self.client.handle_input(now, &self.unconsumed);
-        assert!(
-            n <= self.unconsumed.len(),
-            "handle_input consumed {n} of {} bytes",
-            self.unconsumed.len()
-        );
-        self.unconsumed.drain(..n);
+        self.client.handle_input(now, bytes);
         self.settle();
     }
 
@@ -469,9 +470,15 @@ impl Harness {
         self.fire();
     }
 
-    /// Jumps to the client's next timer, if any, and fires it.
+    /// Jumps to the client's next timer (or token answer), if any, and
+    /// fires it.
     pub fn next_timer(&mut self) {
-        if let Some(t) = self.client.poll_timeout() {
+        let token = self.token_requests.iter().map(|(_, at)| *at).min();
+        let next = match (self.client.poll_timeout(), token) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(t) = next {
             let now = self.now().instant;
             if t > now {
                 self.elapsed += t - now;
@@ -492,6 +499,7 @@ impl Harness {
     /// a driver would call it again at once, forever.
     fn settle(&mut self) {
         self.drain();
+        self.supply_tokens();
         let now = self.now();
         if self.client.poll_timeout().is_some_and(|t| t <= now.instant) {
             self.client.handle_timeout(now);
@@ -506,6 +514,29 @@ impl Harness {
             }
         }
         self.check();
+    }
+
+    /// The token source answers for `audience`.
+    fn supply_token(&mut self, audience: &str) {
+        let now = self.now();
+        let Some(p) = self.external.as_mut() else {
+            return;
+        };
+        let token = p.token(audience, (now.unix_ms / 1000) as u64);
+        self.client.supply_token(now, audience, token);
+    }
+
+    /// Supplies the tokens whose delay is over.
+    fn supply_tokens(&mut self) {
+        let now = self.now().instant;
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.token_requests)
+            .into_iter()
+            .partition(|(_, at)| *at <= now);
+        self.token_requests = later;
+        for (audience, _) in due {
+            self.supply_token(&audience);
+            self.drain();
+        }
     }
 
     fn drain(&mut self) {
@@ -540,9 +571,15 @@ impl Harness {
                 assert!(id.0 > self.last_transport, "Connect({id:?}) not fresh");
                 self.last_transport = id.0;
                 self.report.connects += 1;
-                if self.fail_connects > 0 {
+                if self.fail_connects & 0x7f > 0 {
                     self.fail_connects -= 1;
-                    self.client.connect_failed(now, id, "fuzz: connect failed");
+                    let kind = if self.fail_connects & 0x80 != 0 {
+                        ConnectFailureKind::CertificateRejected
+                    } else {
+                        ConnectFailureKind::Refused
+                    };
+                    let failure = ConnectFailure::new(kind, "fuzz: connect failed");
+                    self.client.connect_failed(now, id, failure);
                 } else {
                     self.transport = Some(id);
                     self.connected.push(id);
@@ -552,6 +589,7 @@ impl Harness {
             ClientEvent::Disconnect {
                 transport,
                 final_bytes,
+                ..
             } => {
                 assert!(
                     transport.0 <= self.last_transport,
@@ -564,12 +602,13 @@ impl Harness {
                 self.retired.push((transport, final_bytes));
             }
             ClientEvent::TokenRequired { audience } => {
-                let p = self
-                    .external
-                    .as_mut()
-                    .expect("TokenRequired without external tokens");
-                let token = p.token(&audience, (now.unix_ms / 1000) as u64);
-                self.client.supply_token(now, &audience, token);
+                assert!(self.external.is_some(), "TokenRequired without CBS");
+                if self.token_delay.is_zero() {
+                    self.supply_token(&audience);
+                } else {
+                    let at = now.instant + self.token_delay;
+                    self.token_requests.push((audience, at));
+                }
             }
             ClientEvent::SendComplete { op, result } => {
                 self.complete(op, OpKind::Send, result.as_ref().err());

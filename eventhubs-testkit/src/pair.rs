@@ -2,8 +2,6 @@
 //! wired together under a virtual clock, with knobs for chunking, latency
 //! and dropped connections. The server side can play a small broker.
 
-#![allow(dead_code)]
-
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -12,6 +10,7 @@ use eventhubs_proto::codec::frame::{split_frame, Frame};
 use eventhubs_proto::codec::performatives::{Performative, Role};
 use eventhubs_proto::codec::Symbol;
 use eventhubs_proto::engine::connection::PlainCheck;
+use eventhubs_proto::engine::Settlement;
 use eventhubs_proto::engine::{
     Connection, ConnectionConfig, Event, LinkConfig, LinkId, SaslConfig, SaslMechanism, Side,
 };
@@ -200,7 +199,7 @@ impl Pair {
                     max_message_size: Some(u64::MAX),
                     ..LinkConfig::answering(attach)
                 };
-                self.server.accept_link(*link, config).unwrap();
+                self.server.link(*link).answer(config).unwrap();
                 let role = if attach.role == Role::Sender {
                     Role::Receiver
                 } else {
@@ -208,7 +207,7 @@ impl Pair {
                 };
                 self.server_links.insert(*link, role);
                 if role == Role::Receiver {
-                    self.server.flow(*link, credit, false).unwrap();
+                    self.server.link(*link).flow(credit).unwrap();
                 }
             }
             Event::Delivery {
@@ -220,10 +219,10 @@ impl Pair {
             } => {
                 self.stored.push_back(payload.clone());
                 if !settled {
-                    self.server.accept(*link, *delivery_id).unwrap();
+                    self.server.link(*link).accept(*delivery_id).unwrap();
                 }
                 // Refill credit once half is used.
-                let _ = self.server.flow(*link, credit, false);
+                let _ = self.server.link(*link).flow(credit);
             }
             Event::LinkDetached { link, .. } => {
                 self.server_links.remove(link);
@@ -246,7 +245,10 @@ impl Pair {
                 };
                 self.next_tag += 1;
                 let tag = Bytes::copy_from_slice(&self.next_tag.to_be_bytes());
-                self.server.send(link, tag, 0, false, m).unwrap();
+                self.server
+                    .link(link)
+                    .send(tag, 0, Settlement::Unsettled, m)
+                    .unwrap();
             }
         }
     }
