@@ -49,6 +49,9 @@ pub type Hub = eventhubs_async::Hub<AsyncStdRuntime>;
 pub type Processor = eventhubs_async::Processor<AsyncStdRuntime>;
 /// The blob checkpoint store on async-std.
 pub type BlobCheckpointStore = eventhubs_async::BlobCheckpointStore<AsyncStdRuntime>;
+/// The hub manager (create, update, get, list and delete event hubs) on
+/// async-std; see [`eventhubs_async::management`].
+pub type HubManager = eventhubs_async::HubManager<AsyncStdRuntime>;
 
 /// Entra ID credentials on async-std (see [`eventhubs_async::identity`]).
 pub type ClientSecretCredential =

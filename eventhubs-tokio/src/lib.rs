@@ -71,6 +71,9 @@ pub type Hub = eventhubs_async::Hub<TokioRuntime>;
 pub type Processor = eventhubs_async::Processor<TokioRuntime>;
 /// The blob checkpoint store on tokio.
 pub type BlobCheckpointStore = eventhubs_async::BlobCheckpointStore<TokioRuntime>;
+/// The hub manager (create, update, get, list and delete event hubs) on
+/// tokio; see [`eventhubs_async::management`].
+pub type HubManager = eventhubs_async::HubManager<TokioRuntime>;
 
 /// Entra ID credentials on tokio (see [`eventhubs_async::identity`]).
 pub type ClientSecretCredential = eventhubs_async::identity::ClientSecretCredential<TokioRuntime>;
