@@ -28,7 +28,7 @@ mod quirks;
 pub mod server;
 pub mod store;
 
-pub use broker::{Appended, Broker, ConnId, LinkSelector, Now, RestoreError};
+pub use broker::{Appended, Broker, ConnId, LinkInfo, LinkSelector, Now, RestoreError, Stats};
 pub use config::EmulatorConfig;
 pub use quirks::LATE_OUTCOME_DELAY;
 pub use server::Emulator;
