@@ -24,7 +24,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use eventhubs_proto::http::{Exchange, HttpError, Limits, RequestError};
+use eventhubs_proto::http::Exchange;
+/// The HTTP types in this module's signatures, from the client core.
+pub use eventhubs_proto::http::{HttpError, Limits, RequestError};
 use futures_io::AsyncRead;
 use futures_util::future::{select, Either};
 use futures_util::{AsyncReadExt, AsyncWriteExt};

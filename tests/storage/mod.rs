@@ -36,14 +36,14 @@ use eventhubs_async::checkpoint_store::{
     PartitionOwnership,
 };
 use eventhubs_async::http::{HttpClient, HttpClientError, HttpOptions};
-use eventhubs_async::storage::{BlobClient, BlobError, StorageCredential};
-use eventhubs_async::transport::{TransportError, TransportKind, TransportOptions};
-use eventhubs_async::Runtime;
-use eventhubs_proto::http::{HttpError, Limits};
-use eventhubs_proto::storage::{
+use eventhubs_async::http::{HttpError, Limits};
+use eventhubs_async::storage::{
     AccountSas, BlobEndpoint, Condition, ContainerSas, ListBlobs, SharedKeyCredential,
     StorageErrorCode, DEVELOPMENT_ACCOUNT, DEVELOPMENT_KEY,
 };
+use eventhubs_async::storage::{BlobClient, BlobError, StorageCredential};
+use eventhubs_async::transport::{TransportError, TransportKind, TransportOptions};
+use eventhubs_async::Runtime;
 
 /// Runs `f`, failing if it takes longer than `secs`.
 pub async fn within<R: Runtime, T>(secs: u64, what: &str, f: impl Future<Output = T>) -> T {
@@ -529,10 +529,10 @@ impl eventhubs_async::TokenProvider for CountingTokens {
         let audience = audience.to_owned();
         Box::pin(async move {
             assert_eq!(audience, eventhubs_async::storage::STORAGE_SCOPE);
-            Ok(eventhubs_proto::eventhubs::Token {
+            Ok(eventhubs_async::Token {
                 token: format!("token-{n}"),
                 expires_at_unix: unix_now() as u64 + 3600,
-                token_type: eventhubs_proto::eventhubs::TokenType::Jwt,
+                token_type: eventhubs_async::TokenType::Jwt,
             })
         })
     }
@@ -1189,8 +1189,8 @@ pub async fn python_interop<R: Runtime>() {
         ours_1
             .etag
             .as_deref()
-            .map(eventhubs_proto::storage::unquote_etag),
-        Some(eventhubs_proto::storage::unquote_etag(py_etag))
+            .map(eventhubs_async::storage::unquote_etag),
+        Some(eventhubs_async::storage::unquote_etag(py_etag))
     );
     let mut cps: Vec<(String, Option<String>, Option<i64>)> = store
         .list_checkpoints(ns, hub, cg)
