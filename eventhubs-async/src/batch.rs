@@ -66,10 +66,18 @@ impl EventDataBatch {
         }
         match self.batch.try_add(&event) {
             Ok(true) => Ok(()),
-            Ok(false) if self.batch.is_empty() => {
-                Err(TryAddError::new(event, TryAddReason::TooLarge))
+            Ok(false) => {
+                // Would it fit an empty batch? (Counted exactly, as the
+                // batch is: only when it does not fit this one.)
+                let mut alone =
+                    EventBatch::new(event.partition_key.clone(), self.max_size_in_bytes());
+                let reason = if !self.batch.is_empty() && alone.try_add(&event) == Ok(true) {
+                    TryAddReason::Full
+                } else {
+                    TryAddReason::TooLarge
+                };
+                Err(TryAddError::new(event, reason))
             }
-            Ok(false) => Err(TryAddError::new(event, TryAddReason::Full)),
             Err(_) => Err(TryAddError::new(event, TryAddReason::PartitionKey)),
         }
     }

@@ -90,6 +90,7 @@ pub enum Error {
         /// Attempts made, when the last failure is known.
         attempts: u32,
         /// The last failure before the deadline.
+        #[source]
         last: Option<Box<Error>>,
     },
     /// The hub was closed (by [`Hub::close`](crate::Hub::close), or when

@@ -80,6 +80,24 @@ impl Cadence {
     }
 }
 
+/// Events handled in a row before the listener lets other tasks run.
+const YIELD_EVERY: u32 = 32;
+
+/// Returns `Pending` once, waking itself: other tasks run meanwhile.
+async fn yield_now() {
+    let mut yielded = false;
+    futures_util::future::poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
+}
+
 /// What woke the listener.
 enum Step {
     Stop,
@@ -112,6 +130,8 @@ where
         let mut state = Cadence::new(cadence);
         let mut writing: Option<oneshot::Receiver<Result<(), Error>>> = None;
         let mut timer: Option<BoxFuture<()>> = None;
+        // Events handled since the task last let others run.
+        let mut run = 0u32;
         let result: Result<(), Error> = loop {
             if writing.is_none() {
                 if let Some(c) = state.take_due() {
@@ -152,6 +172,14 @@ where
                         break Err(Error::Handler(e.into()));
                     }
                     state.handled(cp);
+                    // A long run of events already received never waits:
+                    // let the executor run other tasks (a checkpoint
+                    // write among them) now and then.
+                    run += 1;
+                    if run == YIELD_EVERY {
+                        run = 0;
+                        yield_now().await;
+                    }
                 }
                 Step::Wrote(r) => {
                     writing = None;

@@ -580,94 +580,76 @@ impl CheckpointPersister for Recording {
 }
 
 /// `receive` checkpoints on the cadence asked for (every 3 events; every
-/// 200 ms), and always at the stop.
+/// 200 ms; only at the stop), and always at the stop. A write in progress
+/// when the next is due is not waited for: the next one writes the
+/// latest handled event.
 pub async fn checkpoints_on_the_chosen_cadence<R: Runtime>() {
     let e = Emulator::start(EmulatorConfig::default()).unwrap();
-    let recording = Arc::new(Recording::default());
-    let h = hub::<R>(
-        &e,
-        partitioned("0").with_checkpoint_persister(recording.clone()),
-    );
+    let run = |cadence: CheckpointCadence| {
+        let e = &e;
+        async move {
+            let recording = Arc::new(Recording::default());
+            let h = hub::<R>(
+                e,
+                HubOptions::new().with_checkpoint_persister(recording.clone()),
+            );
+            let count = Arc::new(Mutex::new(0));
+            let c = count.clone();
+            let handle = h
+                .receive(
+                    "0",
+                    move |_| {
+                        *c.lock().unwrap() += 1;
+                        async { Ok::<(), String>(()) }
+                    },
+                    earliest().with_checkpoint_cadence(cadence),
+                )
+                .await
+                .unwrap();
+            within::<R, _>(30, "eight events", async {
+                while *count.lock().unwrap() < 8 {
+                    R::default().sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await;
+            // Whatever the cadence wrote by now (writes run in a task of
+            // their own: give them a moment).
+            R::default().sleep(Duration::from_millis(300)).await;
+            let before_stop = recording.writes.lock().unwrap().clone();
+            handle.close().await.unwrap();
+            let after_stop = recording.writes.lock().unwrap().clone();
+            h.close().await.unwrap();
+            (before_stop, after_stop)
+        }
+    };
+    let h = hub::<R>(&e, partitioned("0"));
     h.send_batch(numbered(0..8)).await.unwrap();
-    let count = Arc::new(Mutex::new(0));
-    let c = count.clone();
-    let handle = h
-        .receive(
-            "0",
-            move |_| {
-                *c.lock().unwrap() += 1;
-                async { Ok::<(), String>(()) }
-            },
-            earliest().with_checkpoint_cadence(CheckpointCadence::every_events(3)),
-        )
-        .await
-        .unwrap();
-    within::<R, _>(30, "eight events", async {
-        while *count.lock().unwrap() < 8 {
-            R::default().sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-    // Writes are in their own task: wait for the second one.
-    within::<R, _>(10, "two writes", async {
-        while recording.writes.lock().unwrap().len() < 2 {
-            R::default().sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-    assert_eq!(
-        *recording.writes.lock().unwrap(),
-        vec![2, 5],
-        "after 3 and 6 events"
-    );
-    handle.close().await.unwrap();
-    assert_eq!(
-        *recording.writes.lock().unwrap(),
-        vec![2, 5, 7],
-        "and the last handled one at the stop"
-    );
-
-    // By time: one write within the interval after the events.
-    let timed = Arc::new(Recording::default());
-    let h2 = hub::<R>(
-        &e,
-        partitioned("0").with_checkpoint_persister(timed.clone()),
-    );
-    let handle = h2
-        .receive(
-            "0",
-            |_| async { Ok::<(), String>(()) },
-            earliest()
-                .with_checkpoint_cadence(CheckpointCadence::every(Duration::from_millis(200))),
-        )
-        .await
-        .unwrap();
-    within::<R, _>(10, "a timed write", async {
-        while timed.writes.lock().unwrap().is_empty() {
-            R::default().sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-    assert_eq!(
-        *timed.writes.lock().unwrap(),
-        vec![7],
-        "one write for the eight events"
-    );
-    h2.send(EventData::new("one more")).await.unwrap();
-    within::<R, _>(10, "a second timed write", async {
-        while timed.writes.lock().unwrap().len() < 2 {
-            R::default().sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-    handle.close().await.unwrap();
-    assert_eq!(
-        *timed.writes.lock().unwrap(),
-        vec![7, 8],
-        "nothing new to write at the stop"
-    );
-    h2.close().await.unwrap();
     h.close().await.unwrap();
+
+    // Every 3 events: after the third (sequence number 2), then the latest
+    // handled when the next is due; the last handled (7) by the stop.
+    let (before, after) = run(CheckpointCadence::every_events(3)).await;
+    assert_eq!(before.first(), Some(&2), "{before:?}");
+    assert!(before.len() >= 2 && before.len() <= 3, "{before:?}");
+    assert!(before.windows(2).all(|w| w[0] < w[1]), "{before:?}");
+    assert_eq!(after.last(), Some(&7), "{after:?}");
+    assert!(after.len() <= 3, "{after:?}");
+
+    // Every 200 ms: one write for the burst of eight.
+    let (before, after) = run(CheckpointCadence::every(Duration::from_millis(200))).await;
+    assert_eq!(before.last(), Some(&7), "{before:?}");
+    assert!(before.len() <= 2, "{before:?}");
+    assert_eq!(after, before, "nothing new to write at the stop");
+
+    // Only at the stop: nothing before, the last handled event at the stop.
+    let (before, after) = run(CheckpointCadence::at_stop_only()).await;
+    assert_eq!(before, Vec::<i64>::new());
+    assert_eq!(after, vec![7]);
+
+    // Every event.
+    let (_, after) = run(CheckpointCadence::every_event()).await;
+    assert_eq!(after.last(), Some(&7), "{after:?}");
+    assert!(after.windows(2).all(|w| w[0] < w[1]), "{after:?}");
 }
 
 /// Sends to two partitions and by partition key, all on one hub: one AMQP
