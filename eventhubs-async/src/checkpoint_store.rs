@@ -17,10 +17,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use eventhubs_proto::checkpoint::{
     checkpoint_blob_name, checkpoint_from_blob, checkpoint_metadata, checkpoint_prefix,
-    claim_request, ownership_from_blob, ownership_prefix, IncompleteCheckpoint, MemoryStore,
+    claim_request, ownership_from_blob, ownership_prefix, MemoryStore,
 };
 pub use eventhubs_proto::checkpoint::{
-    namespace_of_endpoint, PartitionCheckpoint, PartitionOwnership,
+    namespace_of_endpoint, IncompleteCheckpoint, PartitionCheckpoint, PartitionOwnership,
 };
 use eventhubs_proto::storage::{Condition, StorageErrorCode};
 use futures_util::stream::{self, StreamExt, TryStreamExt};

@@ -70,7 +70,7 @@ pub use eventhubs_proto::codec::{Map, Symbol, Timestamp, Uuid, Value};
 pub use eventhubs_proto::eventhubs::connection_string::{
     ConnectionString, ConnectionStringError, Environment, EnvironmentError,
 };
-pub use eventhubs_proto::eventhubs::{EventPosition, RetryMode, RetryPolicy};
+pub use eventhubs_proto::eventhubs::{EventPosition, FilterError, RetryMode, RetryPolicy};
 
 // Checkpoints.
 pub use checkpoint_store::{
@@ -84,8 +84,8 @@ pub use persist::{
 
 // Credentials.
 pub use credentials::{
-    CredentialsError, EnvError, HubEnvironment, SasTokenProvider, SyncAdapter, Token, TokenError,
-    TokenFuture, TokenProvider, TokenType,
+    CredentialsError, EnvError, HubEnvironment, SasTokenProvider, SyncAdapter, SyncTokenProvider,
+    Token, TokenError, TokenFuture, TokenProvider, TokenType,
 };
 
 // HTTP, Blob Storage, transports, runtimes.

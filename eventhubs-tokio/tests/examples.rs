@@ -331,7 +331,11 @@ fn help_describes_the_options() {
         let r = run_example(name, &["--help"], LIMIT);
         r.assert_success();
         assert!(r.stdout.contains("Usage: "), "{name}: {}", r.stdout);
-        assert!(r.stdout.contains("EVENTHUB_CONNECTION_STRING"), "{name}: {}", r.stdout);
+        assert!(
+            r.stdout.contains("EVENTHUB_CONNECTION_STRING"),
+            "{name}: {}",
+            r.stdout
+        );
         assert!(r.stdout.contains(option), "{name}: {}", r.stdout);
     }
 }

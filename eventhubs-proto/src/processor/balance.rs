@@ -214,7 +214,7 @@ pub struct Plan {
 }
 
 /// Plans one load-balancing cycle for processor `me`. See the
-/// [module docs](self) for the algorithm.
+/// [module docs](crate::processor) for the algorithm.
 ///
 /// `partition_ids` are the hub's partitions; records for other ids are
 /// ignored. `now_unix_ms` is compared with each record's last-modified
