@@ -905,8 +905,13 @@ pub async fn hub_checkpoints_in_blob_storage<R: Runtime>() {
     // A restarted hub resumes after it.
     let hub = Hub::<R>::from_connection_string(&emulator.connection_string("eh1"), options())
         .expect("hub");
-    hub.send(EventData::new("after the restart")).await.expect("send");
-    let mut s = hub.receiver("1", ReceiveOptions::new()).await.expect("receiver");
+    hub.send(EventData::new("after the restart"))
+        .await
+        .expect("send");
+    let mut s = hub
+        .receiver("1", ReceiveOptions::new())
+        .await
+        .expect("receiver");
     let next = s.next().await.expect("an event").expect("event");
     assert_eq!(next.system.sequence_number, 12);
     assert_eq!(next.data.body, "after the restart".as_bytes());
