@@ -90,6 +90,12 @@ pub type HttpClient = eventhubs_async::HttpClient<AsyncStdRuntime>;
 /// shares, for [`HubOptions::with_checkpoint_persister`].
 pub type BlobPersister = eventhubs_async::StorePersister<BlobCheckpointStore>;
 
+/// An event processor on async-std (see [`eventhubs_async::processor`]).
+pub type Processor = eventhubs_async::Processor<AsyncStdRuntime>;
+/// The hub manager (create, update, get, list and delete event hubs) on
+/// async-std; see [`eventhubs_async::management`].
+pub type HubManager = eventhubs_async::HubManager<AsyncStdRuntime>;
+
 /// Entra ID credentials on async-std (see [`eventhubs_async::identity`]).
 pub type ClientSecretCredential =
     eventhubs_async::identity::ClientSecretCredential<AsyncStdRuntime>;

@@ -128,6 +128,13 @@ pub enum Error {
     /// outside a tokio runtime without a handle), or it refused the task.
     #[error("cannot start the client's task: {0}")]
     Runtime(#[source] std::io::Error),
+    /// The event processor reported a failure (a store request, a
+    /// receiver, a checkpoint write).
+    #[error(transparent)]
+    Processor(#[from] eventhubs_proto::processor::ProcessorError),
+    /// A checkpoint was refused: the partition is not this processor's.
+    #[error(transparent)]
+    CheckpointRefused(#[from] eventhubs_proto::processor::CheckpointRefused),
 }
 
 fn timeout_text(attempts: u32, last: Option<&Error>) -> String {
@@ -337,6 +344,12 @@ impl From<EnvironmentError> for Error {
 impl From<EnvError> for Error {
     fn from(e: EnvError) -> Self {
         Error::invalid_input_from(e.to_string(), e)
+    }
+}
+
+impl From<eventhubs_proto::processor::ConfigError> for Error {
+    fn from(e: eventhubs_proto::processor::ConfigError) -> Self {
+        Error::invalid_input_from(format!("the processor's settings: {e}"), e)
     }
 }
 

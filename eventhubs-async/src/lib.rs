@@ -19,9 +19,15 @@
 //!   the runtime's TCP and rustls, with keep-alive reuse and time-outs.
 //! - [`storage`]: [`BlobClient`], the Blob Storage calls of a checkpoint
 //!   store (Shared Key, SAS or bearer token).
+//! - [`management`]: [`HubManager`], the Go library's hub manager: create,
+//!   update, get, list and delete event hubs and consumer groups over the
+//!   Atom REST API (SAS over the full URL, or Entra ID as `Bearer`).
 //! - [`checkpoint_store`]: the [`CheckpointStore`] trait of processors, on
 //!   Blob Storage in the layout all Event Hubs SDKs share
 //!   ([`BlobCheckpointStore`]) or in memory ([`MemoryCheckpointStore`]).
+//! - [`processor`]: the event processor ([`Processor`], the Go library's
+//!   Event Processor Host): load-balanced, checkpointed consumption
+//!   across processes, a pump over the core's `processor::Processor`.
 //!
 //! This crate depends on no runtime: it never spawns, and its only clock
 //! reads are the wall-clock second a token or a storage request is signed
@@ -40,8 +46,10 @@ pub mod http;
 mod hub;
 pub mod identity;
 mod listener;
+pub mod management;
 mod options;
 pub mod persist;
+pub mod processor;
 pub mod runtime;
 pub mod storage;
 mod stream;
@@ -90,6 +98,10 @@ pub use credentials::{
 
 // HTTP, Blob Storage, transports, runtimes.
 pub use crate::http::{HttpClient, HttpClientError, HttpOptions};
+pub use management::{HubManager, HubManagerError, ManagementCredential};
+pub use processor::{
+    handler_fn, Handler, HandlerId, PartitionContext, Processor, ProcessorOptions,
+};
 pub use runtime::{BlockingJob, BoxFuture, ResolveError, Runtime};
 pub use storage::{BlobClient, BlobError, StorageCredential};
 pub use transport::{

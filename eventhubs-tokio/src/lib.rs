@@ -141,6 +141,12 @@ pub type HttpClient = eventhubs_async::HttpClient<TokioRuntime>;
 /// shares, for [`HubOptions::with_checkpoint_persister`].
 pub type BlobPersister = eventhubs_async::StorePersister<BlobCheckpointStore>;
 
+/// An event processor on tokio (see [`eventhubs_async::processor`]).
+pub type Processor = eventhubs_async::Processor<TokioRuntime>;
+/// The hub manager (create, update, get, list and delete event hubs) on
+/// tokio; see [`eventhubs_async::management`].
+pub type HubManager = eventhubs_async::HubManager<TokioRuntime>;
+
 /// Entra ID credentials on tokio (see [`eventhubs_async::identity`]).
 pub type ClientSecretCredential = eventhubs_async::identity::ClientSecretCredential<TokioRuntime>;
 /// A certificate credential on tokio.

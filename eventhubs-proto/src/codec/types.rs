@@ -107,6 +107,12 @@ impl Timestamp {
         Timestamp(ms)
     }
 
+    /// As an RFC 3339 UTC instant with milliseconds
+    /// (`2024-02-29T23:59:59.999Z`).
+    pub fn to_rfc3339(self) -> String {
+        crate::management::time::format_rfc3339(self)
+    }
+
     /// As a [`std::time::SystemTime`]; `None` when out of its range.
     pub fn to_system_time(self) -> Option<std::time::SystemTime> {
         let magnitude = std::time::Duration::from_millis(self.0.unsigned_abs());
