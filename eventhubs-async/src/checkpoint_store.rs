@@ -66,6 +66,10 @@ impl StoreError {
 ///
 /// Namespaces are as [`namespace_of_endpoint`] gives them; names match
 /// case-insensitively.
+///
+/// Cancellation: dropping a returned future abandons its requests; one
+/// already written (a claim, a checkpoint) may still take effect, which
+/// the next listing shows.
 pub trait CheckpointStore: Send + Sync {
     /// Every ownership record of a consumer group (including relinquished
     /// ones, with an empty owner id).

@@ -51,6 +51,9 @@ pub type TokenFuture = Pin<Box<dyn Future<Output = Result<Token, TokenError>> + 
 
 /// A source of CBS tokens the client driver awaits (Go
 /// `auth.TokenProvider`).
+///
+/// Cancellation: the driver drops a token future only when it closes; an
+/// implementation must not rely on being polled to completion.
 pub trait TokenProvider: Send + Sync {
     /// A token for `audience` (e.g.
     /// `amqps://ns.servicebus.windows.net/hub/Partitions/0`), valid from

@@ -286,6 +286,10 @@ struct Inner {
 
 /// An HTTP/1.1 client with a small per-host keep-alive pool. Cheap to
 /// clone: clones share the pool.
+///
+/// Cancellation: dropping the future of [`send`](Self::send) closes its
+/// connection (it is not put back in the pool, as its state is unknown);
+/// a request already written may have reached the server.
 pub struct HttpClient<R: Runtime> {
     runtime: R,
     inner: Arc<Inner>,

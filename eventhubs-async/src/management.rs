@@ -136,6 +136,11 @@ impl HubManagerError {
 }
 
 /// Manages the event hubs of one namespace (Go `HubManager`).
+///
+/// Cancellation, for every async method: dropping the future abandons
+/// the HTTP exchange and its connection. A request already written may
+/// still take effect at the service (a hub created, updated or deleted);
+/// read it back with [`get`](Self::get) to know.
 pub struct HubManager<R: Runtime> {
     http: HttpClient<R>,
     endpoint: ManagementEndpoint,

@@ -324,6 +324,12 @@ impl BatchOptions {
 /// so many events, after so much time, whichever comes first, and always
 /// when the listener stops.
 ///
+/// Writes run in a task of their own while the handler goes on. When a
+/// write is due while the previous one is still in progress, it is not
+/// queued: the next write, once that one is done, takes the latest
+/// handled event (so a slow store gets fewer, newer checkpoints, never a
+/// backlog).
+///
 /// The default, [`CheckpointCadence::DEFAULT`], is every 1,000 events or
 /// 5 seconds, whichever comes first: a checkpoint costs a file write with
 /// two `fsync`s ([`FilePersister`](crate::FilePersister)) or a Blob
@@ -364,7 +370,8 @@ impl CheckpointCadence {
     };
 
     /// After every event (the azure-event-hubs-go behaviour: safest,
-    /// slowest).
+    /// slowest); with a write in progress, the next takes the latest
+    /// event.
     pub fn every_event() -> Self {
         Self::every_events(1)
     }

@@ -111,6 +111,10 @@ impl BlobError {
 }
 
 /// A Blob service client for one account.
+///
+/// Cancellation, for every async method: as [`HttpClient::send`]: the
+/// exchange and its connection are abandoned, and a request already
+/// written may still take effect.
 pub struct BlobClient<R: Runtime> {
     runtime: R,
     http: HttpClient<R>,

@@ -403,6 +403,9 @@ impl<R: Runtime> Processor<R> {
 
     /// Unregisters a handler (Go `UnregisterHandler`). As in the Go host,
     /// unregistering the last handler of a running processor closes it.
+    ///
+    /// Cancellation: the handler is unregistered at once; dropping the
+    /// future gives up only the wait for the close.
     pub async fn unregister_handler(&self, id: HandlerId) -> Result<(), Error> {
         let empty = {
             let mut h = self
@@ -482,6 +485,9 @@ impl<R: Runtime> Processor<R> {
     /// handler). The Go host's blocking `Start` waits for SIGINT; use
     /// [`run_until`](Self::run_until) with the runtime's signal future
     /// for that.
+    ///
+    /// Cancellation: dropping the future leaves the processor running in
+    /// the background; [`close`](Self::close) stops it.
     pub async fn run(&self) -> Result<(), Error> {
         self.start()?;
         self.done().await;
@@ -490,6 +496,8 @@ impl<R: Runtime> Processor<R> {
 
     /// Starts, processes until `signal` completes (e.g. `ctrl_c()`), then
     /// closes.
+    ///
+    /// Cancellation: as [`run`](Self::run); a close already begun goes on.
     pub async fn run_until(
         &self,
         signal: impl std::future::Future<Output = ()>,
@@ -506,6 +514,8 @@ impl<R: Runtime> Processor<R> {
 
     /// The hub's partition ids (Go `GetPartitionIDs`): as the running
     /// processor knows them, else asked of the hub.
+    ///
+    /// Cancellation: as [`Hub::runtime_information`].
     pub async fn partition_ids(&self) -> Result<Vec<String>, Error> {
         let known = self.inner.shared.status().partition_ids.clone();
         if !known.is_empty() {
@@ -535,11 +545,16 @@ impl<R: Runtime> Processor<R> {
     /// final checkpoints are written if asked, ownership is relinquished
     /// so that others take the partitions in their next cycle, and the hub
     /// is closed when the processor made it.
+    ///
+    /// Cancellation: the stop is asked for at once and goes on; dropping
+    /// the future gives up only the wait.
     pub async fn close(&self) -> Result<(), Error> {
         self.stop(self.inner.stop).await
     }
 
     /// Stops gracefully with `options` and waits until it has.
+    ///
+    /// Cancellation: as [`close`](Self::close).
     pub async fn stop(&self, options: StopOptions) -> Result<(), Error> {
         if !self.is_started() {
             if self.inner.close_hub {
