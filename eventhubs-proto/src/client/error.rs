@@ -15,6 +15,7 @@ use crate::eventhubs::sas::TokenError;
 use crate::eventhubs::RecoveryKind;
 
 use super::batch::BatchError;
+use super::idempotent::IdempotentError;
 use super::options::ConnectFailure;
 use super::rpc::ResponseError;
 
@@ -77,6 +78,11 @@ pub enum ClientError {
     /// Events could not be batched.
     #[error(transparent)]
     Batch(#[from] BatchError),
+    /// Idempotent publishing failed: a higher owner level took the
+    /// partition, the sequence numbers did not follow, or the service does
+    /// not offer it. Each says what the application can do.
+    #[error(transparent)]
+    Idempotent(#[from] IdempotentError),
     /// A `$management` response could not be read.
     #[error(transparent)]
     Response(#[from] ResponseError),
@@ -117,6 +123,7 @@ impl ClientError {
         match self {
             ClientError::Service(e) | ClientError::Protocol(e) => Some(&e.condition),
             ClientError::Status { condition, .. } => condition.as_ref(),
+            ClientError::Idempotent(e) => e.amqp_error().map(|a| &a.condition),
             _ => None,
         }
     }
@@ -148,6 +155,7 @@ impl ClientError {
     pub(crate) fn amqp_error(&self) -> Option<&AmqpError> {
         match self {
             ClientError::Service(e) | ClientError::Protocol(e) => Some(e),
+            ClientError::Idempotent(e) => e.amqp_error(),
             _ => None,
         }
     }

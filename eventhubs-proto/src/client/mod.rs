@@ -15,6 +15,8 @@
 //!   properties.
 //! - [`batch`]: batches with exact size accounting, and splitting a list
 //!   of events into batches grouped by partition key.
+//! - [`idempotent`]: idempotent publishing: the producer properties, the
+//!   per-event sequence numbers, the state per partition and its errors.
 //! - [`rpc`]: `$cbs` put-token and `$management` requests and responses.
 
 pub mod batch;
@@ -23,6 +25,7 @@ mod client;
 mod connection;
 pub mod error;
 pub mod event;
+pub mod idempotent;
 mod links;
 mod management;
 pub mod options;
@@ -33,10 +36,11 @@ mod senders;
 mod timers;
 mod tokens;
 
-pub use batch::{split_into_batches, BatchError, EventBatch};
+pub use batch::{split_into_batches, split_into_batches_mixed, BatchError, EventBatch};
 pub use client::Client;
 pub use error::ClientError;
 pub use event::{EventData, LastEnqueuedEventProperties, ReceivedEvent, SystemProperties};
+pub use idempotent::{IdempotentError, PartitionPublishingOptions, PartitionPublishingState};
 pub use options::{
     ClientEvent, ClientOptions, ConnectFailure, ConnectFailureKind, Credential, Now, OpId,
     ReceiverId, ReceiverOptions, SendTarget, TransportId,
