@@ -349,6 +349,14 @@ struct Outcome {
     acked: usize,
     failed_ops: usize,
     received: usize,
+    /// Events received again (the same id): at-least-once resends after a
+    /// lost acknowledgement.
+    duplicates: usize,
+    /// Acknowledged events never received (a failure when not zero).
+    lost: usize,
+    /// Resent events the service acknowledged without appending again
+    /// (idempotent publishing at work).
+    deduplicated: u64,
     drops: u32,
     connects: u32,
     receiver_restarts: u32,
@@ -363,7 +371,12 @@ struct Outcome {
 /// refuses connects, with tokens that expire during the run. Checks that
 /// every acknowledged event is received, no event reaches the user twice,
 /// sequence numbers have no gap, and every send completes by its deadline.
-fn run_seed(seed: u64) -> Outcome {
+///
+/// With `idempotent`, the client publishes idempotently: the same plan and
+/// faults, but what went to the hub goes to a partition chosen on the
+/// client (keys by the service's hashing, the rest round-robin), and no
+/// event may be appended twice.
+fn run_seed(seed: u64, idempotent: bool) -> Outcome {
     let mut rng = eventhubs_proto::eventhubs::SplitMix64::new(seed);
     let net = Network {
         max_chunk: [7, 512, 4096, 65536][rng.below(4) as usize],
@@ -376,7 +389,9 @@ fn run_seed(seed: u64) -> Outcome {
     let mut options = sim::options(seed, token_validity);
     options.options.retry.max_retries = 10;
     options.options.retry.max_delay = Duration::from_secs(5);
+    options.options.idempotent_publishing = idempotent;
     let c = w.add_client(options);
+    let mut round_robin = eventhubs_proto::eventhubs::RoundRobin::new();
     let partitions = ["0", "1"];
     let mut receivers: HashMap<ReceiverId, &str> = HashMap::new();
     let prefetch = 1 + rng.below(40) as u32;
@@ -435,15 +450,24 @@ fn run_seed(seed: u64) -> Outcome {
             let ids = events.iter().map(|e| e.data_id()).collect();
             let now = w.now();
             let deadline = now.instant + Duration::from_secs(60);
-            let op = w.peers[c]
-                .client
-                .send(
+            let client = &mut w.peers[c].client;
+            let op = match (idempotent, partition) {
+                (true, None) => {
+                    // Routed on the client, as a buffered producer does.
+                    let p = match events[0].partition_key.as_deref() {
+                        Some(k) => eventhubs_proto::eventhubs::resolve_partition(k, &partitions),
+                        None => round_robin.next_partition(&partitions),
+                    };
+                    client.send_routed(now, events, p.unwrap(), deadline)
+                }
+                (_, partition) => client.send(
                     now,
                     events,
                     SendTarget::from_partition(partition).unwrap(),
                     deadline,
-                )
-                .unwrap();
+                ),
+            }
+            .unwrap();
             ops.insert(op, (ids, deadline));
         }
         while faults.peek().is_some_and(|f| f.0 <= w.elapsed) {
@@ -518,7 +542,12 @@ fn run_seed(seed: u64) -> Outcome {
                         ));
                     }
                     last_seq.insert(p, seq);
-                    seen_ids.insert(id_of(&event));
+                    if !seen_ids.insert(id_of(&event)) {
+                        out.duplicates += 1;
+                        if idempotent {
+                            fail(format!("event {} appended twice", id_of(&event)));
+                        }
+                    }
                     out.received += 1;
                     let now = w.now();
                     w.peers[c].client.consumed(now, receiver, 1);
@@ -574,9 +603,11 @@ fn run_seed(seed: u64) -> Outcome {
         w.step(Duration::from_secs(1));
     }
     let lost: Vec<&i64> = acked_ids.difference(&seen_ids).collect();
+    out.lost = lost.len();
     if !lost.is_empty() {
         fail(format!("acknowledged events never received: {lost:?}"));
     }
+    out.deduplicated = w.broker.stats().duplicates;
     out.drops = w.peers[c].drops;
     out.connects = w.peers[c].connects;
     out.wire = w.wire_digest();
@@ -589,9 +620,9 @@ fn run_seed(seed: u64) -> Outcome {
 #[test]
 fn the_same_seed_gives_the_same_bytes() {
     let mut digests = Vec::new();
-    for seed in [0, 17, 105, 333] {
-        let first = run_seed(seed);
-        let second = run_seed(seed);
+    for (seed, idempotent) in [(0, false), (17, false), (105, true), (333, true)] {
+        let first = run_seed(seed, idempotent);
+        let second = run_seed(seed, idempotent);
         assert_eq!(
             first.wire, second.wire,
             "seed {seed}: the two runs sent different bytes"
@@ -614,11 +645,12 @@ impl DataId for EventData {
     }
 }
 
-#[test]
-fn seeded_runs_lose_nothing_duplicate_nothing_and_never_hang() {
+/// Runs the seeds (`SIM_SEEDS`, 1,000 by default; `SIM_SEED=n` runs one
+/// and prints it) and sums what they saw.
+fn run_seeds(idempotent: bool) -> Option<(u64, Outcome)> {
     if let Some(seed) = std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok()) {
-        println!("{:?}", run_seed(seed));
-        return;
+        println!("{:?}", run_seed(seed, idempotent));
+        return None;
     }
     let seeds: u64 = std::env::var("SIM_SEEDS")
         .ok()
@@ -626,16 +658,24 @@ fn seeded_runs_lose_nothing_duplicate_nothing_and_never_hang() {
         .unwrap_or(1000);
     let mut total = Outcome::default();
     for seed in 0..seeds {
-        let o = run_seed(seed);
+        let o = run_seed(seed, idempotent);
         total.acked += o.acked;
         total.failed_ops += o.failed_ops;
         total.received += o.received;
+        total.duplicates += o.duplicates;
+        total.lost += o.lost;
+        total.deduplicated += o.deduplicated;
         total.drops += o.drops;
         total.connects += o.connects;
         total.receiver_restarts += o.receiver_restarts;
         total.faults += o.faults;
     }
-    println!("{seeds} seeds: {total:?}");
+    let mode = if idempotent {
+        "idempotent"
+    } else {
+        "at least once"
+    };
+    println!("{seeds} seeds, {mode}: {total:?}");
     // The runs must exercise what they claim to.
     assert!(total.drops > seeds as u32 / 2, "{total:?}");
     assert!(total.faults > seeds as u32, "{total:?}");
@@ -643,6 +683,30 @@ fn seeded_runs_lose_nothing_duplicate_nothing_and_never_hang() {
         total.acked > 0 && total.received >= total.acked,
         "{total:?}"
     );
+    Some((seeds, total))
+}
+
+/// At least once: lost acknowledgements make the client send again and
+/// the service append again, so duplicates are expected (and counted).
+#[test]
+fn seeded_runs_lose_nothing_duplicate_nothing_and_never_hang() {
+    if let Some((_, total)) = run_seeds(false) {
+        assert_eq!(total.lost, 0, "{total:?}");
+    }
+}
+
+/// Idempotent publishing under the same plans and faults: every
+/// acknowledged event is received, and none is appended twice, however
+/// often a lost acknowledgement makes the client send again.
+#[test]
+fn idempotent_seeded_runs_append_every_event_exactly_once() {
+    if let Some((_, total)) = run_seeds(true) {
+        assert_eq!((total.lost, total.duplicates), (0, 0), "{total:?}");
+        assert!(
+            total.deduplicated > 0,
+            "no resend was deduplicated: {total:?}"
+        );
+    }
 }
 
 /// Collects, for `rounds` virtual seconds, the events of client `c`.

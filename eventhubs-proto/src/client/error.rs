@@ -82,7 +82,7 @@ pub enum ClientError {
     /// partition, the sequence numbers did not follow, or the service does
     /// not offer it. Each says what the application can do.
     #[error(transparent)]
-    Idempotent(#[from] IdempotentError),
+    Idempotent(Box<IdempotentError>),
     /// A `$management` response could not be read.
     #[error(transparent)]
     Response(#[from] ResponseError),
@@ -92,6 +92,12 @@ pub enum ClientError {
     /// The client was closed.
     #[error("the client is closed")]
     Closed,
+}
+
+impl From<IdempotentError> for ClientError {
+    fn from(e: IdempotentError) -> Self {
+        ClientError::Idempotent(Box::new(e))
+    }
 }
 
 fn timeout_text(attempts: u32, last: Option<&ClientError>) -> String {

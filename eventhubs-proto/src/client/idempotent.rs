@@ -322,7 +322,7 @@ impl Idempotence {
         &mut self,
         properties: Option<&Fields>,
         stamped_waiting: Option<Stamp>,
-    ) -> Result<Option<IdempotentError>, IdempotentError> {
+    ) -> Result<Option<IdempotentError>, Box<IdempotentError>> {
         let get = |key: &str| properties.and_then(|p| p.get(key)).and_then(Value::as_i64);
         let parsed = (
             get(PRODUCER_ID),
@@ -330,9 +330,9 @@ impl Idempotence {
             get(PRODUCER_SEQUENCE_NUMBER).and_then(|v| i32::try_from(v).ok()),
         );
         let (Some(id), Some(epoch), Some(last)) = parsed else {
-            return Err(IdempotentError::NotSupported {
+            return Err(Box::new(IdempotentError::NotSupported {
                 partition: self.partition.clone(),
-            });
+            }));
         };
         let mut mismatch = None;
         if let (Some(old), false) = (self.state, self.resync) {
@@ -472,6 +472,22 @@ fn reserved_envelope(key: Option<&str>) -> Message {
         message_annotations: Some(a),
         ..Message::default()
     }
+}
+
+/// Bytes `event` takes in a batch; with `idempotent`, with room for the
+/// producer annotations it will carry.
+pub(crate) fn batched_size(event: &EventData, idempotent: bool) -> usize {
+    let m = if idempotent {
+        reserved_message(event)
+    } else {
+        event.to_message()
+    };
+    batch_section_len(&m, Form::Compact)
+}
+
+/// Bytes of an idempotent batch's envelope.
+pub(crate) fn reserved_envelope_len() -> usize {
+    envelope_len(&reserved_envelope(None))
 }
 
 fn envelope_len(envelope: &Message) -> usize {
@@ -706,9 +722,9 @@ mod tests {
         );
         assert_eq!(
             i.attached(None, None),
-            Err(IdempotentError::NotSupported {
+            Err(Box::new(IdempotentError::NotSupported {
                 partition: "0".into()
-            })
+            }))
         );
     }
 
@@ -757,7 +773,7 @@ mod tests {
     fn an_event_too_large_once_numbered_is_refused() {
         let e = ev(1000, None);
         let size = reserved_message(&e).encoded_len();
-        assert!(split_pending(&[e.clone()], size, false).is_ok());
+        assert!(split_pending(std::slice::from_ref(&e), size, false).is_ok());
         assert!(split_pending(&[e], size - 1, false).is_err());
     }
 }

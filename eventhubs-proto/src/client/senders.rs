@@ -371,7 +371,7 @@ impl Client {
                     }
                     Err(unsupported) => {
                         self.close_sender_link(target);
-                        self.fail_sender(target, unsupported.into());
+                        self.fail_sender(target, ClientError::Idempotent(unsupported));
                     }
                 }
             }
@@ -453,7 +453,7 @@ impl Client {
                 if let Some(idem) = self.senders.get_mut(target).and_then(|s| s.idem.as_mut()) {
                     idem.resync();
                 }
-                ClientError::Idempotent(typed)
+                ClientError::from(typed)
             }
             None => error,
         };
