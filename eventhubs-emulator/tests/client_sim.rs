@@ -1001,3 +1001,251 @@ fn server_busy_backs_off_at_least_four_seconds() {
     assert!(waited < Duration::from_secs(30), "{waited:?}");
     assert_eq!(w.broker.stats().events_in, 2);
 }
+
+// ---- idempotent publishing -------------------------------------------------
+
+mod idempotent {
+    use super::*;
+    use eventhubs_proto::client::idempotent::PRODUCER_SEQUENCE_NUMBER;
+    use eventhubs_proto::client::{IdempotentError, PartitionPublishingOptions};
+
+    /// An idempotent client, with `partition_publishing` for partition 0.
+    fn client(w: &mut World, seed: u64, p0: Option<PartitionPublishingOptions>) -> usize {
+        let mut setup = sim::options(seed, HOUR);
+        setup.options.idempotent_publishing = true;
+        if let Some(p) = p0 {
+            setup.options.partition_publishing.insert("0".into(), p);
+        }
+        w.add_client(setup)
+    }
+
+    fn events(range: std::ops::Range<i64>) -> Vec<EventData> {
+        range.map(|i| event(i, None)).collect()
+    }
+
+    fn producer_sequence(e: &ReceivedEvent) -> i64 {
+        e.system
+            .annotations
+            .get(PRODUCER_SEQUENCE_NUMBER)
+            .and_then(Value::as_i64)
+            .expect("the producer's sequence number")
+    }
+
+    fn idempotent_error(r: Result<(), ClientError>) -> IdempotentError {
+        match r {
+            Err(ClientError::Idempotent(e)) => *e,
+            other => panic!("expected an idempotent publishing error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_state_is_read_per_partition_and_a_restarted_producer_continues_it() {
+        let mut w = world(60, EmulatorConfig::default(), Network::calm());
+        let a = client(&mut w, 61, None);
+        assert_eq!(w.peers[a].client.partition_publishing_state("0"), None);
+        send(&mut w, a, events(0..3), Some("0")).unwrap();
+        send(&mut w, a, events(3..5), Some("0")).unwrap();
+        let state = w.peers[a]
+            .client
+            .partition_publishing_state("0")
+            .expect("attached");
+        assert_eq!(state.owner_level, 0);
+        assert_eq!(state.last_published_sequence_number, 4);
+        assert_eq!(
+            w.peers[a].client.partition_publishing_states().len(),
+            1,
+            "one partition published to"
+        );
+        // The process restarts with the group and owner level it saved;
+        // the service says where the numbering is.
+        let saved = PartitionPublishingOptions::new()
+            .producer_group_id(state.producer_group_id)
+            .owner_level(state.owner_level);
+        let b = client(&mut w, 62, Some(saved));
+        send(&mut w, b, events(5..8), Some("0")).unwrap();
+        let after = w.peers[b].client.partition_publishing_state("0").unwrap();
+        assert_eq!(after.producer_group_id, state.producer_group_id);
+        assert_eq!(after.last_published_sequence_number, 7);
+        let (_, got) = receive(
+            &mut w,
+            b,
+            ReceiverOptions::new("0").position(EventPosition::Earliest),
+            8,
+        );
+        assert_eq!(
+            got.iter().map(id_of).collect::<Vec<_>>(),
+            (0..8).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            got.iter().map(producer_sequence).collect::<Vec<_>>(),
+            (0..8).collect::<Vec<_>>(),
+            "consecutive numbers across the restart"
+        );
+        // Options for a partition are set before its first send only.
+        assert!(w.peers[b]
+            .client
+            .set_partition_publishing("0", PartitionPublishingOptions::new())
+            .is_err());
+        assert!(w.peers[b]
+            .client
+            .set_partition_publishing("1", PartitionPublishingOptions::new().owner_level(2))
+            .is_ok());
+    }
+
+    #[test]
+    fn a_resend_after_a_lost_acknowledgement_is_appended_once() {
+        let mut w = world(63, EmulatorConfig::default(), Network::calm());
+        let a = client(&mut w, 64, None);
+        send(&mut w, a, events(0..2), Some("1")).unwrap();
+        // The service appends the next send but its acknowledgement is
+        // lost with the connection: the client sends it again.
+        w.broker.set_response_delay(Duration::from_secs(2));
+        let now = w.now();
+        let op = w.peers[a]
+            .client
+            .send(
+                now,
+                events(2..6),
+                SendTarget::partition("1").unwrap(),
+                now.instant + Duration::from_secs(60),
+            )
+            .unwrap();
+        w.run_until(Duration::from_millis(500), |_| false);
+        assert_eq!(w.broker.stats().events_in, 6, "appended, not acknowledged");
+        w.cut(a);
+        w.broker.set_response_delay(Duration::ZERO);
+        let mut result = None;
+        w.run_until(Duration::from_secs(60), |w| {
+            for (_, e) in w.take_events(a) {
+                if let ClientEvent::SendComplete { op: o, result: r } = e {
+                    if o == op {
+                        result = Some(r);
+                    }
+                }
+            }
+            result.is_some()
+        });
+        result.expect("completed").unwrap();
+        let stats = w.broker.stats();
+        assert_eq!(stats.events_in, 6, "the resend was not appended again");
+        assert_eq!(stats.duplicates, 4);
+        let state = w.peers[a].client.partition_publishing_state("1").unwrap();
+        assert_eq!(state.last_published_sequence_number, 5);
+    }
+
+    #[test]
+    fn a_higher_owner_level_takes_the_partition_and_the_old_producer_is_told() {
+        let mut w = world(65, EmulatorConfig::default(), Network::calm());
+        let group = PartitionPublishingOptions::new().producer_group_id(900);
+        let a = client(&mut w, 66, Some(group.owner_level(1)));
+        send(&mut w, a, events(0..2), Some("0")).unwrap();
+        let b = client(&mut w, 67, Some(group.owner_level(2)));
+        send(&mut w, b, events(2..4), Some("0")).unwrap();
+        let e = idempotent_error(send(&mut w, a, events(4..5), Some("0")));
+        assert!(matches!(e, IdempotentError::EpochStolen { .. }), "{e:?}");
+        let text = e.to_string();
+        assert!(
+            text.contains("higher owner level") && text.contains("900"),
+            "{text}"
+        );
+        assert_eq!(
+            ClientError::from(e).recovery(),
+            eventhubs_proto::eventhubs::RecoveryKind::Fatal
+        );
+        // Trying again attaches with the old level and is refused.
+        let again = idempotent_error(send(&mut w, a, events(5..6), Some("0")));
+        assert!(
+            matches!(again, IdempotentError::EpochStolen { .. }),
+            "{again:?}"
+        );
+        send(&mut w, b, events(6..7), Some("0")).unwrap();
+        let (_, got) = receive(
+            &mut w,
+            b,
+            ReceiverOptions::new("0").position(EventPosition::Earliest),
+            5,
+        );
+        assert_eq!(got.iter().map(id_of).collect::<Vec<_>>(), [0, 1, 2, 3, 6]);
+    }
+
+    #[test]
+    fn numbers_that_do_not_follow_fail_the_send_and_the_next_one_resyncs() {
+        let mut w = world(68, EmulatorConfig::default(), Network::calm());
+        let group = PartitionPublishingOptions::new()
+            .producer_group_id(901)
+            .owner_level(0);
+        let a = client(&mut w, 69, Some(group));
+        send(&mut w, a, events(0..3), Some("0")).unwrap();
+        // Another producer resets the group's numbering to 0.
+        let b = client(&mut w, 70, Some(group.starting_sequence_number(0)));
+        send(&mut w, b, events(3..4), Some("0")).unwrap();
+        let e = idempotent_error(send(&mut w, a, events(4..5), Some("0")));
+        match &e {
+            IdempotentError::OutOfOrderSequence {
+                first_sequence_number,
+                producer_group_id,
+                ..
+            } => assert_eq!((*first_sequence_number, *producer_group_id), (3, 901)),
+            other => panic!("{other:?}"),
+        }
+        assert!(e.to_string().contains("another producer"), "{e}");
+        // The next send reads the service's number and goes on from it.
+        send(&mut w, a, events(5..6), Some("0")).unwrap();
+        let state = w.peers[a].client.partition_publishing_state("0").unwrap();
+        assert_eq!(state.last_published_sequence_number, 2);
+    }
+
+    #[test]
+    fn sends_to_the_hub_are_refused_and_routed_keys_are_kept() {
+        let mut w = world(71, EmulatorConfig::default(), Network::calm());
+        let a = client(&mut w, 72, None);
+        let now = w.now();
+        let err = w.peers[a]
+            .client
+            .send(
+                now,
+                events(0..1),
+                SendTarget::Hub,
+                now.instant + Duration::from_secs(5),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&err, ClientError::InvalidArgument(m) if m.contains("partitions only") && m.contains("send_routed")),
+            "{err}"
+        );
+        // Keyed events routed on the client keep their keys, in one batch.
+        let partitions = ["0", "1"];
+        let key = "device-7";
+        let p = eventhubs_proto::eventhubs::resolve_partition(key, &partitions).unwrap();
+        let mut batch: Vec<EventData> = (0..3).map(|i| event(i, Some(key))).collect();
+        batch.push(event(3, Some("other")));
+        let now = w.now();
+        let op = w.peers[a]
+            .client
+            .send_routed(now, batch, p, now.instant + Duration::from_secs(60))
+            .unwrap();
+        let mut done = None;
+        w.run_until(Duration::from_secs(30), |w| {
+            for (_, e) in w.take_events(a) {
+                if let ClientEvent::SendComplete { op: o, result } = e {
+                    if o == op {
+                        done = Some(result);
+                    }
+                }
+            }
+            done.is_some()
+        });
+        done.expect("completed").unwrap();
+        let (_, got) = receive(
+            &mut w,
+            a,
+            ReceiverOptions::new(p).position(EventPosition::Earliest),
+            4,
+        );
+        let keys: Vec<Option<&str>> = got
+            .iter()
+            .map(|e| e.system.partition_key.as_deref())
+            .collect();
+        assert_eq!(keys, [Some(key), Some(key), Some(key), Some("other")]);
+    }
+}
