@@ -18,6 +18,9 @@
 #   http_response  <- eventhubs-proto/tests/fixtures/http/*.bin: Blob Storage
 #                     replies (chunked List Blobs pages and errors, HEAD
 #                     and PUT replies) and bare XML bodies, with a mode byte
+#   management_request <- pipelined management requests (create, update,
+#                     get, list, delete hubs and consumer groups, bad
+#                     values, malformed XML), signed by the harness
 #
 # Needs python3 (standard library only) to split streams into frames.
 set -euo pipefail
@@ -156,6 +159,67 @@ PY
 mkdir -p "$corpus/http_response"
 copy http_response "$fixtures"/http/*.bin
 
-for t in frame_decode message_decode value_decode engine_server client_input http_response; do
+# management_request: a flags byte (bit 0: the harness signs with a Manage
+# key), then pipelined HTTP/1.1 requests.
+mkdir -p "$corpus/management_request"
+python3 - "$corpus/management_request" <<'PY'
+import os, sys
+
+out = sys.argv[1]
+ATOM = "http://www.w3.org/2005/Atom"
+SB = "http://schemas.microsoft.com/netservices/2010/10/servicebus/connect"
+
+def entry(kind, inner):
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<entry xmlns="{ATOM}"><content type="application/xml">'
+            f'<{kind} xmlns="{SB}">{inner}</{kind}></content></entry>')
+
+def req(method, path, body="", headers=()):
+    h = [f"{method} {path}?api-version=2017-04 HTTP/1.1", "Host: 127.0.0.1:5300"]
+    h += list(headers)
+    if body or method == "PUT":
+        h += ["Content-Type: application/atom+xml;type=entry;charset=utf-8", f"Content-Length: {len(body.encode())}"]
+    return ("\r\n".join(h) + "\r\n\r\n" + body).encode()
+
+hub = lambda inner: entry("EventHubDescription", inner)
+group = lambda inner: entry("ConsumerGroupDescription", inner)
+lifecycle = b"".join([
+    req("PUT", "/telemetry", hub("<MessageRetentionInDays>3</MessageRetentionInDays><PartitionCount>5</PartitionCount>")),
+    req("GET", "/$Resources/EventHubs"),
+    req("PUT", "/telemetry", hub("<MessageRetentionInDays>3</MessageRetentionInDays>")),
+    req("PUT", "/telemetry", hub("<MessageRetentionInDays>5</MessageRetentionInDays><Status>SendDisabled</Status><UserMetadata>m</UserMetadata>"), ["If-Match: *"]),
+    req("PUT", "/telemetry/consumergroups/cg", group("<UserMetadata>x</UserMetadata>")),
+    req("GET", "/telemetry/consumergroups"),
+    req("GET", "/telemetry/consumergroups/$Default"),
+    req("DELETE", "/telemetry/consumergroups/cg"),
+    req("GET", "/telemetry"),
+    req("DELETE", "/telemetry"),
+    req("GET", "/telemetry"),
+])
+seeds = {
+    "lifecycle": (1, lifecycle),
+    "lifecycle_unsigned": (0, lifecycle),
+    "lifecycle_weak": (2, lifecycle),
+    "lifecycle_days": (1 | 12, lifecycle),
+    "bad_values": (1, b"".join([
+        req("PUT", "/h", hub("<PartitionCount>33</PartitionCount>")),
+        req("PUT", "/h", hub("<MessageRetentionInDays>0</MessageRetentionInDays>")),
+        req("PUT", "/-h", hub("")),
+        req("PUT", "/h", hub("<PartitionCount>x</PartitionCount>")),
+        req("PUT", "/h", "<entry"),
+        req("PUT", "/eh1", hub("<PartitionCount>9</PartitionCount>"), ["If-Match: *"]),
+        req("DELETE", "/eh1/consumergroups/$Default"),
+        req("POST", "/eh1"),
+        req("GET", "/health"),
+    ])),
+    "chunked": (1, b"PUT /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   + hex(len(hub("").encode()))[2:].encode() + b"\r\n" + hub("").encode() + b"\r\n0\r\n\r\n"
+                   + req("GET", "/c")),
+}
+for name, (flags, data) in seeds.items():
+    with open(os.path.join(out, name), "wb") as f:
+        f.write(bytes([flags]) + data)
+PY
+
+for t in frame_decode message_decode value_decode engine_server client_input http_response management_request; do
     echo "$t: $(find "$corpus/$t" -type f | wc -l) files"
 done

@@ -45,6 +45,10 @@ impl Runtime for AsyncStdRuntime {
 /// A client of one event hub on async-std.
 pub type Hub = eventhubs_async::Hub<AsyncStdRuntime>;
 
+/// The hub manager (create, update, get, list and delete event hubs) on
+/// async-std; see [`eventhubs_async::management`].
+pub type HubManager = eventhubs_async::HubManager<AsyncStdRuntime>;
+
 /// Entra ID credentials on async-std (see [`eventhubs_async::identity`]).
 pub type ClientSecretCredential =
     eventhubs_async::identity::ClientSecretCredential<AsyncStdRuntime>;

@@ -19,6 +19,9 @@
 //!   the runtime's TCP and rustls, with keep-alive reuse and time-outs.
 //! - [`storage`]: [`BlobClient`], the Blob Storage calls of a checkpoint
 //!   store (Shared Key, SAS or bearer token).
+//! - [`management`]: [`HubManager`], the Go library's hub manager: create,
+//!   update, get, list and delete event hubs and consumer groups over the
+//!   Atom REST API (SAS over the full URL, or Entra ID as `Bearer`).
 //! - [`checkpoint_store`]: the [`CheckpointStore`] trait of processors, on
 //!   Blob Storage in the layout all Event Hubs SDKs share
 //!   ([`BlobCheckpointStore`]) or in memory ([`MemoryCheckpointStore`]).
@@ -38,6 +41,7 @@ pub mod error;
 pub mod http;
 pub mod hub;
 pub mod identity;
+pub mod management;
 pub mod persist;
 pub mod runtime;
 pub mod storage;
@@ -58,6 +62,7 @@ pub use hub::{
     checkpoint_of, EventCheckpoint, EventStream, Hub, HubOptions, ListenerHandle, ReceiveOptions,
     SendOptions,
 };
+pub use management::{HubManager, HubManagerError, ManagementCredential};
 pub use persist::{Checkpoint, CheckpointPersister, FilePersister, MemoryPersister, PersistError};
 pub use runtime::{BoxFuture, ResolveError, Runtime};
 pub use storage::{BlobClient, BlobError, StorageCredential};

@@ -30,6 +30,7 @@ use eventhubs_proto::engine::{
 use eventhubs_proto::eventhubs::partition_key::partition_index;
 use eventhubs_proto::eventhubs::sas::SharedAccessSignature;
 use eventhubs_proto::eventhubs::{EventPosition, RoundRobin};
+use eventhubs_proto::management::{EntityStatus, DEFAULT_CONSUMER_GROUP};
 use tracing::{debug, info, warn};
 
 use crate::config::{EmulatorConfig, HubConfig, Policy};
@@ -152,7 +153,53 @@ struct Hub {
     created_ms: i64,
     partitions: Vec<Partition>,
     round_robin: RoundRobin,
+    /// What the management API reports and changes.
+    meta: HubMeta,
 }
+
+impl Hub {
+    fn new(config: HubConfig, created_ms: i64, meta: HubMeta) -> Hub {
+        Hub {
+            partitions: (0..config.partition_count)
+                .map(|i| Partition {
+                    id: i.to_string(),
+                    events: VecDeque::new(),
+                    next_sequence_number: 0,
+                    next_offset: 0,
+                })
+                .collect(),
+            config,
+            created_ms,
+            round_robin: RoundRobin::new(),
+            meta,
+        }
+    }
+
+    /// How long events are kept: the hub's retention in days when one
+    /// was set through the management API, else the emulator's.
+    fn retention_ms(&self, emulator_ms: i64) -> i64 {
+        self.meta
+            .retention_days
+            .map_or(emulator_ms, |d| i64::from(d) * DAY_MS)
+    }
+}
+
+/// A hub's management properties.
+#[derive(Debug, Clone)]
+struct HubMeta {
+    /// Declared in the configuration (not created at run time).
+    from_config: bool,
+    /// Retention set through the management API; `None` keeps the
+    /// emulator's [`EmulatorConfig::retention_ms`].
+    retention_days: Option<u32>,
+    status: EntityStatus,
+    user_metadata: Option<String>,
+    updated_ms: i64,
+    /// Consumer groups' times and metadata, by lower-case name.
+    groups: BTreeMap<String, ConsumerGroupState>,
+}
+
+const DAY_MS: i64 = 86_400_000;
 
 /// A receiver's place in a partition.
 #[derive(Clone, Debug)]
@@ -460,7 +507,7 @@ fn or_dash(v: Option<i64>) -> String {
 }
 
 /// True when a grant for `grant` covers `path`.
-fn covers(grant: &str, path: &str) -> bool {
+pub(crate) fn covers(grant: &str, path: &str) -> bool {
     grant.is_empty()
         || path == grant
         || (path.starts_with(grant) && path.as_bytes().get(grant.len()) == Some(&b'/'))
@@ -472,19 +519,7 @@ impl Broker {
         let hubs = config
             .hubs
             .iter()
-            .map(|h| Hub {
-                config: h.clone(),
-                created_ms: now.unix_ms,
-                partitions: (0..h.partition_count)
-                    .map(|i| Partition {
-                        id: i.to_string(),
-                        events: VecDeque::new(),
-                        next_sequence_number: 0,
-                        next_offset: 0,
-                    })
-                    .collect(),
-                round_robin: RoundRobin::new(),
-            })
+            .map(|h| Hub::new(h.clone(), now.unix_ms, HubMeta::from_config(h, now.unix_ms)))
             .collect();
         Broker {
             config,
@@ -705,12 +740,14 @@ impl Broker {
         now: Now,
         events: impl IntoIterator<Item = Appended>,
     ) -> Result<usize, RestoreError> {
-        let oldest = now.unix_ms.saturating_sub(self.config.retention_ms);
         let mut kept = 0;
         for a in events {
             let h = self
                 .find_hub(&a.hub)
                 .ok_or_else(|| RestoreError::UnknownHub { hub: a.hub.clone() })?;
+            let oldest = now
+                .unix_ms
+                .saturating_sub(self.hubs[h].retention_ms(self.config.retention_ms));
             let part = self.hubs[h]
                 .partitions
                 .iter_mut()
@@ -1867,7 +1904,7 @@ impl Broker {
             None => None,
         };
         let hub = &mut self.hubs[h];
-        let retention = self.config.retention_ms;
+        let retention = hub.retention_ms(self.config.retention_ms);
         let part = &mut hub.partitions[target];
         while part
             .events
@@ -1973,6 +2010,440 @@ impl Broker {
                 }
             }
         }
+    }
+}
+
+// ------------------------------------------------------------------------
+// Run-time entity management (the Atom management API, `crate::management`):
+// hubs and consumer groups added, changed and removed while clients are
+// connected. Removing one detaches its links with `amqp:not-found`.
+
+/// A consumer group's management properties.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsumerGroupState {
+    /// The group's name, as created.
+    pub name: String,
+    /// When it was created, ms since the Unix epoch.
+    pub created_ms: i64,
+    /// When it was last changed, ms since the Unix epoch.
+    pub updated_ms: i64,
+    /// Its `UserMetadata`.
+    pub user_metadata: Option<String>,
+}
+
+/// A hub's management properties: what the management API reports and
+/// the data directory keeps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HubState {
+    /// The hub's name, as created.
+    pub name: String,
+    /// Its partitions, `0` to `partition_count - 1`.
+    pub partition_count: u32,
+    /// Retention set through the management API; `None` for a hub of the
+    /// configuration that keeps the emulator's
+    /// [`EmulatorConfig::retention_ms`].
+    pub message_retention_in_days: Option<u32>,
+    /// Its `Status` (recorded and reported; links are not refused by it).
+    pub status: EntityStatus,
+    /// Its `UserMetadata`.
+    pub user_metadata: Option<String>,
+    /// When it was created, ms since the Unix epoch.
+    pub created_ms: i64,
+    /// When it was last changed, ms since the Unix epoch.
+    pub updated_ms: i64,
+    /// Declared in the configuration rather than created at run time.
+    pub from_config: bool,
+    /// Its consumer groups, `$Default` first.
+    pub consumer_groups: Vec<ConsumerGroupState>,
+}
+
+impl HubState {
+    /// The retention to report in days: the one set, or the emulator's
+    /// `retention_ms` rounded up to whole days (at least one).
+    pub fn retention_days(&self, emulator_retention_ms: i64) -> u32 {
+        self.message_retention_in_days.unwrap_or_else(|| {
+            let days = (emulator_retention_ms.max(1) + DAY_MS - 1) / DAY_MS;
+            u32::try_from(days).unwrap_or(u32::MAX)
+        })
+    }
+}
+
+/// A change to the entities that cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EntityError {
+    /// A hub of that name (in any case) exists.
+    #[error("event hub '{0}' exists already")]
+    HubExists(String),
+    /// No hub of that name.
+    #[error("event hub '{0}' does not exist")]
+    NoSuchHub(String),
+    /// A consumer group of that name exists in the hub.
+    #[error("consumer group '{group}' of event hub '{hub}' exists already")]
+    GroupExists {
+        /// The hub.
+        hub: String,
+        /// The group.
+        group: String,
+    },
+    /// No consumer group of that name in the hub.
+    #[error("event hub '{hub}' has no consumer group '{group}'")]
+    NoSuchGroup {
+        /// The hub.
+        hub: String,
+        /// The group.
+        group: String,
+    },
+    /// `$Default` cannot be removed.
+    #[error("the consumer group $Default cannot be deleted")]
+    DefaultGroup,
+    /// A hub needs 1 to 32 partitions here.
+    #[error("a hub needs 1 to 32 partitions, not {0}")]
+    PartitionCount(u32),
+}
+
+impl HubMeta {
+    fn from_config(h: &HubConfig, now_ms: i64) -> HubMeta {
+        HubMeta {
+            from_config: true,
+            retention_days: None,
+            status: EntityStatus::Active,
+            user_metadata: None,
+            updated_ms: now_ms,
+            groups: h
+                .consumer_groups
+                .iter()
+                .map(|g| {
+                    (
+                        g.to_ascii_lowercase(),
+                        ConsumerGroupState {
+                            name: g.clone(),
+                            created_ms: now_ms,
+                            updated_ms: now_ms,
+                            user_metadata: None,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Broker {
+    fn hub_state(&self, h: usize) -> HubState {
+        let hub = &self.hubs[h];
+        let consumer_groups = hub
+            .config
+            .consumer_groups
+            .iter()
+            .map(|g| {
+                hub.meta
+                    .groups
+                    .get(&g.to_ascii_lowercase())
+                    .cloned()
+                    .unwrap_or_else(|| ConsumerGroupState {
+                        name: g.clone(),
+                        created_ms: hub.created_ms,
+                        updated_ms: hub.created_ms,
+                        user_metadata: None,
+                    })
+            })
+            .collect();
+        HubState {
+            name: hub.config.name.clone(),
+            partition_count: hub.partitions.len() as u32,
+            message_retention_in_days: hub.meta.retention_days,
+            status: hub.meta.status,
+            user_metadata: hub.meta.user_metadata.clone(),
+            created_ms: hub.created_ms,
+            updated_ms: hub.meta.updated_ms,
+            from_config: hub.meta.from_config,
+            consumer_groups,
+        }
+    }
+
+    /// Every hub, configured and created, in the order they were added.
+    pub fn hubs(&self) -> Vec<HubState> {
+        (0..self.hubs.len()).map(|h| self.hub_state(h)).collect()
+    }
+
+    /// The hub named `name` (in any case).
+    pub fn hub(&self, name: &str) -> Option<HubState> {
+        self.find_hub(name).map(|h| self.hub_state(h))
+    }
+
+    /// The bytes of the events `name` retains.
+    pub fn hub_size_bytes(&self, name: &str) -> Option<u64> {
+        self.find_hub(name).map(|h| {
+            self.hubs[h]
+                .partitions
+                .iter()
+                .flat_map(|p| p.events.iter())
+                .map(|e| e.encoded.len() as u64)
+                .sum()
+        })
+    }
+
+    /// Adds a hub at run time, at once usable over AMQP. `$Default` is
+    /// added to its consumer groups when missing; `from_config` is kept
+    /// as given (a restored record of a configured hub that the
+    /// configuration no longer has becomes a run-time hub).
+    pub fn add_hub(&mut self, state: HubState) -> Result<(), EntityError> {
+        if self.find_hub(&state.name).is_some() {
+            return Err(EntityError::HubExists(state.name));
+        }
+        if !(1..=32).contains(&state.partition_count) {
+            return Err(EntityError::PartitionCount(state.partition_count));
+        }
+        let mut groups = state.consumer_groups;
+        if !groups
+            .iter()
+            .any(|g| g.name.eq_ignore_ascii_case(DEFAULT_CONSUMER_GROUP))
+        {
+            groups.insert(
+                0,
+                ConsumerGroupState {
+                    name: DEFAULT_CONSUMER_GROUP.into(),
+                    created_ms: state.created_ms,
+                    updated_ms: state.created_ms,
+                    user_metadata: None,
+                },
+            );
+        }
+        let config = HubConfig {
+            name: state.name.clone(),
+            partition_count: state.partition_count,
+            consumer_groups: groups.iter().map(|g| g.name.clone()).collect(),
+        };
+        let meta = HubMeta {
+            from_config: state.from_config,
+            retention_days: state.message_retention_in_days,
+            status: state.status,
+            user_metadata: state.user_metadata,
+            updated_ms: state.updated_ms,
+            groups: groups
+                .into_iter()
+                .map(|g| (g.name.to_ascii_lowercase(), g))
+                .collect(),
+        };
+        info!(hub = %state.name, partitions = state.partition_count, "hub created");
+        self.hubs.push(Hub::new(config, state.created_ms, meta));
+        Ok(())
+    }
+
+    /// Puts back a hub's recorded state at start (from the data
+    /// directory): a configured hub of that name takes the recorded
+    /// retention (when one was set), status, metadata and the recorded
+    /// consumer groups it lacks, and keeps its configured partitions;
+    /// any other is added as a run-time hub.
+    pub fn restore_hub(&mut self, state: HubState) -> Result<(), EntityError> {
+        let Some(h) = self.find_hub(&state.name) else {
+            return self.add_hub(HubState {
+                from_config: false,
+                ..state
+            });
+        };
+        let hub = &mut self.hubs[h];
+        if state.partition_count != hub.config.partition_count {
+            warn!(hub = %hub.config.name, configured = hub.config.partition_count, recorded = state.partition_count, "data dir: the configured partition count wins");
+        }
+        if state.message_retention_in_days.is_some() {
+            hub.meta.retention_days = state.message_retention_in_days;
+        }
+        hub.meta.status = state.status;
+        hub.meta.user_metadata = state.user_metadata;
+        hub.meta.updated_ms = state.updated_ms;
+        hub.created_ms = state.created_ms;
+        for g in state.consumer_groups {
+            let key = g.name.to_ascii_lowercase();
+            if !hub.meta.groups.contains_key(&key) {
+                hub.config.consumer_groups.push(g.name.clone());
+            }
+            hub.meta.groups.insert(key, g);
+        }
+        Ok(())
+    }
+
+    /// Changes a hub's retention, status and metadata (the Update Event
+    /// Hub operation) at `now`. A new retention applies to the events
+    /// retained from now on.
+    pub fn update_hub(
+        &mut self,
+        now: Now,
+        name: &str,
+        message_retention_in_days: u32,
+        status: EntityStatus,
+        user_metadata: Option<String>,
+    ) -> Result<HubState, EntityError> {
+        let h = self
+            .find_hub(name)
+            .ok_or_else(|| EntityError::NoSuchHub(name.to_owned()))?;
+        let meta = &mut self.hubs[h].meta;
+        meta.retention_days = Some(message_retention_in_days);
+        meta.status = status;
+        meta.user_metadata = user_metadata;
+        meta.updated_ms = now.unix_ms;
+        info!(hub = %self.hubs[h].config.name, retention_days = message_retention_in_days, %status, "hub updated");
+        Ok(self.hub_state(h))
+    }
+
+    /// Removes a hub and its events. Its publishing and consuming links
+    /// are detached with `amqp:not-found`, as the service does when an
+    /// entity is deleted. Returns how many links were detached.
+    pub fn remove_hub(&mut self, now: Now, name: &str) -> Result<usize, EntityError> {
+        let h = self
+            .find_hub(name)
+            .ok_or_else(|| EntityError::NoSuchHub(name.to_owned()))?;
+        let hub_name = self.hubs[h].config.name.clone();
+        let detached = self.detach_entity_links(
+            |kind| match kind {
+                LinkKind::Publisher { hub, .. } => *hub == h,
+                LinkKind::Consumer(c) => c.hub == h,
+                _ => false,
+            },
+            &format!("The messaging entity '{hub_name}' could not be found."),
+        );
+        self.hubs.remove(h);
+        self.producers.forget_hub(&hub_name);
+        // Links name hubs by index: those after the removed one move down.
+        for conn in self.conns.values_mut() {
+            for kind in conn.links.values_mut() {
+                match kind {
+                    LinkKind::Publisher { hub, .. } if *hub > h => *hub -= 1,
+                    LinkKind::Consumer(c) if c.hub > h => c.hub -= 1,
+                    _ => {}
+                }
+            }
+        }
+        info!(hub = %hub_name, links_detached = detached, "hub deleted");
+        self.pump_all(now);
+        Ok(detached)
+    }
+
+    /// Adds a consumer group to hub `hub`.
+    pub fn add_consumer_group(
+        &mut self,
+        hub: &str,
+        group: ConsumerGroupState,
+    ) -> Result<(), EntityError> {
+        let h = self
+            .find_hub(hub)
+            .ok_or_else(|| EntityError::NoSuchHub(hub.to_owned()))?;
+        let hub = &mut self.hubs[h];
+        let key = group.name.to_ascii_lowercase();
+        if hub
+            .config
+            .consumer_groups
+            .iter()
+            .any(|g| g.eq_ignore_ascii_case(&group.name))
+        {
+            return Err(EntityError::GroupExists {
+                hub: hub.config.name.clone(),
+                group: group.name,
+            });
+        }
+        info!(hub = %hub.config.name, group = %group.name, "consumer group created");
+        hub.config.consumer_groups.push(group.name.clone());
+        hub.meta.groups.insert(key, group);
+        Ok(())
+    }
+
+    /// Changes a consumer group's metadata at `now`.
+    pub fn update_consumer_group(
+        &mut self,
+        now: Now,
+        hub: &str,
+        group: &str,
+        user_metadata: Option<String>,
+    ) -> Result<ConsumerGroupState, EntityError> {
+        let h = self
+            .find_hub(hub)
+            .ok_or_else(|| EntityError::NoSuchHub(hub.to_owned()))?;
+        let state = self.hub_state(h);
+        let mut g = state
+            .consumer_groups
+            .into_iter()
+            .find(|g| g.name.eq_ignore_ascii_case(group))
+            .ok_or_else(|| EntityError::NoSuchGroup {
+                hub: state.name.clone(),
+                group: group.to_owned(),
+            })?;
+        g.user_metadata = user_metadata;
+        g.updated_ms = now.unix_ms;
+        self.hubs[h]
+            .meta
+            .groups
+            .insert(g.name.to_ascii_lowercase(), g.clone());
+        Ok(g)
+    }
+
+    /// Removes a consumer group; its receivers are detached with
+    /// `amqp:not-found`. Returns how many.
+    pub fn remove_consumer_group(
+        &mut self,
+        now: Now,
+        hub: &str,
+        group: &str,
+    ) -> Result<usize, EntityError> {
+        if group.eq_ignore_ascii_case(DEFAULT_CONSUMER_GROUP) {
+            return Err(EntityError::DefaultGroup);
+        }
+        let h = self
+            .find_hub(hub)
+            .ok_or_else(|| EntityError::NoSuchHub(hub.to_owned()))?;
+        let hub = &mut self.hubs[h];
+        let Some(i) = hub
+            .config
+            .consumer_groups
+            .iter()
+            .position(|g| g.eq_ignore_ascii_case(group))
+        else {
+            return Err(EntityError::NoSuchGroup {
+                hub: hub.config.name.clone(),
+                group: group.to_owned(),
+            });
+        };
+        let name = hub.config.consumer_groups.remove(i);
+        hub.meta.groups.remove(&name.to_ascii_lowercase());
+        let entity = format!("{}/ConsumerGroups/{name}", hub.config.name);
+        let detached = self.detach_entity_links(
+            |kind| matches!(kind, LinkKind::Consumer(c) if c.hub == h && c.group.eq_ignore_ascii_case(&name)),
+            &format!("The messaging entity '{entity}' could not be found."),
+        );
+        info!(%entity, links_detached = detached, "consumer group deleted");
+        self.pump_all(now);
+        Ok(detached)
+    }
+
+    /// Detaches every link `which` selects with `amqp:not-found` and
+    /// `description`, and forgets it.
+    fn detach_entity_links(
+        &mut self,
+        which: impl Fn(&LinkKind) -> bool,
+        description: &str,
+    ) -> usize {
+        let mut count = 0;
+        for (id, conn) in self.conns.iter_mut() {
+            let chosen: Vec<LinkId> = conn
+                .links
+                .iter()
+                .filter(|(_, k)| which(k))
+                .map(|(l, _)| *l)
+                .collect();
+            for link in chosen {
+                let kind = conn.links.remove(&link);
+                conn.pending.remove(&link);
+                let error = err("amqp:not-found", description);
+                if conn.engine.link(link).close(Some(error)).is_ok() {
+                    if let Some(kind) = kind {
+                        let (role, entity) = describe(&self.hubs, &kind);
+                        info!(conn = id.0, %role, %entity, "entity deleted: link detached");
+                    }
+                    count += 1;
+                }
+            }
+        }
+        count
     }
 }
 

@@ -371,6 +371,17 @@ impl Producers {
         }
     }
 
+    /// A hub was deleted: its producer groups go with it.
+    pub(crate) fn forget_hub(&mut self, hub: &str) {
+        let hub = hub.to_ascii_lowercase();
+        let before = self.slots.len();
+        self.slots.retain(|(h, _, _), _| *h != hub);
+        self.heads.retain(|(h, _), _| *h != hub);
+        if self.slots.len() != before {
+            self.dirty = true;
+        }
+    }
+
     /// True once, after each change.
     pub(crate) fn take_dirty(&mut self) -> bool {
         std::mem::take(&mut self.dirty)

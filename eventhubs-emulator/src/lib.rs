@@ -13,6 +13,9 @@
 //!   handles to inject faults.
 //! - [`listeners`]: optional AMQP-over-TLS and AMQP-over-WebSocket (plain
 //!   and TLS) listeners for the same broker, and [`Emulator::builder`].
+//! - [`management`]: the Atom management API (create, update, get, list
+//!   and delete hubs and consumer groups at run time) and the health
+//!   check, served on the HTTP listener (`--http-listen`).
 //! - [`entra`]: Entra ID (JWT) tokens checked like the service: trusted
 //!   issuers and their keys, audiences, expiry, role assignments per hub.
 //! - `quirks`: accommodations for known client bugs that a broker this
@@ -26,13 +29,18 @@
 pub mod broker;
 pub mod config;
 pub mod entra;
+pub mod http_server;
 pub mod idempotent;
 pub mod listeners;
+pub mod management;
 mod quirks;
 pub mod server;
 pub mod store;
 
-pub use broker::{Appended, Broker, ConnId, LinkSelector, Now, RestoreError};
+pub use broker::{
+    Appended, Broker, ConnId, ConsumerGroupState, EntityError, HubState, LinkSelector, Now,
+    RestoreError,
+};
 pub use config::EmulatorConfig;
 pub use idempotent::{ProducerRecord, ProducerState};
 pub use quirks::LATE_OUTCOME_DELAY;

@@ -165,6 +165,12 @@ pub struct ListenerOptions {
     pub wss_listen: Option<SocketAddr>,
     /// The certificate and key of the TLS listeners.
     pub identity: Option<TlsIdentity>,
+    /// HTTP: the management API and the health check
+    /// ([`crate::http_server`]).
+    pub http_listen: Option<SocketAddr>,
+    /// When the HTTP address cannot be bound, go on without it (with a
+    /// warning) rather than fail: for the binary's default address.
+    pub http_optional: bool,
 }
 
 impl ListenerOptions {
@@ -186,10 +192,19 @@ impl ListenerOptions {
             })
             .transpose()
         };
+        let http = match self.http_listen.map(bind).transpose() {
+            Ok(l) => l,
+            Err(e) if self.http_optional => {
+                warn!(error = %e, "no HTTP listener (management API and health check)");
+                None
+            }
+            Err(e) => return Err(e),
+        };
         Ok(Listeners {
             tls: with_identity(self.tls_listen, "the TLS listener")?,
             wss: with_identity(self.wss_listen, "the WebSocket-over-TLS listener")?,
             ws: self.ws_listen.map(bind).transpose()?,
+            http,
         })
     }
 }
@@ -207,12 +222,22 @@ pub struct ListenerArgs {
     pub tls_cert: Option<PathBuf>,
     /// `--tls-key PEM`.
     pub tls_key: Option<PathBuf>,
+    /// `--http-listen ADDR` or `--http-listen off`; unset means
+    /// [`DEFAULT_HTTP_LISTEN`], skipped with a warning if it is taken.
+    pub http_listen: Option<Option<SocketAddr>>,
 }
+
+/// Where the binary serves HTTP unless told otherwise: Microsoft's
+/// emulator's health check port.
+pub const DEFAULT_HTTP_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    5300,
+));
 
 impl ListenerArgs {
     /// The usage text of these flags.
     pub const USAGE: &'static str =
-        "[--tls-listen ADDR] [--ws-listen ADDR] [--wss-listen ADDR] [--tls-cert PEM --tls-key PEM]";
+        "[--tls-listen ADDR] [--ws-listen ADDR] [--wss-listen ADDR] [--tls-cert PEM --tls-key PEM] [--http-listen ADDR|off]";
 
     /// Takes `flag` and its value from `rest` if it is one of these flags:
     /// `Ok(true)` when taken, `Ok(false)` when not one of them, `Err` with a
@@ -238,6 +263,18 @@ impl ListenerArgs {
             "--wss-listen" => self.wss_listen = Some(addr(rest)?),
             "--tls-cert" => self.tls_cert = Some(path(rest)?),
             "--tls-key" => self.tls_key = Some(path(rest)?),
+            "--http-listen" => {
+                let v = rest
+                    .next()
+                    .ok_or(format!("{flag} needs an address or off"))?;
+                self.http_listen = Some(if v.eq_ignore_ascii_case("off") {
+                    None
+                } else {
+                    Some(v.parse().map_err(|_| {
+                        format!("{flag}: {v:?} is not an address such as 127.0.0.1:5300, or off")
+                    })?)
+                });
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -264,6 +301,8 @@ impl ListenerArgs {
             ws_listen: self.ws_listen,
             wss_listen: self.wss_listen,
             identity,
+            http_listen: self.http_listen.unwrap_or(Some(DEFAULT_HTTP_LISTEN)),
+            http_optional: self.http_listen.is_none(),
         })
     }
 }
@@ -274,6 +313,7 @@ pub struct Listeners {
     tls: Option<(std::net::TcpListener, TlsIdentity)>,
     ws: Option<std::net::TcpListener>,
     wss: Option<(std::net::TcpListener, TlsIdentity)>,
+    http: Option<std::net::TcpListener>,
 }
 
 /// Where the extra listeners listen.
@@ -285,6 +325,8 @@ pub struct ListenerAddrs {
     pub ws: Option<SocketAddr>,
     /// AMQP over WebSocket over TLS.
     pub wss: Option<SocketAddr>,
+    /// HTTP: the management API and the health check.
+    pub http: Option<SocketAddr>,
 }
 
 impl Listeners {
@@ -295,6 +337,7 @@ impl Listeners {
             tls: self.tls.as_ref().and_then(|(l, _)| addr(l)),
             ws: self.ws.as_ref().and_then(addr),
             wss: self.wss.as_ref().and_then(|(l, _)| addr(l)),
+            http: self.http.as_ref().and_then(addr),
         }
     }
 
@@ -319,6 +362,10 @@ impl Listeners {
                 shared.clone(),
                 Wrap::TlsWebSocket(identity.acceptor()),
             ));
+        }
+        if let Some(l) = self.http {
+            let l = TcpListener::from_std(l)?;
+            tokio::spawn(crate::http_server::accept_loop(l, shared.clone()));
         }
         Ok(())
     }
@@ -478,6 +525,8 @@ pub struct EmulatorBuilder {
     websocket: bool,
     ws_listen: Option<SocketAddr>,
     wss_listen: Option<SocketAddr>,
+    management: bool,
+    http_listen: Option<SocketAddr>,
 }
 
 impl fmt::Debug for EmulatorBuilder {
@@ -490,6 +539,8 @@ impl fmt::Debug for EmulatorBuilder {
             .field("websocket", &self.websocket)
             .field("ws_listen", &self.ws_listen)
             .field("wss_listen", &self.wss_listen)
+            .field("management", &self.management)
+            .field("http_listen", &self.http_listen)
             .finish_non_exhaustive()
     }
 }
@@ -509,6 +560,8 @@ impl Default for EmulatorBuilder {
             websocket: false,
             ws_listen: None,
             wss_listen: None,
+            management: false,
+            http_listen: None,
         }
     }
 }
@@ -565,6 +618,21 @@ impl EmulatorBuilder {
         self
     }
 
+    /// Serves the management API (and the health check) over HTTP, on
+    /// 127.0.0.1 and an ephemeral port unless
+    /// [`EmulatorBuilder::http_listen`] says where; see
+    /// [`Emulator::management_endpoint`].
+    pub fn management(mut self, enabled: bool) -> Self {
+        self.management = enabled;
+        self
+    }
+
+    /// The HTTP listener's address (turns it on).
+    pub fn http_listen(mut self, addr: SocketAddr) -> Self {
+        self.http_listen = Some(addr);
+        self
+    }
+
     /// Binds every listener and starts the emulator on its own thread.
     pub fn start(self) -> Result<Emulator, ListenerError> {
         let identity = match (self.identity, &self.tls_pem) {
@@ -578,6 +646,8 @@ impl EmulatorBuilder {
             ws_listen: self.ws_listen.or(self.websocket.then(loopback)),
             wss_listen: self.wss_listen.or((self.websocket && tls).then(loopback)),
             identity,
+            http_listen: self.http_listen.or(self.management.then(loopback)),
+            http_optional: false,
         };
         let listeners = options.bind()?;
         Emulator::launch(self.listen, self.config, listeners).map_err(ListenerError::Start)
@@ -603,6 +673,19 @@ impl Emulator {
     /// The AMQP-over-WebSocket-over-TLS listener's address, if one runs.
     pub fn wss_addr(&self) -> Option<SocketAddr> {
         self.extra.wss
+    }
+
+    /// The HTTP listener's address (management API, health check), if one
+    /// runs.
+    pub fn management_addr(&self) -> Option<SocketAddr> {
+        self.extra.http
+    }
+
+    /// The management API's base URL (`http://127.0.0.1:PORT`), for a
+    /// hub manager beside [`Emulator::connection_string`], if the HTTP
+    /// listener runs.
+    pub fn management_endpoint(&self) -> Option<String> {
+        self.extra.http.map(|a| format!("http://{a}"))
     }
 
     /// A connection string in the service's form (TLS, no

@@ -3,13 +3,16 @@
 //! ```text
 //! eventhubs-emulator [--listen ADDR] [--config Config.json] [--data-dir DIR]
 //!     [--tls-listen ADDR] [--ws-listen ADDR] [--wss-listen ADDR]
-//!     [--tls-cert PEM --tls-key PEM]
+//!     [--tls-cert PEM --tls-key PEM] [--http-listen ADDR|off]
 //! ```
 //!
 //! Listens on 127.0.0.1:5672 by default, plain AMQP as Microsoft's emulator
 //! does; optionally also AMQP over TLS, over WebSocket
 //! (`/$servicebus/websocket`, subprotocol `AMQPWSB10`) and over WebSocket
-//! over TLS, each printed as `LISTENING-TLS|WS|WSS PORT` after `LISTENING`. Connection string:
+//! over TLS, each printed as `LISTENING-TLS|WS|WSS PORT` after `LISTENING`.
+//! HTTP (`--http-listen`, default 127.0.0.1:5300, skipped with a warning
+//! when that port is taken; `off` to disable) serves the Atom management
+//! API and `GET /health`, printed as `LISTENING-HTTP PORT`. Connection string:
 //! `Endpoint=sb://localhost;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;EntityPath=eh1`.
 //! With `--data-dir`, events are kept in DIR and served again after a
 //! restart. Logs go to stderr at `info` (connections, links, tokens,
@@ -150,6 +153,10 @@ fn main() -> ExitCode {
                 tracing::info!(%addr, "also listening for AMQP over {name}");
                 println!("LISTENING-{name} {}", addr.port());
             }
+        }
+        if let Some(addr) = addrs.http {
+            tracing::info!(%addr, "management API and health check on http://{addr}");
+            println!("LISTENING-HTTP {}", addr.port());
         }
         match server.serve_with(listener, listeners).await {
             Ok(()) => ExitCode::SUCCESS,

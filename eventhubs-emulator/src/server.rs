@@ -36,9 +36,9 @@ pub fn now() -> Now {
 }
 
 pub(crate) struct Shared {
-    broker: Mutex<Broker>,
+    pub(crate) broker: Mutex<Broker>,
     /// The data directory, when events are persisted.
-    store: Option<Mutex<Store>>,
+    pub(crate) store: Option<Mutex<Store>>,
     wakers: Mutex<HashMap<ConnId, Arc<Notify>>>,
     timer: Notify,
 }
@@ -60,8 +60,9 @@ impl Shared {
         let store = match data_dir {
             None => None,
             Some(dir) => {
+                // Hubs created at run time come back first, then their events.
                 let (store, events) =
-                    Store::open(&dir, broker.config(), at.unix_ms).map_err(|e| {
+                    Store::open_for(&dir, &mut broker, at.unix_ms).map_err(|e| {
                         let kind = match &e {
                             StoreError::Io { source, .. } => source.kind(),
                             _ => std::io::ErrorKind::InvalidData,
@@ -95,7 +96,7 @@ impl Shared {
         })
     }
 
-    fn wake_all(&self) {
+    pub(crate) fn wake_all(&self) {
         for n in self.wakers.lock().expect("wakers").values() {
             n.notify_one();
         }

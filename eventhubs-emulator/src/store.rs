@@ -44,7 +44,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use tracing::{info, warn};
 
-use crate::broker::Appended;
+use crate::broker::{Appended, ConsumerGroupState, HubState};
 use crate::config::EmulatorConfig;
 use crate::idempotent::{ProducerRecord, ProducerState};
 
@@ -203,8 +203,21 @@ struct PartitionLog {
 pub struct Store {
     dir: PathBuf,
     retention_ms: i64,
+    /// Hubs whose retention is not the emulator's, by lower-case name.
+    hub_retention_ms: BTreeMap<String, i64>,
     logs: BTreeMap<(String, String), PartitionLog>,
     failed: Option<String>,
+}
+
+/// One hub's partitions as [`Store::open_hubs`] opens them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubLayout {
+    /// The hub's name.
+    pub name: String,
+    /// Its partitions, `0` to `partition_count - 1`.
+    pub partition_count: u32,
+    /// How long its events are kept, in ms.
+    pub retention_ms: i64,
 }
 
 /// What reading one segment found.
@@ -506,12 +519,42 @@ impl Store {
         config: &EmulatorConfig,
         now_ms: i64,
     ) -> Result<(Store, Vec<Appended>), StoreError> {
+        let hubs: Vec<HubLayout> = config
+            .hubs
+            .iter()
+            .map(|h| HubLayout {
+                name: h.name.clone(),
+                partition_count: h.partition_count,
+                retention_ms: config.retention_ms,
+            })
+            .collect();
+        Self::open_hubs(dir, &hubs, config.retention_ms, now_ms)
+    }
+
+    /// As [`open`](Self::open), for the hubs `hubs` (configured and created
+    /// at run time), each with its retention; `retention_ms` is the
+    /// emulator's, for hubs added later without one.
+    pub fn open_hubs(
+        dir: &Path,
+        hubs: &[HubLayout],
+        retention_ms: i64,
+        now_ms: i64,
+    ) -> Result<(Store, Vec<Appended>), StoreError> {
         fs::create_dir_all(dir).map_err(io_error(dir))?;
         let mut logs = BTreeMap::new();
         let mut events = Vec::new();
-        let oldest_ms = now_ms.saturating_sub(config.retention_ms);
-        let mut known = Vec::new();
-        for hub in &config.hubs {
+        let mut known = vec![
+            dir.join(ENTITIES_FILE),
+            dir.join(ENTITIES_TEMP),
+            dir.join(PRODUCERS_FILE),
+            dir.join(format!("{PRODUCERS_FILE}.new")),
+        ];
+        let mut hub_retention_ms = BTreeMap::new();
+        for hub in hubs {
+            let oldest_ms = now_ms.saturating_sub(hub.retention_ms);
+            if hub.retention_ms != retention_ms {
+                hub_retention_ms.insert(hub.name.to_ascii_lowercase(), hub.retention_ms);
+            }
             let hub_dir = dir.join(hub_dir_name(&hub.name));
             known.push(hub_dir.clone());
             for p in 0..hub.partition_count {
@@ -547,14 +590,15 @@ impl Store {
             }
         }
         for e in fs::read_dir(dir).map_err(io_error(dir))?.flatten() {
-            if !known.contains(&e.path()) && e.file_name() != PRODUCERS_FILE {
+            if !known.contains(&e.path()) {
                 warn!(path = %e.path().display(), "data dir: not a configured hub; left alone");
             }
         }
         Ok((
             Store {
                 dir: dir.to_path_buf(),
-                retention_ms: config.retention_ms,
+                retention_ms,
+                hub_retention_ms,
                 logs,
                 failed: None,
             },
@@ -581,9 +625,14 @@ impl Store {
                 .or_default()
                 .push(a);
         }
-        let oldest_ms = now_ms.saturating_sub(self.retention_ms);
         let mut buf = Vec::new();
         for (key, list) in by_partition {
+            let retention_ms = self
+                .hub_retention_ms
+                .get(&key.0)
+                .copied()
+                .unwrap_or(self.retention_ms);
+            let oldest_ms = now_ms.saturating_sub(retention_ms);
             let Some(log) = self.logs.get_mut(&key) else {
                 return Err(StoreError::UnknownPartition {
                     hub: key.0,
@@ -740,6 +789,232 @@ impl Store {
             self.failed = Some(e.to_string());
         }
         written
+    }
+}
+
+/// The file recording the hubs' management state (see
+/// [`Store::save_entities`]). Its `.` keeps it apart from hub directories,
+/// whose names never hold one.
+const ENTITIES_FILE: &str = "entities.json";
+const ENTITIES_TEMP: &str = "entities.json.tmp";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct EntitiesFile {
+    version: u32,
+    hubs: Vec<HubRecord>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct HubRecord {
+    name: String,
+    partition_count: u32,
+    #[serde(default)]
+    message_retention_in_days: Option<u32>,
+    status: String,
+    #[serde(default)]
+    user_metadata: Option<String>,
+    created_ms: i64,
+    updated_ms: i64,
+    from_config: bool,
+    consumer_groups: Vec<GroupRecord>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct GroupRecord {
+    name: String,
+    created_ms: i64,
+    updated_ms: i64,
+    #[serde(default)]
+    user_metadata: Option<String>,
+}
+
+/// Run-time entities: hubs created and deleted through the management
+/// API, and the file that brings them back after a restart.
+impl Store {
+    /// Opens the data directory `dir` for `broker`: the hubs recorded in
+    /// `entities.json` are put back into the broker first
+    /// ([`Broker::restore_hub`](crate::Broker::restore_hub)), then every
+    /// hub's partitions are opened as [`open_hubs`](Self::open_hubs) does,
+    /// each with its retention.
+    pub fn open_for(
+        dir: &Path,
+        broker: &mut crate::Broker,
+        now_ms: i64,
+    ) -> Result<(Store, Vec<Appended>), StoreError> {
+        fs::create_dir_all(dir).map_err(io_error(dir))?;
+        for state in Self::load_entities(dir)? {
+            let name = state.name.clone();
+            broker.restore_hub(state).map_err(|e| StoreError::Corrupt {
+                path: dir.join(ENTITIES_FILE),
+                at: 0,
+                why: format!("hub '{name}': {e}"),
+            })?;
+        }
+        let emulator_ms = broker.config().retention_ms;
+        let layouts: Vec<HubLayout> = broker
+            .hubs()
+            .iter()
+            .map(|h| HubLayout {
+                name: h.name.clone(),
+                partition_count: h.partition_count,
+                retention_ms: h
+                    .message_retention_in_days
+                    .map_or(emulator_ms, |d| i64::from(d) * 86_400_000),
+            })
+            .collect();
+        Self::open_hubs(dir, &layouts, emulator_ms, now_ms)
+    }
+
+    /// Opens the partitions of a hub created at run time, starting empty:
+    /// files a deleted hub of the same name may have left are removed
+    /// first.
+    pub fn add_hub(
+        &mut self,
+        name: &str,
+        partition_count: u32,
+        retention_ms: i64,
+    ) -> Result<(), StoreError> {
+        let hub_dir = self.dir.join(hub_dir_name(name));
+        match fs::remove_dir_all(&hub_dir) {
+            Ok(()) => {
+                warn!(path = %hub_dir.display(), "data dir: removed the files of an earlier hub of this name")
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(StoreError::Io {
+                    path: hub_dir,
+                    source,
+                })
+            }
+        }
+        let key = name.to_ascii_lowercase();
+        for p in 0..partition_count {
+            let partition = p.to_string();
+            let (log, _) = PartitionLog::open(hub_dir.join(&partition), name, &partition)?;
+            self.logs.insert((key.clone(), partition), log);
+        }
+        sync_dir(&self.dir)?;
+        self.set_retention(name, retention_ms);
+        Ok(())
+    }
+
+    /// How long `name`'s events are kept from now on.
+    pub fn set_retention(&mut self, name: &str, retention_ms: i64) {
+        let key = name.to_ascii_lowercase();
+        if retention_ms == self.retention_ms {
+            self.hub_retention_ms.remove(&key);
+        } else {
+            self.hub_retention_ms.insert(key, retention_ms);
+        }
+    }
+
+    /// Closes a deleted hub's partitions and removes its files.
+    pub fn remove_hub(&mut self, name: &str) -> Result<(), StoreError> {
+        let key = name.to_ascii_lowercase();
+        self.logs.retain(|(hub, _), _| *hub != key);
+        self.hub_retention_ms.remove(&key);
+        let hub_dir = self.dir.join(hub_dir_name(name));
+        match fs::remove_dir_all(&hub_dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(StoreError::Io {
+                    path: hub_dir,
+                    source,
+                })
+            }
+        }
+        sync_dir(&self.dir)
+    }
+
+    /// Records every hub's management state in `DIR/entities.json`
+    /// (written to a temporary file, synced, then renamed over the old
+    /// one), so that hubs created at run time, and changes to configured
+    /// ones, survive a restart.
+    pub fn save_entities(&self, hubs: &[HubState]) -> Result<(), StoreError> {
+        let file = EntitiesFile {
+            version: 1,
+            hubs: hubs
+                .iter()
+                .map(|h| HubRecord {
+                    name: h.name.clone(),
+                    partition_count: h.partition_count,
+                    message_retention_in_days: h.message_retention_in_days,
+                    status: h.status.as_str().to_owned(),
+                    user_metadata: h.user_metadata.clone(),
+                    created_ms: h.created_ms,
+                    updated_ms: h.updated_ms,
+                    from_config: h.from_config,
+                    consumer_groups: h
+                        .consumer_groups
+                        .iter()
+                        .map(|g| GroupRecord {
+                            name: g.name.clone(),
+                            created_ms: g.created_ms,
+                            updated_ms: g.updated_ms,
+                            user_metadata: g.user_metadata.clone(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        };
+        let text =
+            serde_json::to_vec_pretty(&file).map_err(|e| StoreError::Failed(e.to_string()))?;
+        let temp = self.dir.join(ENTITIES_TEMP);
+        let path = self.dir.join(ENTITIES_FILE);
+        let mut f = File::create(&temp).map_err(io_error(&temp))?;
+        f.write_all(&text)
+            .and_then(|()| f.sync_all())
+            .map_err(io_error(&temp))?;
+        fs::rename(&temp, &path).map_err(io_error(&path))?;
+        sync_dir(&self.dir)
+    }
+
+    /// Reads `DIR/entities.json`; no file is no record.
+    pub fn load_entities(dir: &Path) -> Result<Vec<HubState>, StoreError> {
+        let path = dir.join(ENTITIES_FILE);
+        let text = match fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(StoreError::Io { path, source }),
+        };
+        let corrupt = |why: String| StoreError::Corrupt {
+            path: path.clone(),
+            at: 0,
+            why,
+        };
+        let file: EntitiesFile =
+            serde_json::from_slice(&text).map_err(|e| corrupt(e.to_string()))?;
+        if file.version != 1 {
+            return Err(corrupt(format!("unknown version {}", file.version)));
+        }
+        file.hubs
+            .into_iter()
+            .map(|h| {
+                Ok(HubState {
+                    status: h.status.parse().map_err(
+                        |e: eventhubs_proto::management::UnknownStatus| corrupt(e.to_string()),
+                    )?,
+                    name: h.name,
+                    partition_count: h.partition_count,
+                    message_retention_in_days: h.message_retention_in_days,
+                    user_metadata: h.user_metadata,
+                    created_ms: h.created_ms,
+                    updated_ms: h.updated_ms,
+                    from_config: h.from_config,
+                    consumer_groups: h
+                        .consumer_groups
+                        .into_iter()
+                        .map(|g| ConsumerGroupState {
+                            name: g.name,
+                            created_ms: g.created_ms,
+                            updated_ms: g.updated_ms,
+                            user_metadata: g.user_metadata,
+                        })
+                        .collect(),
+                })
+            })
+            .collect()
     }
 }
 

@@ -352,3 +352,82 @@ fn config_json_entra_id_section() {
     assert!(EmulatorConfig::default().entra_id.is_none());
     assert!(NOT_ENABLED.contains("EntraId"));
 }
+
+/// The management API (`eventhubs_emulator::management`) takes the same
+/// tokens, as `Bearer` or bare, and needs Manage on the path's hub.
+#[test]
+fn management_requests_with_entra_id_tokens() {
+    use eventhubs_emulator::management::handle;
+    use eventhubs_emulator::{Broker, Now};
+    use eventhubs_proto::management::{HubDescription, ManagementEndpoint, PutMode};
+
+    let config = EmulatorConfig::default().with_entra_id(
+        config().assign(
+            RoleAssignment::new("eh1-manager", JwtRights::from_role("Manage").unwrap())
+                .on_hubs(["eh1"]),
+        ),
+    );
+    let now = Now {
+        instant: std::time::Instant::now(),
+        unix_ms: NOW as i64 * 1000,
+    };
+    let mut broker = Broker::new(config, now);
+    let endpoint = ManagementEndpoint::parse("http://127.0.0.1:5300").unwrap();
+    let mut status = |mut request: http::Request<bytes::Bytes>, auth: String| {
+        request
+            .headers_mut()
+            .insert("authorization", auth.parse().unwrap());
+        handle(&mut broker, now, &request).status().as_u16()
+    };
+    let owner = token("owner");
+    let create = || {
+        endpoint
+            .put_hub(
+                "jwt-hub",
+                &HubDescription::new().with_partition_count(2),
+                PutMode::Create,
+            )
+            .unwrap()
+    };
+    // Data Owner everywhere (by appid): create, list; bare as Go sends it.
+    assert_eq!(status(create(), format!("Bearer {owner}")), 201);
+    assert_eq!(status(endpoint.list_hubs().unwrap(), owner.clone()), 200);
+    // Manage on eh1 only: eh1 yes, another hub or the namespace list no.
+    let eh1 = token("eh1-manager");
+    assert_eq!(
+        status(endpoint.get_hub("eh1").unwrap(), format!("Bearer {eh1}")),
+        200
+    );
+    assert_eq!(
+        status(
+            endpoint.get_hub("jwt-hub").unwrap(),
+            format!("Bearer {eh1}")
+        ),
+        401
+    );
+    assert_eq!(
+        status(endpoint.list_hubs().unwrap(), format!("Bearer {eh1}")),
+        401
+    );
+    // A sender has no Manage; a token of an untrusted key none at all.
+    let sender = token("sender-oid");
+    assert_eq!(
+        status(endpoint.get_hub("eh1").unwrap(), format!("Bearer {sender}")),
+        401
+    );
+    let forged = sign("ca.key.pem", json!({"alg": "RS256"}), claims("owner"));
+    assert_eq!(
+        status(
+            endpoint.delete_hub("jwt-hub").unwrap(),
+            format!("Bearer {forged}")
+        ),
+        401
+    );
+    assert_eq!(
+        status(
+            endpoint.delete_hub("jwt-hub").unwrap(),
+            format!("Bearer {owner}")
+        ),
+        200
+    );
+}

@@ -43,20 +43,7 @@ fn start(dir: &Path) -> std::io::Result<Emulator> {
 
 /// Sends `payload` and waits for it to be accepted.
 fn publish(c: &mut Client, tx: LinkId, format: u32, payload: bytes::Bytes) {
-    while c.conn.credit(tx) == 0 {
-        c.turn(Duration::from_millis(20));
-    }
-    let id = c.send(tx, format, payload);
-    let state = c
-        .until(WAIT, |_, e| match e {
-            Event::Disposition {
-                delivery_id,
-                state: Some(s),
-                ..
-            } if *delivery_id == id => Some(s.clone()),
-            _ => None,
-        })
-        .expect("an outcome");
+    let state = c.publish(tx, format, payload);
     assert!(matches!(state, DeliveryState::Accepted(_)), "{state:?}");
 }
 

@@ -22,6 +22,8 @@
 //! - [`identity`]: Microsoft Entra ID token requests, responses, client
 //!   assertions, certificates and the `AZURE_*` credential chain.
 //! - [`processor`]: the event processor's load balancer.
+//! - [`management`]: event hub and consumer group management over the
+//!   Atom REST API: requests, SAS over the full URL, the XML both ways.
 //!
 //! # Example
 //!
@@ -70,5 +72,6 @@ pub mod engine;
 pub mod eventhubs;
 pub mod http;
 pub mod identity;
+pub mod management;
 pub mod processor;
 pub mod storage;

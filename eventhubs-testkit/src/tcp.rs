@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use eventhubs_proto::codec::message::{Batch, Body, Message};
-use eventhubs_proto::codec::messaging::{Source, Target};
+use eventhubs_proto::codec::messaging::{DeliveryState, Source, Target};
 use eventhubs_proto::codec::performatives::{AmqpError, Role};
 use eventhubs_proto::codec::Encode;
 use eventhubs_proto::engine::{
@@ -245,6 +245,24 @@ impl EngineClient {
             .link(link)
             .send(tag, format, Settlement::Unsettled, payload)
             .expect("send")
+    }
+
+    /// Sends `payload` once the link has credit and waits (up to 10 s) for
+    /// its outcome.
+    pub fn publish(&mut self, link: LinkId, format: u32, payload: Bytes) -> DeliveryState {
+        while self.conn.credit(link) == 0 {
+            self.turn(Duration::from_millis(20));
+        }
+        let id = self.send(link, format, payload);
+        self.until(Duration::from_secs(10), |_, e| match e {
+            Event::Disposition {
+                delivery_id,
+                state: Some(s),
+                ..
+            } if *delivery_id == id => Some(s.clone()),
+            _ => None,
+        })
+        .expect("an outcome")
     }
 }
 

@@ -67,6 +67,10 @@ impl Runtime for TokioRuntime {
 /// A client of one event hub on tokio.
 pub type Hub = eventhubs_async::Hub<TokioRuntime>;
 
+/// The hub manager (create, update, get, list and delete event hubs) on
+/// tokio; see [`eventhubs_async::management`].
+pub type HubManager = eventhubs_async::HubManager<TokioRuntime>;
+
 /// Entra ID credentials on tokio (see [`eventhubs_async::identity`]).
 pub type ClientSecretCredential = eventhubs_async::identity::ClientSecretCredential<TokioRuntime>;
 /// A certificate credential on tokio.

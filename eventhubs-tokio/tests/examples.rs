@@ -396,3 +396,84 @@ fn a_missing_partition_fails_at_run_time_with_the_partitions_listed() {
         );
     }
 }
+
+#[test]
+fn manage_creates_lists_updates_and_deletes_hubs_on_the_embedded_emulator() {
+    let r = run_example(
+        "manage",
+        &[
+            "create",
+            "telemetry",
+            "--partitions",
+            "5",
+            "--retention-days",
+            "3",
+        ],
+        LIMIT,
+    );
+    r.assert_success();
+    assert!(
+        r.stderr.contains("management API on http://127.0.0.1:"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stdout.starts_with("created\nhub telemetry\n"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("partitions              5 (0, 1, 2, 3, 4)"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("retention               3 day(s)"),
+        "{}",
+        r.stdout
+    );
+
+    let r = run_example("manage", &["list"], LIMIT);
+    r.assert_success();
+    assert_eq!(r.lines("1 event hub").len(), 1, "{}", r.stdout);
+    assert_eq!(r.lines("eh1 ").len(), 1, "{}", r.stdout);
+
+    let r = run_example("manage", &["update", "eh1", "--retention-days", "2"], LIMIT);
+    r.assert_success();
+    assert!(
+        r.stdout.contains("retention               2 day(s)"),
+        "{}",
+        r.stdout
+    );
+
+    let r = run_example("manage", &["get", "eh1"], LIMIT);
+    r.assert_success();
+    assert!(
+        r.stdout.contains("partitions              2 (0, 1)"),
+        "{}",
+        r.stdout
+    );
+    let r = run_example("manage", &["get", "nothere"], LIMIT);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("no event hub \"nothere\""),
+        "{}",
+        r.stderr
+    );
+
+    let r = run_example("manage", &["delete", "eh1"], LIMIT);
+    r.assert_success();
+    assert!(r.stdout.contains("deleted eh1"), "{}", r.stdout);
+
+    // The service's refusals reach the user with their code and detail.
+    let r = run_example("manage", &["create", "big", "--partitions", "40"], LIMIT);
+    assert_eq!(r.code, Some(1));
+    assert!(
+        r.stderr.contains("answered 400") && r.stderr.contains("PartitionCount"),
+        "{}",
+        r.stderr
+    );
+    let r = run_example("manage", &["frob"], LIMIT);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+}

@@ -161,3 +161,4 @@ pub fn check_stream(data: &[u8]) {
 
 pub use eventhubs_testkit::client_input;
 pub mod http_response;
+pub mod management_request;

@@ -827,12 +827,69 @@ pub async fn entra_managed_identity<R: Runtime>() {
     let _ = h.close().await;
 }
 
+/// The hub manager with an Entra ID credential, as `Bearer`: a Data Owner
+/// of the namespace creates, lists and deletes a hub; an identity with
+/// Send only is refused with 401.
+pub async fn entra_hub_manager<R: Runtime>() {
+    use eventhubs_async::management::{HubDescription, ManagementCredential};
+    use eventhubs_async::HubManager;
+    use eventhubs_proto::management::ManagementEndpoint;
+
+    let Some(peer) = OAuth2Peer::start(json!({
+        "owner-app": {"secret": SECRET, "oid": "oid-owner"},
+        "sender-app": {"secret": SECRET, "oid": "oid-sender"},
+    })) else {
+        return;
+    };
+    let entra = EntraIdConfig::new()
+        .trust(peer.issuer_config())
+        .assign(RoleAssignment::new(
+            "oid-owner",
+            rights("Azure Event Hubs Data Owner"),
+        ))
+        .assign(RoleAssignment::new("oid-sender", rights("Send")).on_hubs(["eh1"]));
+    let e = Emulator::builder()
+        .config(EmulatorConfig::default().with_entra_id(entra))
+        .management(true)
+        .start()
+        .expect("emulator");
+    let endpoint = ManagementEndpoint::parse(&e.management_endpoint().unwrap()).unwrap();
+    let credential = |client: &str| {
+        ManagementCredential::entra_id(
+            ClientSecretCredential::<R>::new(TENANT, client, SECRET, peer.options()).unwrap(),
+        )
+    };
+    let owner = HubManager::<R>::for_endpoint(endpoint.clone(), credential("owner-app")).unwrap();
+    let made = within::<R, _>(
+        30,
+        "create",
+        owner.put("entra-made", &HubDescription::new().with_partition_count(2)),
+    )
+    .await
+    .expect("a Data Owner creates");
+    assert_eq!(made.partition_ids, ["0", "1"]);
+    let names: Vec<String> = owner
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| h.name)
+        .collect();
+    assert_eq!(names, ["eh1", "entra-made"]);
+    let sender = HubManager::<R>::for_endpoint(endpoint, credential("sender-app")).unwrap();
+    let err = sender.get("eh1").await.expect_err("Send is not Manage");
+    assert_eq!(err.status(), Some(401), "{err}");
+    owner.delete("entra-made").await.expect("deleted");
+    assert!(owner.get("entra-made").await.unwrap().is_none());
+}
+
 #[macro_export]
 macro_rules! entra_tests {
     ($rt:ty, $block_on:expr) => {
         entra_tests!(@each $rt, $block_on;
             entra_secret_and_certificate, entra_token_refreshed_mid_stream,
-            entra_workload_identity, entra_environment_chain, entra_managed_identity);
+            entra_workload_identity, entra_environment_chain, entra_managed_identity,
+            entra_hub_manager);
     };
     (@each $rt:ty, $block_on:expr; $($name:ident),*) => {
         $(
