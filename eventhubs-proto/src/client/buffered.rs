@@ -162,10 +162,11 @@ pub struct ReadyBatch {
     pub events: Vec<EventData>,
 }
 
-/// What the buffered producer reports: one per batch.
+/// What the buffered producer reports: one per batch. `E` is the error
+/// type the caller reports failures with.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
-pub enum BufferedEvent {
+pub enum BufferedEvent<E = ClientError> {
     /// Every event of the batch was accepted.
     Sent {
         /// The batch.
@@ -185,7 +186,7 @@ pub enum BufferedEvent {
         /// Its events.
         events: Vec<EventData>,
         /// Why.
-        error: ClientError,
+        error: E,
     },
 }
 
@@ -223,9 +224,10 @@ enum State {
 }
 
 /// The buffered producer's state: buffers per partition, batches in
-/// flight, the round-robin counter, flush marks.
+/// flight, the round-robin counter, flush marks. `E` is the error type
+/// batch failures are reported with.
 #[derive(Debug)]
-pub struct BufferedProducer {
+pub struct BufferedProducer<E = ClientError> {
     options: BufferedOptions,
     partitions: Vec<String>,
     buffers: BTreeMap<String, PartitionBuffer>,
@@ -240,10 +242,10 @@ pub struct BufferedProducer {
     cursor: usize,
     /// Bytes of an empty batch (its envelope).
     envelope: usize,
-    events: VecDeque<BufferedEvent>,
+    events: VecDeque<BufferedEvent<E>>,
 }
 
-impl BufferedProducer {
+impl<E> BufferedProducer<E> {
     /// A producer with `options`; an error when they are invalid.
     pub fn new(options: BufferedOptions) -> Result<Self, ClientError> {
         options.validate()?;
@@ -494,7 +496,7 @@ impl BufferedProducer {
     }
 
     /// The outcome of batch `id`; reported as a [`BufferedEvent`].
-    pub fn batch_done(&mut self, id: BatchId, result: Result<(), ClientError>) {
+    pub fn batch_done(&mut self, id: BatchId, result: Result<(), E>) {
         let Some(f) = self.in_flight.remove(&id) else {
             return;
         };
@@ -518,7 +520,7 @@ impl BufferedProducer {
 
     /// The next batch outcome.
     #[must_use]
-    pub fn poll_event(&mut self) -> Option<BufferedEvent> {
+    pub fn poll_event(&mut self) -> Option<BufferedEvent<E>> {
         self.events.pop_front()
     }
 
@@ -597,7 +599,7 @@ mod tests {
             p.enqueue(t0, EventData::new("x"), Route::Partition("32".into())),
             Err(EnqueueError::UnknownPartition { .. })
         ));
-        let mut fresh = BufferedProducer::new(BufferedOptions::default()).unwrap();
+        let mut fresh = BufferedProducer::<ClientError>::new(BufferedOptions::default()).unwrap();
         assert_eq!(
             fresh.enqueue(t0, EventData::new("x"), Route::Auto),
             Err(EnqueueError::PartitionsUnknown)
@@ -711,7 +713,7 @@ mod tests {
             max_concurrent_sends_per_partition: 2,
             ..BufferedOptions::default()
         };
-        assert!(BufferedProducer::new(bad).is_err());
+        assert!(BufferedProducer::<ClientError>::new(bad).is_err());
         let t0 = Instant::now();
         let e = EventData::new(vec![0u8; 1000]);
         let plain = batched_size(&e, false);
