@@ -45,6 +45,10 @@ impl Runtime for AsyncStdRuntime {
 /// A client of one event hub on async-std.
 pub type Hub = eventhubs_async::Hub<AsyncStdRuntime>;
 
+/// An event processor on async-std (see [`eventhubs_async::processor`]).
+pub type Processor = eventhubs_async::Processor<AsyncStdRuntime>;
+/// The blob checkpoint store on async-std.
+pub type BlobCheckpointStore = eventhubs_async::BlobCheckpointStore<AsyncStdRuntime>;
 /// The hub manager (create, update, get, list and delete event hubs) on
 /// async-std; see [`eventhubs_async::management`].
 pub type HubManager = eventhubs_async::HubManager<AsyncStdRuntime>;

@@ -55,6 +55,16 @@ pub enum Error {
     /// The hub or receiver is closed.
     #[error("closed")]
     Closed,
+    /// The event processor's settings cannot work.
+    #[error(transparent)]
+    ProcessorConfig(#[from] eventhubs_proto::processor::ConfigError),
+    /// The event processor reported a failure (a store request, a
+    /// receiver, a checkpoint write).
+    #[error(transparent)]
+    Processor(#[from] eventhubs_proto::processor::ProcessorError),
+    /// A checkpoint was refused: the partition is not this processor's.
+    #[error(transparent)]
+    CheckpointRefused(#[from] eventhubs_proto::processor::CheckpointRefused),
 }
 
 impl Error {

@@ -25,6 +25,9 @@
 //! - [`checkpoint_store`]: the [`CheckpointStore`] trait of processors, on
 //!   Blob Storage in the layout all Event Hubs SDKs share
 //!   ([`BlobCheckpointStore`]) or in memory ([`MemoryCheckpointStore`]).
+//! - [`processor`]: the event processor ([`Processor`], the Go library's
+//!   Event Processor Host): load-balanced, checkpointed consumption
+//!   across processes, a pump over the core's `processor::Processor`.
 //!
 //! This crate depends on no runtime: it never spawns, and its only clock
 //! reads are the wall-clock second a token or a storage request is signed
@@ -43,6 +46,7 @@ pub mod hub;
 pub mod identity;
 pub mod management;
 pub mod persist;
+pub mod processor;
 pub mod runtime;
 pub mod storage;
 pub mod transport;
@@ -64,6 +68,9 @@ pub use hub::{
 };
 pub use management::{HubManager, HubManagerError, ManagementCredential};
 pub use persist::{Checkpoint, CheckpointPersister, FilePersister, MemoryPersister, PersistError};
+pub use processor::{
+    handler_fn, Handler, HandlerId, PartitionContext, Processor, ProcessorOptions,
+};
 pub use runtime::{BoxFuture, ResolveError, Runtime};
 pub use storage::{BlobClient, BlobError, StorageCredential};
 pub use transport::{

@@ -67,6 +67,10 @@ impl Runtime for TokioRuntime {
 /// A client of one event hub on tokio.
 pub type Hub = eventhubs_async::Hub<TokioRuntime>;
 
+/// An event processor on tokio (see [`eventhubs_async::processor`]).
+pub type Processor = eventhubs_async::Processor<TokioRuntime>;
+/// The blob checkpoint store on tokio.
+pub type BlobCheckpointStore = eventhubs_async::BlobCheckpointStore<TokioRuntime>;
 /// The hub manager (create, update, get, list and delete event hubs) on
 /// tokio; see [`eventhubs_async::management`].
 pub type HubManager = eventhubs_async::HubManager<TokioRuntime>;

@@ -477,3 +477,97 @@ fn manage_creates_lists_updates_and_deletes_hubs_on_the_embedded_emulator() {
     let r = run_example("manage", &["frob"], LIMIT);
     assert_eq!(r.code, Some(2), "{}", r.stderr);
 }
+
+#[test]
+fn processor_claims_processes_and_releases_on_the_embedded_emulator() {
+    let out = std::env::temp_dir().join(format!(
+        "eventhubs-processor-example-{}.jsonl",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&out);
+    let r = run_example(
+        "processor",
+        &[
+            "--update-interval",
+            "1",
+            "--ownership-expiry",
+            "3",
+            "--strategy",
+            "greedy",
+            "--owner-id",
+            "example-owner",
+            "--idle",
+            "2",
+            "--events-out",
+            out.to_str().expect("path"),
+        ],
+        LIMIT,
+    );
+    r.assert_success();
+    assert_eq!(
+        r.lines("example-owner: claimed partition").len(),
+        2,
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        r.lines("example-owner: released partition").len(),
+        2,
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("example-owner: processed 10 events (idle)"),
+        "{}",
+        r.stdout
+    );
+    let text = std::fs::read_to_string(&out).expect("events file");
+    let _ = std::fs::remove_file(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 10, "{text}");
+    for l in lines {
+        for key in [
+            "\"partition_id\":",
+            "\"sequence_number\":",
+            "\"offset\":",
+            "\"owner_id\":\"example-owner\"",
+        ] {
+            assert!(l.contains(key), "{key} missing in {l}");
+        }
+    }
+    let help = run_example("processor", &["--help"], LIMIT);
+    help.assert_success();
+    for option in [
+        "--storage",
+        "--container",
+        "--strategy",
+        "--events-out",
+        "--idle",
+    ] {
+        assert!(help.stdout.contains(option), "{}", help.stdout);
+    }
+    let cases: &[(&[&str], i32, &str)] = &[
+        (
+            &["--strategy", "fair"],
+            2,
+            "unknown load-balancing strategy \"fair\"",
+        ),
+        (&["--storage", "x"], 2, "--container needs a value"),
+        (
+            &["--update-interval", "1", "--ownership-expiry", "2"],
+            1,
+            "must be at least 3 times the update interval",
+        ),
+        (
+            &["--update-interval", "-1"],
+            2,
+            "expected a positive number of seconds",
+        ),
+    ];
+    for (args, code, message) in cases {
+        let r = run_example("processor", args, LIMIT);
+        assert_eq!(r.code, Some(*code), "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(message), "{args:?}: {}", r.stderr);
+    }
+}
