@@ -306,13 +306,13 @@ impl Client {
                 break;
             };
             if let (Some(p), Some(idem)) = (unit.pending.take(), s.idem.as_mut()) {
-                match idem.stamp(p.clone()) {
-                    Some((payload, format, stamp)) => {
+                match idem.stamp(p) {
+                    Ok((payload, format, stamp)) => {
                         unit.payload = payload;
                         unit.format = format;
                         unit.stamp = Some(stamp);
                     }
-                    None => {
+                    Err(p) => {
                         unit.pending = Some(p);
                         s.queue.push_front(unit);
                         break;
