@@ -441,7 +441,7 @@ impl Idempotence {
 pub(super) struct Pending {
     /// The batch envelope; `None` for a single event sent as a plain
     /// message.
-    envelope: Option<Message>,
+    envelope: Option<Box<Message>>,
     messages: Vec<Message>,
 }
 
@@ -675,7 +675,7 @@ fn fill(
         }
         if size + add > max {
             out.push(Pending {
-                envelope: Some(envelope.clone()),
+                envelope: Some(Box::new(envelope.clone())),
                 messages: std::mem::take(&mut batch),
             });
             size = empty;
@@ -685,7 +685,7 @@ fn fill(
     }
     if !batch.is_empty() {
         out.push(Pending {
-            envelope: Some(envelope),
+            envelope: Some(Box::new(envelope)),
             messages: batch,
         });
     }
