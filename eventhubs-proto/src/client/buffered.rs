@@ -327,9 +327,10 @@ impl<E> BufferedProducer<E> {
     }
 
     /// Buffers `event` for the partition `route` picks; returns that
-    /// partition. [`EnqueueError::Full`] when its buffer is full (nothing
-    /// is taken: a caller applying back-pressure waits for a
-    /// [`BufferedEvent`] and tries again).
+    /// partition. [`EnqueueError::Full`] when its buffer is full. A caller
+    /// that waits for room instead routes once ([`route`](Self::route)),
+    /// then asks [`can_take`](Self::can_take) and buffers with
+    /// [`enqueue_to`](Self::enqueue_to) when it may.
     pub fn enqueue(
         &mut self,
         now: Instant,
@@ -339,7 +340,28 @@ impl<E> BufferedProducer<E> {
         if self.state != State::Open {
             return Err(EnqueueError::Closed);
         }
-        let size = batched_size(&event, self.options.idempotent);
+        // A full buffer refuses before the round-robin counter moves on.
+        if let Route::Partition(p) = &route {
+            self.can_take(&event, p)?;
+        }
+        let partition = self.route(&event, &route)?;
+        self.enqueue_to(now, event, &partition)?;
+        Ok(partition)
+    }
+
+    /// Whether `partition` takes `event` now: an error when the producer
+    /// is closing, the event is too large for a batch, or the partition's
+    /// buffer is full ([`EnqueueError::Full`], which passes as batches go
+    /// out).
+    pub fn can_take(&self, event: &EventData, partition: &str) -> Result<(), EnqueueError> {
+        self.size_if_taken(event, partition).map(|_| ())
+    }
+
+    fn size_if_taken(&self, event: &EventData, partition: &str) -> Result<usize, EnqueueError> {
+        if self.state != State::Open {
+            return Err(EnqueueError::Closed);
+        }
+        let size = batched_size(event, self.options.idempotent);
         let max = self.options.max_batch_bytes;
         if self.envelope + size > max {
             return Err(EnqueueError::TooLarge {
@@ -347,17 +369,25 @@ impl<E> BufferedProducer<E> {
                 max,
             });
         }
-        // A full buffer refuses before the round-robin counter moves on.
-        if let (Route::Partition(p), false) = (&route, self.has_room_for(&route)) {
-            return Err(self.full(p));
+        if !self.has_room(partition) {
+            return Err(self.full(partition));
         }
-        let partition = self.route(&event, &route)?;
-        if !self.has_room(&partition) {
-            return Err(self.full(&partition));
-        }
+        Ok(size)
+    }
+
+    /// Buffers `event` for `partition` (routed with
+    /// [`route`](Self::route)); refused as [`can_take`](Self::can_take)
+    /// refuses.
+    pub fn enqueue_to(
+        &mut self,
+        now: Instant,
+        event: EventData,
+        partition: &str,
+    ) -> Result<(), EnqueueError> {
+        let size = self.size_if_taken(&event, partition)?;
         let seq = self.next_seq;
         self.next_seq += 1;
-        let b = self.buffers.entry(partition.clone()).or_default();
+        let b = self.buffers.entry(partition.to_owned()).or_default();
         b.bytes += size;
         b.queue.push_back(Queued {
             seq,
@@ -365,14 +395,7 @@ impl<E> BufferedProducer<E> {
             size,
             at: now,
         });
-        Ok(partition)
-    }
-
-    fn has_room_for(&self, route: &Route) -> bool {
-        match route {
-            Route::Partition(p) => self.has_room(p),
-            Route::Auto => true,
-        }
+        Ok(())
     }
 
     fn full(&self, partition: &str) -> EnqueueError {
