@@ -431,6 +431,11 @@ impl<E> BufferedProducer<E> {
         self.flush();
     }
 
+    /// True once [`close`](Self::close) was called.
+    pub fn is_closing(&self) -> bool {
+        self.state == State::Closing
+    }
+
     /// True when nothing is buffered or in flight.
     pub fn is_idle(&self) -> bool {
         self.in_flight.is_empty() && self.buffers.values().all(|b| b.queue.is_empty())
