@@ -22,141 +22,97 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{ArgError, Args};
+use clap::Parser;
 use eventhubs_emulator::{Emulator, EmulatorConfig};
-use eventhubs_proto::client::ReceivedEvent;
-use eventhubs_proto::eventhubs::EventPosition;
 use eventhubs_tokio::processor::{
     CloseReason, HandlerFuture, HandlerResult, LoadBalancingStrategy, PartitionContext,
     ProcessorError, StopOptions,
 };
 use eventhubs_tokio::{
-    BlobCheckpointStore, CheckpointStore, Handler, Hub, HubOptions, MemoryCheckpointStore,
-    Processor, ProcessorOptions, TokioRuntime,
+    BlobCheckpointStore, CheckpointStore, EventPosition, Handler, Hub, HubOptions,
+    MemoryCheckpointStore, Processor, ProcessorOptions, ReceivedEvent, TokioRuntime,
 };
 
-const USAGE: &str = "\
-Processes a hub's events together with every other processor of the
-consumer group: the partitions are shared through the checkpoint store,
-ownership moves when processors come and go, and each partition resumes
-after its last checkpoint.
-
-Usage: processor [OPTIONS]
-
-Options:
-  --storage CONNECTION_STRING  Blob Storage account for ownership and
-                               checkpoints (with --container; default: in
-                               memory, this process only)
-  --container NAME             the container (created if missing)
-  --consumer-group G           the consumer group (default $Default)
-  --strategy S                 balanced (one new partition per cycle, the
-                               default) or greedy (the fair share at once)
-  --owner-id ID                this processor's id (default: a random UUID)
-  --update-interval SECS       time between load-balancing cycles (10)
-  --ownership-expiry SECS      an ownership not renewed this long may be
-                               claimed by others (60; at least 3 intervals)
-  --count N                    stop after processing N events
-  --idle SECS                  stop after SECS without an event (default: 3
-                               on the embedded emulator, else never)
-  --events-out FILE            write one JSON line per processed event:
-                               partition_id, sequence_number, offset,
-                               owner_id
-  -h, --help                   this help
-
-A stop (--count, --idle or Ctrl-C) is graceful: batches in progress finish,
-every partition is checkpointed and its ownership relinquished, so other
-processors take it over in their next cycle.
-
-The hub is EVENTHUB_CONNECTION_STRING's (with EntityPath); when that is not
-set, an embedded emulator is started and a few sample events are sent.
-";
-
-const FLAGS: &[&str] = &[
-    "--storage",
-    "--container",
-    "--consumer-group",
-    "--strategy",
-    "--owner-id",
-    "--update-interval",
-    "--ownership-expiry",
-    "--count",
-    "--idle",
-    "--events-out",
-];
+/// Processes a hub's events together with every other processor of the
+/// consumer group: the partitions are shared through the checkpoint store,
+/// ownership moves when processors come and go, and each partition resumes
+/// after its last checkpoint.
+#[derive(Debug, Parser)]
+#[command(
+    name = "processor",
+    after_help = "A stop (--count, --idle or Ctrl-C) is graceful: batches in progress finish,\n\
+                  every partition is checkpointed and its ownership relinquished, so other\n\
+                  processors take it over in their next cycle.\n\n\
+                  The hub is EVENTHUB_CONNECTION_STRING's (with EntityPath); when that is not\n\
+                  set, an embedded emulator is started and a few sample events are sent."
+)]
+struct Options {
+    /// Blob Storage account for ownership and checkpoints (with
+    /// --container; default: in memory, this process only)
+    #[arg(long, value_name = "CONNECTION_STRING", requires = "container")]
+    storage: Option<String>,
+    /// The container (created if missing)
+    #[arg(long, value_name = "NAME", requires = "storage", value_parser = common::non_empty)]
+    container: Option<String>,
+    /// The consumer group (default $Default)
+    #[arg(long, value_name = "G")]
+    consumer_group: Option<String>,
+    /// balanced (one new partition per cycle, the default) or greedy (the
+    /// fair share at once)
+    #[arg(long, value_name = "S", default_value = "balanced", value_parser = parse_strategy)]
+    strategy: LoadBalancingStrategy,
+    /// This processor's id (default: a random UUID)
+    #[arg(long, value_name = "ID", value_parser = common::non_empty)]
+    owner_id: Option<String>,
+    /// Time between load-balancing cycles (10)
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true, value_parser = seconds)]
+    update_interval: Option<Duration>,
+    /// An ownership not renewed this long may be claimed by others (60; at
+    /// least 3 intervals)
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true, value_parser = seconds)]
+    ownership_expiry: Option<Duration>,
+    /// Stop after processing N events
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    count: Option<u64>,
+    /// Stop after SECS without an event (default: 3 on the embedded
+    /// emulator, else never; 0 never)
+    #[arg(long, value_name = "SECS")]
+    idle: Option<f64>,
+    /// Write one JSON line per processed event: partition_id,
+    /// sequence_number, offset, owner_id
+    #[arg(long, value_name = "FILE")]
+    events_out: Option<String>,
+}
 
 /// Sample events sent to the embedded emulator.
 const SAMPLES: usize = 10;
 /// Idle time after which a processor on the embedded emulator stops.
 const EMBEDDED_IDLE: Duration = Duration::from_secs(3);
 
-#[derive(Debug)]
-struct Options {
-    storage: Option<(String, String)>,
-    consumer_group: Option<String>,
-    strategy: LoadBalancingStrategy,
-    owner_id: Option<String>,
-    update_interval: Option<Duration>,
-    ownership_expiry: Option<Duration>,
-    count: Option<u64>,
-    idle: Option<Duration>,
-    events_out: Option<String>,
-}
-
-fn seconds(a: &Args, flag: &'static str) -> Result<Option<Duration>, ArgError> {
-    let Some(v) = a.get(flag) else {
-        return Ok(None);
-    };
+fn seconds(v: &str) -> Result<Duration, String> {
     match v.parse::<f64>() {
-        Ok(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Some(Duration::from_secs_f64(s))),
-        _ => Err(ArgError::Invalid {
-            flag,
-            value: v.to_owned(),
-            reason: "expected a positive number of seconds".into(),
-        }),
+        Ok(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Duration::from_secs_f64(s)),
+        _ => Err("expected a positive number of seconds".into()),
     }
 }
 
+fn parse_strategy(v: &str) -> Result<LoadBalancingStrategy, String> {
+    v.parse::<LoadBalancingStrategy>()
+        .map_err(|e| e.to_string())
+}
+
 impl Options {
-    fn from_args(a: &Args) -> Result<Options, ArgError> {
-        let storage = match (a.get("--storage"), a.get("--container")) {
-            (Some(s), Some(c)) if !c.is_empty() => Some((s.to_owned(), c.to_owned())),
-            (Some(_), Some(c)) => {
-                return Err(ArgError::Invalid {
-                    flag: "--container",
-                    value: c.to_owned(),
-                    reason: "the container name is empty".into(),
-                })
+    fn storage(&self) -> Option<(&str, &str)> {
+        self.storage.as_deref().zip(self.container.as_deref())
+    }
+
+    fn idle(&self) -> Option<Duration> {
+        self.idle.map(|s| {
+            if s > 0.0 && s.is_finite() {
+                Duration::from_secs_f64(s)
+            } else {
+                Duration::ZERO
             }
-            (Some(_), None) => return Err(ArgError::MissingValue("--container")),
-            (None, Some(_)) => return Err(ArgError::MissingValue("--storage")),
-            (None, None) => None,
-        };
-        let owner_id = a.get("--owner-id").map(str::to_owned);
-        if owner_id.as_deref() == Some("") {
-            return Err(ArgError::Invalid {
-                flag: "--owner-id",
-                value: String::new(),
-                reason: "the owner id is empty".into(),
-            });
-        }
-        Ok(Options {
-            storage,
-            consumer_group: a.get("--consumer-group").map(str::to_owned),
-            strategy: a
-                .parse_value::<LoadBalancingStrategy>("--strategy")?
-                .unwrap_or_default(),
-            owner_id,
-            update_interval: seconds(a, "--update-interval")?,
-            ownership_expiry: seconds(a, "--ownership-expiry")?,
-            count: a.number("--count", 1)?,
-            idle: a.parse_value::<f64>("--idle")?.map(|s| {
-                if s > 0.0 && s.is_finite() {
-                    Duration::from_secs_f64(s)
-                } else {
-                    Duration::ZERO
-                }
-            }),
-            events_out: a.get("--events-out").map(str::to_owned),
         })
     }
 
@@ -185,14 +141,7 @@ impl Options {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = match common::parse_args(USAGE, FLAGS) {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    let options = match common::check_args(USAGE, Options::from_args(&args)) {
-        Ok(o) => o,
-        Err(code) => return code,
-    };
+    let options = Options::parse();
     common::init_tracing();
     match run(options).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -302,10 +251,11 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
             (e.connection_string("eh1"), Some(e))
         }
     };
-    let store: Arc<dyn CheckpointStore> = match &options.storage {
+    let store: Arc<dyn CheckpointStore> = match options.storage() {
         Some((cs, container)) => {
-            let store = BlobCheckpointStore::from_connection_string(TokioRuntime, cs, container)
-                .map_err(|e| format!("--storage: {e}"))?;
+            let store =
+                BlobCheckpointStore::from_connection_string(TokioRuntime::default(), cs, container)
+                    .map_err(|e| format!("--storage: {e}"))?;
             if store
                 .blob_client()
                 .create_container_if_missing(container)
@@ -345,7 +295,7 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
         processor.hub().name(),
         processor.consumer_group(),
         options.strategy,
-        match &options.storage {
+        match options.storage() {
             Some((_, c)) => format!("container {c}"),
             None => "in memory".into(),
         }
@@ -355,7 +305,7 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
         common::send_samples(&hub, SAMPLES).await?;
         hub.close().await?;
     }
-    let idle = match options.idle {
+    let idle = match options.idle() {
         Some(d) if d.is_zero() => None,
         Some(d) => Some(d),
         None if emulator.is_some() => Some(EMBEDDED_IDLE),

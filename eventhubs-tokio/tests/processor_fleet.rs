@@ -19,7 +19,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use eventhubs_tokio::checkpoint_store::CheckpointStore;
-use eventhubs_tokio::{BlobCheckpointStore, Event, Hub, HubOptions, TokioRuntime};
+use eventhubs_tokio::{BlobCheckpointStore, EventData, Hub, HubOptions, TokioRuntime, Value};
 use storage::Azurite;
 
 const HUB: &str = "eh8";
@@ -304,8 +304,7 @@ async fn send(cs: &str, count: usize, per_second: u64) {
     let hub = Hub::from_connection_string(cs, HubOptions::default()).expect("hub");
     let gap = Duration::from_millis(1000 / per_second.max(1));
     for i in 0..count {
-        let mut e = Event::new(format!("event {i}"));
-        e.set("id", eventhubs_proto::codec::Value::Long(i as i64));
+        let e = EventData::new(format!("event {i}")).with_property("id", Value::Long(i as i64));
         hub.send(e).await.expect("send");
         tokio::time::sleep(gap).await;
     }

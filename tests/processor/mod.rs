@@ -22,12 +22,12 @@ use eventhubs_async::checkpoint_store::{
 use eventhubs_async::processor::{
     CloseReason, HandlerFuture, HandlerResult, PartitionContext, ProcessorError, StopOptions,
 };
-use eventhubs_async::{Event, Handler, Hub, HubOptions, Processor, ProcessorOptions, Runtime};
+use eventhubs_async::{
+    EventData, EventPosition, Handler, Hub, HubOptions, Processor, ProcessorOptions, ReceivedEvent,
+    Runtime, Value,
+};
 use eventhubs_emulator::config::HubConfig;
 use eventhubs_emulator::{Emulator, EmulatorConfig};
-use eventhubs_proto::client::ReceivedEvent;
-use eventhubs_proto::codec::Value;
-use eventhubs_proto::eventhubs::EventPosition;
 
 use crate::storage::Azurite;
 
@@ -141,12 +141,8 @@ fn fast(owner: &str) -> ProcessorOptions {
 
 /// Sends events `ids` round-robin over the partitions.
 async fn send<R: Runtime>(hub: &Hub<R>, ids: std::ops::Range<i64>) {
-    let events: Vec<Event> = ids
-        .map(|i| {
-            let mut e = Event::new(format!("event {i}"));
-            e.set("id", Value::Long(i));
-            e
-        })
+    let events: Vec<EventData> = ids
+        .map(|i| EventData::new(format!("event {i}")).with_property("id", Value::Long(i)))
         .collect();
     for chunk in events.chunks(1) {
         hub.send(chunk[0].clone()).await.expect("send");
@@ -244,7 +240,7 @@ async fn share_a_hub<R: Runtime>(store: Arc<dyn CheckpointStore>, e: &Emulator) 
     }
     // Checkpoints: every partition at its last event.
     b.close().await.expect("close b");
-    let ns = eventhubs_proto::checkpoint::namespace_of_endpoint(&format!(
+    let ns = eventhubs_async::checkpoint_store::namespace_of_endpoint(&format!(
         "sb://127.0.0.1:{}",
         e.addr().port()
     ));

@@ -191,6 +191,9 @@ impl PartitionContext {
     /// partition starts after it. Completes once the store has it. Fails
     /// when the partition is no longer this processor's (its new owner's
     /// checkpoint is not overwritten), or when the store fails.
+    ///
+    /// Cancellation: the write is asked of the processor at once; dropping
+    /// the future gives up the answer, not the write.
     pub async fn update_checkpoint(&self, event: &ReceivedEvent) -> Result<(), Error> {
         self.update_checkpoint_at(event.system.offset.clone(), event.system.sequence_number)
             .await
@@ -198,6 +201,8 @@ impl PartitionContext {
 
     /// Writes a checkpoint after the event at `offset` and
     /// `sequence_number`.
+    ///
+    /// Cancellation: as [`update_checkpoint`](Self::update_checkpoint).
     pub async fn update_checkpoint_at(
         &self,
         offset: impl Into<String>,

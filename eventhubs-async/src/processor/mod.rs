@@ -21,7 +21,7 @@
 //! | `eph.NewFromConnectionString(ctx, connStr, leaser, checkpointer, opts...)` | [`Processor::from_connection_string`] |
 //! | `storage.NewStorageLeaserCheckpointer(credential, account, container, env)` | [`BlobCheckpointStore::new`](crate::BlobCheckpointStore::new) / [`from_connection_string`](crate::BlobCheckpointStore::from_connection_string) (cross-SDK blob layout instead of Go's leases; [`MemoryCheckpointStore`](crate::MemoryCheckpointStore) replaces the in-memory leaser of Go's tests) |
 //! | `WithConsumerGroup(cg)` | [`ProcessorOptions::with_consumer_group`] |
-//! | `WithEnvironment(env)`, `WithWebSocketConnection()` | [`ProcessorOptions::hub`] ([`HubOptions::environment`], [`HubOptions::with_websocket`]) |
+//! | `WithEnvironment(env)`, `WithWebSocketConnection()` | [`ProcessorOptions::hub`] ([`HubOptions::with_environment`], [`HubOptions::with_websocket`]) |
 //! | `WithNoBanner()` | nothing to turn off: no banner is printed |
 //! | host name (a new UUID) | [`ProcessorOptions::with_owner_id`] (a random UUID by default) |
 //! | `DefaultLeaseRenewalInterval` (10 s), `DefaultLeaseDuration` (60 s) | [`LoadBalancingConfig`] `update_interval` (10 s), `ownership_expiry` (60 s), and the strategy |
@@ -65,7 +65,8 @@ use eventhubs_proto::processor::{Processor as Core, ProcessorConfig};
 
 use crate::checkpoint_store::CheckpointStore;
 use crate::error::Error;
-use crate::hub::{Hub, HubOptions};
+use crate::hub::Hub;
+use crate::options::HubOptions;
 use crate::runtime::Runtime;
 use pump::{Command, Pump, Shared, Status};
 
@@ -402,6 +403,9 @@ impl<R: Runtime> Processor<R> {
 
     /// Unregisters a handler (Go `UnregisterHandler`). As in the Go host,
     /// unregistering the last handler of a running processor closes it.
+    ///
+    /// Cancellation: the handler is unregistered at once; dropping the
+    /// future gives up only the wait for the close.
     pub async fn unregister_handler(&self, id: HandlerId) -> Result<(), Error> {
         let empty = {
             let mut h = self
@@ -444,8 +448,8 @@ impl<R: Runtime> Processor<R> {
     /// already started.
     pub fn start(&self) -> Result<(), Error> {
         if self.registered_handler_ids().is_empty() {
-            return Err(Error::InvalidOption(
-                "no handler is registered: register one before starting the processor".into(),
+            return Err(Error::invalid_input(
+                "no handler is registered: register one before starting the processor",
             ));
         }
         let Some((commands, done)) = self
@@ -455,9 +459,7 @@ impl<R: Runtime> Processor<R> {
             .unwrap_or_else(|p| p.into_inner())
             .take()
         else {
-            return Err(Error::InvalidOption(
-                "the processor was already started".into(),
-            ));
+            return Err(Error::invalid_input("the processor was already started"));
         };
         let mut core = Core::new(self.inner.config.clone())?;
         core.start(pump::now());
@@ -475,7 +477,7 @@ impl<R: Runtime> Processor<R> {
         self.inner
             .rt
             .spawn(Box::pin(tracing::Instrument::instrument(pump, span)))
-            .map_err(Error::Spawn)
+            .map_err(Error::Runtime)
     }
 
     /// Starts and processes until the processor is closed (by
@@ -483,6 +485,9 @@ impl<R: Runtime> Processor<R> {
     /// handler). The Go host's blocking `Start` waits for SIGINT; use
     /// [`run_until`](Self::run_until) with the runtime's signal future
     /// for that.
+    ///
+    /// Cancellation: dropping the future leaves the processor running in
+    /// the background; [`close`](Self::close) stops it.
     pub async fn run(&self) -> Result<(), Error> {
         self.start()?;
         self.done().await;
@@ -491,6 +496,8 @@ impl<R: Runtime> Processor<R> {
 
     /// Starts, processes until `signal` completes (e.g. `ctrl_c()`), then
     /// closes.
+    ///
+    /// Cancellation: as [`run`](Self::run); a close already begun goes on.
     pub async fn run_until(
         &self,
         signal: impl std::future::Future<Output = ()>,
@@ -507,6 +514,8 @@ impl<R: Runtime> Processor<R> {
 
     /// The hub's partition ids (Go `GetPartitionIDs`): as the running
     /// processor knows them, else asked of the hub.
+    ///
+    /// Cancellation: as [`Hub::runtime_information`].
     pub async fn partition_ids(&self) -> Result<Vec<String>, Error> {
         let known = self.inner.shared.status().partition_ids.clone();
         if !known.is_empty() {
@@ -536,11 +545,16 @@ impl<R: Runtime> Processor<R> {
     /// final checkpoints are written if asked, ownership is relinquished
     /// so that others take the partitions in their next cycle, and the hub
     /// is closed when the processor made it.
+    ///
+    /// Cancellation: the stop is asked for at once and goes on; dropping
+    /// the future gives up only the wait.
     pub async fn close(&self) -> Result<(), Error> {
         self.stop(self.inner.stop).await
     }
 
     /// Stops gracefully with `options` and waits until it has.
+    ///
+    /// Cancellation: as [`close`](Self::close).
     pub async fn stop(&self, options: StopOptions) -> Result<(), Error> {
         if !self.is_started() {
             if self.inner.close_hub {

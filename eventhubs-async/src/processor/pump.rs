@@ -24,8 +24,10 @@ use eventhubs_proto::processor::{
 use super::handler::{Handler, HandlerId, PartitionContext};
 use crate::checkpoint_store::{CheckpointStore, StoreError};
 use crate::error::Error;
-use crate::hub::{EventStream, Hub, ReceiveOptions};
+use crate::hub::Hub;
+use crate::options::ReceiveOptions;
 use crate::runtime::{BoxFuture, Runtime};
+use crate::stream::EventStream;
 
 /// What handles and workers tell the pump.
 pub(crate) enum Command {
@@ -229,12 +231,14 @@ impl<R: Runtime> Pump<R> {
             }) => {
                 self.wanted.insert(receiver);
                 let hub = self.hub.clone();
-                let mut options = ReceiveOptions::default()
-                    .consumer_group(consumer_group)
-                    .prefetch(prefetch)
-                    .identifier(identifier);
-                options.position = Some(position);
-                options.epoch = owner_level;
+                let mut options = ReceiveOptions::new()
+                    .with_consumer_group(consumer_group)
+                    .with_prefetch(prefetch)
+                    .with_identifier(identifier)
+                    .with_start_position(position);
+                if let Some(level) = owner_level {
+                    options = options.with_owner_level(level);
+                }
                 self.opens.push(Box::pin(async move {
                     (receiver, hub.receiver(&partition_id, options).await)
                 }));

@@ -593,8 +593,6 @@ pub(super) fn split_pending(
 /// once numbered: its events keep their sections and the envelope its
 /// annotations, with the producer annotations added. An error for bytes
 /// that are not a message or a batch.
-// Until the public API's encoded batches reach the core (issue 12).
-#[allow(dead_code)]
 pub(super) fn pending_from_encoded(
     payload: &Bytes,
     format: u32,

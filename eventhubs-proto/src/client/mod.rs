@@ -49,7 +49,7 @@ pub use error::ClientError;
 pub use event::{EventData, LastEnqueuedEventProperties, ReceivedEvent, SystemProperties};
 pub use idempotent::{IdempotentError, PartitionPublishingOptions, PartitionPublishingState};
 pub use options::{
-    ClientEvent, ClientOptions, ConnectFailure, ConnectFailureKind, Credential, Now, OpId,
-    ReceiverId, ReceiverOptions, SendTarget, TransportId,
+    Cancelled, ClientEvent, ClientOptions, ConnectFailure, ConnectFailureKind, Credential, Now,
+    OpId, ReceiverId, ReceiverOptions, SendTarget, TransportId,
 };
 pub use rpc::{HubRuntimeInformation, PartitionRuntimeInformation};

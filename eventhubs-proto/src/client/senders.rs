@@ -20,7 +20,8 @@ use super::client::{engine_command, Client, OpKind};
 use super::error::ClientError;
 use super::event::EventData;
 use super::idempotent::{
-    split_pending, Idempotence, IdempotentError, Pending, Stamp, IDEMPOTENT_PRODUCER_CAPABILITY,
+    pending_from_encoded, split_pending, Idempotence, IdempotentError, Pending, Stamp,
+    IDEMPOTENT_PRODUCER_CAPABILITY,
 };
 use super::links::{retry_delay, LinkSlot, LinkState};
 use super::options::{Now, OpId, SendTarget};
@@ -41,6 +42,11 @@ pub(super) struct SendOp {
     /// The caller routed the events to their partition by key: keys are
     /// kept on the events and do not split transfers.
     routed: bool,
+    /// A transfer was handed to the connection.
+    started: bool,
+    /// An encoded transfer ([`Client::send_encoded`]) an idempotent sender
+    /// numbers: decoded and cut again once the link's limit is known.
+    encoded: Option<(Bytes, u32)>,
 }
 
 impl SendOp {
@@ -50,6 +56,8 @@ impl SendOp {
             events,
             units_left: 0,
             routed,
+            started: false,
+            encoded: None,
         }
     }
 
@@ -97,6 +105,8 @@ pub(super) struct Sender {
     max_message_size: u64,
     /// Sends waiting for the link's max-message-size to be split.
     pub(super) unsplit: VecDeque<OpId>,
+    /// [`Client::open_sender`] requests waiting for the link to attach.
+    pub(super) openers: Vec<OpId>,
     queue: VecDeque<Unit>,
     in_flight: BTreeMap<u32, Unit>,
     next_tag: u64,
@@ -110,6 +120,7 @@ impl Sender {
             link: LinkState::new(),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             unsplit: VecDeque::new(),
+            openers: Vec::new(),
             queue: VecDeque::new(),
             in_flight: BTreeMap::new(),
             next_tag: 0,
@@ -118,7 +129,10 @@ impl Sender {
     }
 
     pub(super) fn has_work(&self) -> bool {
-        !self.unsplit.is_empty() || !self.queue.is_empty() || !self.in_flight.is_empty()
+        !self.unsplit.is_empty()
+            || !self.openers.is_empty()
+            || !self.queue.is_empty()
+            || !self.in_flight.is_empty()
     }
 
     /// The link went away: what was in flight was not acknowledged and
@@ -137,6 +151,7 @@ impl Sender {
     /// Every send this sender holds.
     fn ops(&self) -> Vec<OpId> {
         let mut ops: Vec<OpId> = self.unsplit.iter().copied().collect();
+        ops.extend(self.openers.iter().copied());
         ops.extend(self.queue.iter().map(|u| u.op));
         ops.extend(self.in_flight.values().map(|u| u.op));
         ops.sort();
@@ -184,6 +199,75 @@ impl Unit {
 }
 
 impl Client {
+    /// Publishes an encoded batch ([`EventBatch::encode`](super::EventBatch::encode))
+    /// to `target` as one transfer, as it is: the caller sized it against
+    /// the link's max-message-size ([`Client::open_sender`]). Completes
+    /// with [`ClientEvent::SendComplete`](super::ClientEvent::SendComplete)
+    /// once accepted, or fails by `deadline`.
+    pub fn send_encoded(
+        &mut self,
+        now: Now,
+        payload: Bytes,
+        format: u32,
+        target: SendTarget,
+        deadline: Instant,
+    ) -> Result<OpId, ClientError> {
+        if self.lifecycle != super::client::Lifecycle::Running {
+            return Err(ClientError::Closed);
+        }
+        if let SendTarget::Partition(p) = &target {
+            if p.is_empty() {
+                return Err(ClientError::InvalidArgument("partition id is empty".into()));
+            }
+        }
+        if let (SendTarget::Hub, true) = (&target, self.options.idempotent_publishing) {
+            return Err(ClientError::InvalidArgument(
+                "idempotent publishing sends to partitions only (the service deduplicates per partition): send the batch to a partition".into(),
+            ));
+        }
+        let mut send = SendOp::new(target.clone(), Vec::new(), false);
+        let sender = self.new_sender(&target);
+        let op;
+        if sender.idem.is_some() {
+            send.encoded = Some((payload, format));
+            op = self.add_op(deadline, |_| OpKind::Send(send));
+            self.senders
+                .entry(target)
+                .or_insert(sender)
+                .unsplit
+                .push_back(op);
+        } else {
+            send.units_left = 1;
+            op = self.add_op(deadline, |_| OpKind::Send(send));
+            self.senders
+                .entry(target)
+                .or_insert(sender)
+                .queue
+                .push_back(Unit::new(op, payload, format, None));
+        }
+        self.drive(now);
+        Ok(op)
+    }
+
+    /// A sender for `target`, with idempotent publishing's state when it is
+    /// on and `target` is a partition (from
+    /// [`ClientOptions::partition_publishing`](super::ClientOptions::partition_publishing)).
+    pub(super) fn new_sender(&self, target: &SendTarget) -> Sender {
+        let idem = match target {
+            SendTarget::Partition(p) if self.options.idempotent_publishing => {
+                let requested = self
+                    .options
+                    .partition_publishing
+                    .get(p)
+                    .copied()
+                    .unwrap_or_default();
+                Some(Idempotence::new(p.clone(), requested))
+            }
+            _ => None,
+        };
+        Sender::new(idem)
+    }
+
     /// Attaches senders that have work, splits waiting sends and sends
     /// what credit allows.
     pub(super) fn run_senders(&mut self, now: Now) {
@@ -199,6 +283,7 @@ impl Client {
                     self.attach_sender(now, &target);
                 }
                 LinkSlot::Attached { link, .. } => {
+                    self.answer_openers(&target);
                     self.split_waiting(&target);
                     self.send_transfers(&target, link);
                 }
@@ -243,6 +328,46 @@ impl Client {
         }
     }
 
+    /// The link is attached: every [`Client::open_sender`] waiting on it
+    /// is answered.
+    fn answer_openers(&mut self, target: &SendTarget) {
+        let openers = match self.senders.get_mut(target) {
+            Some(s) if !s.openers.is_empty() => std::mem::take(&mut s.openers),
+            _ => return,
+        };
+        for op in openers {
+            self.complete_op(op, Ok(()));
+        }
+    }
+
+    /// The max-message-size of the sender link of `target`: the one its
+    /// attach announced, or the default until then.
+    pub(super) fn sender_max_message_size(&self, target: &SendTarget) -> u64 {
+        self.senders
+            .get(target)
+            .map_or(DEFAULT_MAX_MESSAGE_SIZE, |s| s.max_message_size)
+    }
+
+    /// True when a transfer of send `op` has been handed to the connection
+    /// (in flight, or accepted already): cancelling it then would publish
+    /// part of it.
+    pub(super) fn send_started(&self, op: OpId) -> bool {
+        matches!(
+            self.ops.get(&op),
+            Some(super::client::Op {
+                kind: OpKind::Send(SendOp { started: true, .. }),
+                ..
+            })
+        )
+    }
+
+    /// An [`Client::open_sender`] request is done or cancelled.
+    pub(super) fn forget_opener(&mut self, op: OpId, target: &SendTarget) {
+        if let Some(s) = self.senders.get_mut(target) {
+            s.openers.retain(|x| *x != op);
+        }
+    }
+
     /// Splits the sends waiting for the link's limit into transfers.
     fn split_waiting(&mut self, target: &SendTarget) {
         let Some(s) = self.senders.get_mut(target) else {
@@ -258,7 +383,13 @@ impl Client {
             else {
                 continue;
             };
-            let units = if s.idem.is_some() {
+            let units = if let Some((payload, format)) = send.encoded.take() {
+                pending_from_encoded(&payload, format, max).map(|ps| {
+                    ps.into_iter()
+                        .map(|p| Unit::new(op, Bytes::new(), 0, Some(p)))
+                        .collect::<Vec<_>>()
+                })
+            } else if s.idem.is_some() {
                 split_pending(&send.events, max, send.routed)
                     .map(|ps| {
                         ps.into_iter()
@@ -329,6 +460,13 @@ impl Client {
             );
             match sent {
                 Ok(delivery_id) => {
+                    if let Some(super::client::Op {
+                        kind: OpKind::Send(send),
+                        ..
+                    }) = self.ops.get_mut(&unit.op)
+                    {
+                        send.started = true;
+                    }
                     s.in_flight.insert(delivery_id, unit);
                 }
                 Err(e) => {
