@@ -463,13 +463,17 @@ impl<E> BufferedProducer<E> {
             .is_none_or(|m| self.in_flight.len() < m)
     }
 
-    /// Whether `b` has a batch to go at `now`.
+    /// Whether `b` has a batch to go at `now`: a batch's worth of bytes, a
+    /// full buffer (so that a caller waiting for room does not wait for the
+    /// maximum wait), a flush, a close, or an oldest event that waited the
+    /// maximum wait.
     fn ready(&self, b: &PartitionBuffer, now: Instant) -> bool {
         let Some(front) = b.queue.front() else {
             return false;
         };
         b.in_flight < self.options.max_concurrent_sends_per_partition
             && (self.envelope + b.bytes >= self.options.max_batch_bytes
+                || b.queue.len() >= self.options.max_buffered_events_per_partition
                 || front.seq < self.flush_mark
                 || self.state == State::Closing
                 || front.at + self.options.max_wait <= now)
@@ -689,6 +693,15 @@ mod tests {
                 limit: 3
             })
         );
+        let b = p
+            .poll_batch(t0)
+            .expect("a full buffer goes without waiting");
+        assert_eq!(b.events.len(), 3);
+        p.batch_done(b.id, Ok(()));
+        assert!(matches!(p.poll_event(), Some(BufferedEvent::Sent { .. })));
+        for _ in 0..3 {
+            p.enqueue(t0, EventData::new("x"), Route::Auto).unwrap();
+        }
         let mark = p.flush();
         assert!(!p.is_flushed(mark));
         let b = p.poll_batch(t0).expect("flushed");
