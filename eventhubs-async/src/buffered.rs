@@ -257,6 +257,9 @@ struct State {
     waiters: Vec<Waker>,
     /// The task has ended: everything was sent, or it was dropped.
     finished: bool,
+    /// Outcomes taken from the core and not yet given to a callback: a
+    /// flush waits for them too.
+    reporting: usize,
 }
 
 struct Shared {
@@ -376,6 +379,7 @@ impl<R: Runtime> Hub<R> {
                 task: None,
                 waiters: Vec::new(),
                 finished: false,
+                reporting: 0,
             }),
             when_full: options.when_full,
             partitions,
@@ -530,7 +534,7 @@ impl BufferedProducer {
         };
         poll_fn(|cx| {
             let mut st = self.shared.lock();
-            if st.core.is_flushed(mark) || st.finished {
+            if (st.core.is_flushed(mark) && st.reporting == 0) || st.finished {
                 Poll::Ready(())
             } else {
                 st.waiters.push(cx.waker().clone());
@@ -602,7 +606,7 @@ impl<R: Runtime> Task<R> {
         let rt = self.hub.runtime().clone();
         poll_fn(|cx| loop {
             let now = Instant::now();
-            let mut outcomes = Vec::new();
+            let mut outcomes: Vec<BufferedEvent<Error>> = Vec::new();
             {
                 let mut st = self.shared.lock();
                 st.task = Some(cx.waker().clone());
@@ -625,12 +629,20 @@ impl<R: Runtime> Task<R> {
                 st.core.batch_done(id, result);
                 while let Some(ev) = st.core.poll_event() {
                     outcomes.push(ev);
+                    st.reporting += 1;
                 }
-                st.wake_waiters();
                 progress = true;
             }
-            for ev in outcomes {
-                self.report(ev);
+            if progress {
+                let n = outcomes.len();
+                for ev in outcomes {
+                    self.report(ev);
+                }
+                // Waiters look once the outcomes are reported: a flush
+                // returns after the callbacks of its batches.
+                let mut st = self.shared.lock();
+                st.reporting -= n;
+                st.wake_waiters();
             }
             if progress {
                 continue;

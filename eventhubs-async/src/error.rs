@@ -751,3 +751,61 @@ mod tests {
         assert_eq!(h.to_string(), "the event handler failed: mine");
     }
 }
+
+#[cfg(test)]
+mod idempotent_tests {
+    use super::*;
+    use eventhubs_proto::codec::Symbol;
+
+    fn amqp(condition: &'static str) -> AmqpError {
+        AmqpError::new(Symbol::from_static(condition), "refused")
+    }
+
+    #[test]
+    fn idempotent_refusals_are_typed_and_say_what_to_do() {
+        let stolen = Error::from(ClientError::from(IdempotentError::EpochStolen {
+            partition: "0".into(),
+            producer_group_id: Some(7),
+            owner_level: Some(1),
+            error: amqp("com.microsoft:producer-epoch-stolen"),
+        }));
+        assert!(stolen.is_producer_epoch_stolen() && !stolen.is_out_of_order_sequence());
+        assert!(!stolen.is_transient());
+        assert_eq!(
+            stolen.condition(),
+            Some("com.microsoft:producer-epoch-stolen")
+        );
+        assert!(
+            stolen.to_string().contains("higher owner level"),
+            "{stolen}"
+        );
+
+        let gap = Error::from(ClientError::from(IdempotentError::OutOfOrderSequence {
+            partition: "1".into(),
+            producer_group_id: 7,
+            first_sequence_number: 12,
+            error: amqp("com.microsoft:out-of-order-sequence"),
+        }));
+        assert!(gap.is_out_of_order_sequence() && !gap.is_producer_epoch_stolen());
+        assert_eq!(gap.condition(), Some("com.microsoft:out-of-order-sequence"));
+        assert!(gap.to_string().contains("goes on from it"), "{gap}");
+        assert!(matches!(
+            gap,
+            Error::Idempotent(IdempotentError::OutOfOrderSequence { .. })
+        ));
+
+        let late = Error::from(ClientError::Timeout {
+            attempts: 2,
+            last: Some(Box::new(ClientError::from(
+                IdempotentError::StateMismatch {
+                    partition: "0".into(),
+                    producer_group_id: 7,
+                    acknowledged: 3,
+                    numbered: 4,
+                    service: 9,
+                },
+            ))),
+        });
+        assert!(late.is_out_of_order_sequence(), "{late}");
+    }
+}
