@@ -158,8 +158,11 @@ pub enum Error {
     ///   in the group); the next send goes on from the service's number.
     /// - [`IdempotentError::NotSupported`]: the service does not offer
     ///   idempotent publishing on this hub; turn it off.
+    ///
+    /// Boxed, as the service's error it carries is large:
+    /// `Error::Idempotent(e) if matches!(**e, IdempotentError::EpochStolen { .. })`.
     #[error(transparent)]
-    Idempotent(IdempotentError),
+    Idempotent(Box<IdempotentError>),
     /// The buffer of a [`BufferedProducer`](crate::BufferedProducer) for
     /// this partition holds its maximum, and the producer was told to
     /// refuse ([`WhenFull::Fail`](crate::WhenFull::Fail)): the event was
@@ -224,7 +227,7 @@ impl Error {
     /// idempotent producer can no longer publish to it.
     pub fn is_producer_epoch_stolen(&self) -> bool {
         match self {
-            Error::Idempotent(e) => matches!(e, IdempotentError::EpochStolen { .. }),
+            Error::Idempotent(e) => matches!(**e, IdempotentError::EpochStolen { .. }),
             Error::Timeout { last: Some(e), .. } => e.is_producer_epoch_stolen(),
             _ => false,
         }
@@ -238,7 +241,7 @@ impl Error {
     pub fn is_out_of_order_sequence(&self) -> bool {
         match self {
             Error::Idempotent(e) => matches!(
-                e,
+                **e,
                 IdempotentError::OutOfOrderSequence { .. } | IdempotentError::StateMismatch { .. }
             ),
             Error::Timeout { last: Some(e), .. } => e.is_out_of_order_sequence(),
@@ -375,7 +378,7 @@ impl Error {
             ClientError::Batch(b) => Error::invalid_input_from(b.to_string(), b),
             ClientError::InvalidArgument(m) => Error::invalid_input(m),
             ClientError::Closed => Error::Closed,
-            ClientError::Idempotent(e) => Error::Idempotent(*e),
+            ClientError::Idempotent(e) => Error::Idempotent(e),
             other => Error::Protocol(Condition {
                 symbol: other.condition().map(|c| c.as_str().to_owned()),
                 status: None,
@@ -789,10 +792,9 @@ mod idempotent_tests {
         assert!(gap.is_out_of_order_sequence() && !gap.is_producer_epoch_stolen());
         assert_eq!(gap.condition(), Some("com.microsoft:out-of-order-sequence"));
         assert!(gap.to_string().contains("goes on from it"), "{gap}");
-        assert!(matches!(
-            gap,
-            Error::Idempotent(IdempotentError::OutOfOrderSequence { .. })
-        ));
+        assert!(
+            matches!(&gap, Error::Idempotent(e) if matches!(**e, IdempotentError::OutOfOrderSequence { .. }))
+        );
 
         let late = Error::from(ClientError::Timeout {
             attempts: 2,

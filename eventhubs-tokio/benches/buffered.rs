@@ -58,12 +58,14 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let mut config = EmulatorConfig::default();
-    config.hubs = vec![HubConfig {
-        name: "eh1".into(),
-        partition_count: PARTITIONS,
-        consumer_groups: vec!["$Default".into()],
-    }];
+    let config = EmulatorConfig {
+        hubs: vec![HubConfig {
+            name: "eh1".into(),
+            partition_count: PARTITIONS,
+            consumer_groups: vec!["$Default".into()],
+        }],
+        ..EmulatorConfig::default()
+    };
     let emulator = Emulator::start(config).expect("emulator");
     let cs = emulator.connection_string("eh1");
     let (hub, idem_hub) = {

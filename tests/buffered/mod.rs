@@ -41,12 +41,14 @@ async fn done_within<R: Runtime, T>(ms: u64, f: impl Future<Output = T>) -> Opti
 
 /// An emulator whose hub `eh1` has `partitions` partitions.
 fn emulator(partitions: u32) -> Emulator {
-    let mut config = EmulatorConfig::default();
-    config.hubs = vec![HubConfig {
-        name: "eh1".into(),
-        partition_count: partitions,
-        consumer_groups: vec!["$Default".into()],
-    }];
+    let config = EmulatorConfig {
+        hubs: vec![HubConfig {
+            name: "eh1".into(),
+            partition_count: partitions,
+            consumer_groups: vec!["$Default".into()],
+        }],
+        ..EmulatorConfig::default()
+    };
     Emulator::start(config).unwrap()
 }
 
@@ -563,7 +565,7 @@ pub async fn publishing_state_restore_epoch_and_sequence_errors<R: Runtime>() {
     let err = restored.send_with(event(-2), to0()).await.unwrap_err();
     assert!(err.is_producer_epoch_stolen(), "{err}");
     assert!(
-        matches!(err, Error::Idempotent(IdempotentError::EpochStolen { .. })),
+        matches!(&err, Error::Idempotent(e) if matches!(**e, IdempotentError::EpochStolen { .. })),
         "{err:?}"
     );
     assert_eq!(err.condition(), Some("com.microsoft:producer-epoch-stolen"));
