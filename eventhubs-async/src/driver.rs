@@ -4,7 +4,7 @@
 //! client's deadline, and the client's events out to the futures and
 //! streams waiting on them. It decides nothing the client could.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -22,8 +22,8 @@ use tracing::{debug, info, warn};
 use bytes::Bytes;
 use eventhubs_proto::client::{
     Cancelled, Client, ClientError, ClientEvent, ConnectFailure, ConnectFailureKind, EventData,
-    HubRuntimeInformation, Now, OpId, PartitionRuntimeInformation, ReceivedEvent, ReceiverId,
-    ReceiverOptions, SendTarget, TransportId,
+    HubRuntimeInformation, Now, OpId, PartitionPublishingState, PartitionRuntimeInformation,
+    ReceivedEvent, ReceiverId, ReceiverOptions, SendTarget, TransportId,
 };
 use eventhubs_proto::eventhubs::sas::{Token, TokenError};
 
@@ -58,6 +58,18 @@ pub(crate) enum Command {
         target: SendTarget,
         deadline: Instant,
         reply: Answer<()>,
+    },
+    /// A send routed on the client to `partition` (keys kept).
+    SendRouted {
+        ticket: Ticket,
+        events: Vec<EventData>,
+        partition: String,
+        deadline: Instant,
+        reply: Answer<()>,
+    },
+    /// The idempotent publishing state of every partition.
+    PublishingStates {
+        reply: oneshot::Sender<BTreeMap<String, PartitionPublishingState>>,
     },
     SendEncoded {
         ticket: Ticket,
@@ -350,6 +362,19 @@ impl<R: Runtime> Driver<R> {
             } => {
                 let op = self.client.send(now, events, target, deadline);
                 self.pending(ticket, op, Reply::Send(reply));
+            }
+            Command::SendRouted {
+                ticket,
+                events,
+                partition,
+                deadline,
+                reply,
+            } => {
+                let op = self.client.send_routed(now, events, partition, deadline);
+                self.pending(ticket, op, Reply::Send(reply));
+            }
+            Command::PublishingStates { reply } => {
+                let _ = reply.send(self.client.partition_publishing_states());
             }
             Command::SendEncoded {
                 ticket,

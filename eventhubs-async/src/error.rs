@@ -16,6 +16,8 @@
 //! | [`Error::Credential`] | credentials or tokens | the credential's error |
 //! | [`Error::Checkpoint`] | checkpoint storage | the [`PersistError`] |
 //! | [`Error::Runtime`] | no runtime to run on | the runtime's error |
+//! | [`Error::Idempotent`] | idempotent publishing: another producer, a wrong start | — |
+//! | [`Error::BufferFull`] | the caller: a buffered producer's buffer is full | — |
 //!
 //! [`source`]: std::error::Error::source
 
@@ -23,7 +25,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
 
-use eventhubs_proto::client::{ClientError, ConnectFailureKind};
+use eventhubs_proto::client::{ClientError, ConnectFailureKind, IdempotentError};
 use eventhubs_proto::codec::performatives::AmqpError;
 use eventhubs_proto::eventhubs::connection_string::{ConnectionStringError, EnvironmentError};
 use eventhubs_proto::eventhubs::errors::classify_condition;
@@ -95,7 +97,8 @@ pub enum Error {
     },
     /// The hub was closed (by [`Hub::close`](crate::Hub::close), or when
     /// its connection gave up), so this operation, receiver or listener
-    /// cannot go on.
+    /// cannot go on; or an event was enqueued on a
+    /// [`BufferedProducer`](crate::BufferedProducer) after its close.
     #[error("the hub is closed")]
     Closed,
     /// What the caller gave cannot be used: an option, an argument, an
@@ -135,6 +138,44 @@ pub enum Error {
     /// A checkpoint was refused: the partition is not this processor's.
     #[error(transparent)]
     CheckpointRefused(#[from] eventhubs_proto::processor::CheckpointRefused),
+    /// Idempotent publishing ([`HubOptions::with_idempotent_publishing`](crate::HubOptions::with_idempotent_publishing))
+    /// failed for the sends of one partition, and the message says what to
+    /// do:
+    ///
+    /// - [`IdempotentError::EpochStolen`] (`com.microsoft:producer-epoch-stolen`):
+    ///   a producer of the same group attached with a higher owner level.
+    ///   This producer cannot publish to the partition any more: stop it,
+    ///   or take the partition back with a higher owner level
+    ///   ([`PartitionPublishingOptions::owner_level`](crate::PartitionPublishingOptions::owner_level)).
+    /// - [`IdempotentError::OutOfOrderSequence`] (`com.microsoft:out-of-order-sequence`):
+    ///   the service expected another sequence number, because another
+    ///   producer publishes with the same group and owner level, or the
+    ///   starting sequence number given was wrong. The next send reads the
+    ///   service's number again and goes on from it; the refused events
+    ///   were not published.
+    /// - [`IdempotentError::StateMismatch`]: a new link found the service's
+    ///   numbering outside what this producer numbered (another producer
+    ///   in the group); the next send goes on from the service's number.
+    /// - [`IdempotentError::NotSupported`]: the service does not offer
+    ///   idempotent publishing on this hub; turn it off.
+    ///
+    /// Boxed, as the service's error it carries is large:
+    /// `Error::Idempotent(e) if matches!(**e, IdempotentError::EpochStolen { .. })`.
+    #[error(transparent)]
+    Idempotent(Box<IdempotentError>),
+    /// The buffer of a [`BufferedProducer`](crate::BufferedProducer) for
+    /// this partition holds its maximum, and the producer was told to
+    /// refuse ([`WhenFull::Fail`](crate::WhenFull::Fail)): the event was
+    /// not enqueued. Enqueue it again once batches have gone (a
+    /// [`flush`](crate::BufferedProducer::flush) waits for that), or let
+    /// enqueue wait for room ([`WhenFull::Wait`](crate::WhenFull::Wait)).
+    #[error("the buffer of partition {partition_id} is full ({limit} events): enqueue again once batches have gone, or make enqueue wait for room (WhenFull::Wait)")]
+    BufferFull {
+        /// The partition.
+        partition_id: String,
+        /// Its buffer's limit, in events.
+        limit: usize,
+    },
 }
 
 fn timeout_text(attempts: u32, last: Option<&Error>) -> String {
@@ -176,7 +217,35 @@ impl Error {
             Error::Service(s) => s.condition(),
             Error::Protocol(c) => c.symbol(),
             Error::Timeout { last: Some(e), .. } => e.condition(),
+            Error::Idempotent(e) => e.amqp_error().map(|a| a.condition.as_str()),
             _ => None,
+        }
+    }
+
+    /// True when a producer of the same group took the partition with a
+    /// higher owner level (`com.microsoft:producer-epoch-stolen`): this
+    /// idempotent producer can no longer publish to it.
+    pub fn is_producer_epoch_stolen(&self) -> bool {
+        match self {
+            Error::Idempotent(e) => matches!(**e, IdempotentError::EpochStolen { .. }),
+            Error::Timeout { last: Some(e), .. } => e.is_producer_epoch_stolen(),
+            _ => false,
+        }
+    }
+
+    /// True when the service refused an idempotent send's sequence number
+    /// (`com.microsoft:out-of-order-sequence`), or a new link found its
+    /// numbering elsewhere ([`IdempotentError::StateMismatch`]): another
+    /// producer publishes with the same group and owner level, or the
+    /// starting sequence number was wrong.
+    pub fn is_out_of_order_sequence(&self) -> bool {
+        match self {
+            Error::Idempotent(e) => matches!(
+                **e,
+                IdempotentError::OutOfOrderSequence { .. } | IdempotentError::StateMismatch { .. }
+            ),
+            Error::Timeout { last: Some(e), .. } => e.is_out_of_order_sequence(),
+            _ => false,
         }
     }
 
@@ -309,6 +378,7 @@ impl Error {
             ClientError::Batch(b) => Error::invalid_input_from(b.to_string(), b),
             ClientError::InvalidArgument(m) => Error::invalid_input(m),
             ClientError::Closed => Error::Closed,
+            ClientError::Idempotent(e) => Error::Idempotent(e),
             other => Error::Protocol(Condition {
                 symbol: other.condition().map(|c| c.as_str().to_owned()),
                 status: None,
@@ -682,5 +752,62 @@ mod tests {
         let h = Error::Handler(Box::new(Mine(7)));
         assert_eq!(h.handler_error::<Mine>().map(|m| m.0), Some(7));
         assert_eq!(h.to_string(), "the event handler failed: mine");
+    }
+}
+
+#[cfg(test)]
+mod idempotent_tests {
+    use super::*;
+    use eventhubs_proto::codec::Symbol;
+
+    fn amqp(condition: &'static str) -> AmqpError {
+        AmqpError::new(Symbol::from_static(condition), "refused")
+    }
+
+    #[test]
+    fn idempotent_refusals_are_typed_and_say_what_to_do() {
+        let stolen = Error::from(ClientError::from(IdempotentError::EpochStolen {
+            partition: "0".into(),
+            producer_group_id: Some(7),
+            owner_level: Some(1),
+            error: amqp("com.microsoft:producer-epoch-stolen"),
+        }));
+        assert!(stolen.is_producer_epoch_stolen() && !stolen.is_out_of_order_sequence());
+        assert!(!stolen.is_transient());
+        assert_eq!(
+            stolen.condition(),
+            Some("com.microsoft:producer-epoch-stolen")
+        );
+        assert!(
+            stolen.to_string().contains("higher owner level"),
+            "{stolen}"
+        );
+
+        let gap = Error::from(ClientError::from(IdempotentError::OutOfOrderSequence {
+            partition: "1".into(),
+            producer_group_id: 7,
+            first_sequence_number: 12,
+            error: amqp("com.microsoft:out-of-order-sequence"),
+        }));
+        assert!(gap.is_out_of_order_sequence() && !gap.is_producer_epoch_stolen());
+        assert_eq!(gap.condition(), Some("com.microsoft:out-of-order-sequence"));
+        assert!(gap.to_string().contains("goes on from it"), "{gap}");
+        assert!(
+            matches!(&gap, Error::Idempotent(e) if matches!(**e, IdempotentError::OutOfOrderSequence { .. }))
+        );
+
+        let late = Error::from(ClientError::Timeout {
+            attempts: 2,
+            last: Some(Box::new(ClientError::from(
+                IdempotentError::StateMismatch {
+                    partition: "0".into(),
+                    producer_group_id: 7,
+                    acknowledged: 3,
+                    numbered: 4,
+                    service: 9,
+                },
+            ))),
+        });
+        assert!(late.is_out_of_order_sequence(), "{late}");
     }
 }

@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 use futures_channel::{mpsc, oneshot};
 use tracing::{info_span, Instrument};
 
+use std::collections::BTreeMap;
+
 use eventhubs_proto::client::{
-    Client, ClientOptions, Credential, EventData, HubRuntimeInformation,
+    Client, ClientOptions, Credential, EventData, HubRuntimeInformation, PartitionPublishingState,
     PartitionRuntimeInformation, ReceivedEvent, ReceiverOptions, SendTarget,
 };
 use eventhubs_proto::eventhubs::connection_string::ConnectionString;
@@ -219,6 +221,8 @@ impl<R: Runtime> Hub<R> {
         co.seed = options.seed.unwrap_or_else(seed_from_clock);
         co.user_agent = options.user_agent.clone();
         co.connect_timeout = options.connect_timeout;
+        co.idempotent_publishing = options.idempotent_publishing;
+        co.partition_publishing = options.partition_publishing.clone();
         let client = Client::new(co)?;
         let (tx, rx) = mpsc::unbounded();
         let driver = Driver::new(rt.clone(), client, options.transport.clone(), provider, rx);
@@ -246,6 +250,11 @@ impl<R: Runtime> Hub<R> {
     /// The event hub name.
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// The runtime the hub's task runs on.
+    pub(crate) fn runtime(&self) -> &R {
+        &self.inner.rt
     }
 
     /// The options the hub was made with.
@@ -429,6 +438,76 @@ impl<R: Runtime> Hub<R> {
             reply,
         })
         .await
+    }
+
+    /// Sends `events`, routed on the client to `partition_id` (their keys
+    /// kept, events of different keys sharing transfers): the buffered
+    /// producer's sends.
+    pub(crate) async fn send_routed(
+        &self,
+        events: Vec<EventData>,
+        partition_id: String,
+        timeout: Option<Duration>,
+    ) -> Result<(), Error> {
+        let deadline = self.deadline(timeout);
+        self.request(|ticket, reply| Command::SendRouted {
+            ticket,
+            events,
+            partition: partition_id,
+            deadline,
+            reply,
+        })
+        .await
+    }
+
+    /// The max-message-size of the sender link of partition
+    /// `partition_id`, attached first if it is not.
+    pub(crate) async fn partition_link_limit(&self, partition_id: &str) -> Result<u64, Error> {
+        let target = SendTarget::partition(partition_id.to_owned())?;
+        let deadline = self.deadline(None);
+        self.request(|ticket, reply| Command::OpenSender {
+            ticket,
+            target,
+            deadline,
+            reply,
+        })
+        .await
+    }
+
+    /// The idempotent publishing state of partition `partition_id`
+    /// ([`HubOptions::with_idempotent_publishing`]): the producer group id,
+    /// owner level and the last sequence number the service accepted (or
+    /// reported when the partition's link attached). `None` before the
+    /// partition's sender has attached, or with idempotent publishing off.
+    ///
+    /// Save it when the process stops and give it back with
+    /// [`HubOptions::with_partition_publishing`] and
+    /// [`PartitionPublishingOptions::from_state`](crate::PartitionPublishingOptions::from_state)
+    /// to continue the numbering. It is read between sends: a send in
+    /// flight may move it on.
+    ///
+    /// Cancellation: nothing to cancel; dropping the future gives up the
+    /// wait for the answer.
+    pub async fn partition_publishing_state(
+        &self,
+        partition_id: &str,
+    ) -> Result<Option<PartitionPublishingState>, Error> {
+        Ok(self
+            .partition_publishing_states()
+            .await?
+            .remove(partition_id))
+    }
+
+    /// The idempotent publishing state of every partition published to,
+    /// by partition id ([`partition_publishing_state`](Self::partition_publishing_state)).
+    ///
+    /// Cancellation: as [`partition_publishing_state`](Self::partition_publishing_state).
+    pub async fn partition_publishing_states(
+        &self,
+    ) -> Result<BTreeMap<String, PartitionPublishingState>, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.command(Command::PublishingStates { reply })?;
+        rx.await.map_err(|_| Error::Closed)
     }
 
     /// Hub runtime information: partition ids, creation time (Go
@@ -617,6 +696,8 @@ fn send_and_sync<R: Runtime>(hub: &Hub<R>, stream: &EventStream, handle: &Listen
     send(&hub.send_batch_with(Vec::new(), SendOptions::new()));
     send(&hub.create_batch(BatchOptions::new()));
     send(&hub.runtime_information());
+    send(&hub.partition_publishing_state("0"));
+    send(&hub.partition_publishing_states());
     send(&hub.partition_information("0"));
     send(&hub.receiver("0", ReceiveOptions::new()));
     send(&hub.receive(

@@ -5,6 +5,10 @@
 //! clock but no particular runtime lives here, written against the
 //! [`futures_io`] traits, so both adapters share it:
 //!
+//! - the client: [`Hub`] (sends, batches, receivers, idempotent
+//!   publishing) and [`BufferedProducer`] (enqueue, batched per partition
+//!   in the background), over the driver task that pumps the core's
+//!   `Client`.
 //! - [`transport`]: turns a connected TCP stream into the AMQP byte stream:
 //!   plain (the emulator), TLS (rustls, SNI = namespace host), or AMQP over
 //!   WebSocket (`wss://host/$servicebus/websocket`, subprotocol `AMQPWSB10`).
@@ -38,6 +42,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod batch;
+mod buffered;
 pub mod checkpoint_store;
 pub mod credentials;
 mod driver;
@@ -57,6 +62,9 @@ pub mod transport;
 
 // The client.
 pub use batch::{EventDataBatch, TryAddError, TryAddReason};
+pub use buffered::{
+    BufferedProducer, BufferedProducerOptions, EnqueueOptions, FailedBatch, SentBatch, WhenFull,
+};
 pub use error::{BoxError, Condition, Error, ServiceError, TransportFailure, TransportFailureKind};
 pub use hub::Hub;
 pub use listener::ListenerHandle;
@@ -68,6 +76,11 @@ pub use bytes::Bytes;
 pub use eventhubs_proto::client::{
     BatchError, EventData, HubRuntimeInformation, LastEnqueuedEventProperties,
     PartitionRuntimeInformation, ReceivedEvent, SystemProperties,
+};
+
+// Idempotent publishing.
+pub use eventhubs_proto::client::{
+    IdempotentError, PartitionPublishingOptions, PartitionPublishingState,
 };
 pub use eventhubs_proto::codec::messaging::{
     AnnotationKey, Annotations, ApplicationProperties, MessageId,

@@ -26,7 +26,9 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use eventhubs_proto::client::{ClientOptions, ReceiverOptions};
+use std::collections::BTreeMap;
+
+use eventhubs_proto::client::{ClientOptions, PartitionPublishingOptions, ReceiverOptions};
 use eventhubs_proto::eventhubs::connection_string::Environment;
 use eventhubs_proto::eventhubs::{EventPosition, RetryPolicy};
 
@@ -48,6 +50,8 @@ pub struct HubOptions {
     pub(crate) operation_timeout: Duration,
     pub(crate) seed: Option<u64>,
     pub(crate) runtime: Option<Arc<dyn Any + Send + Sync>>,
+    pub(crate) idempotent_publishing: bool,
+    pub(crate) partition_publishing: BTreeMap<String, PartitionPublishingOptions>,
 }
 
 impl Default for HubOptions {
@@ -63,6 +67,8 @@ impl Default for HubOptions {
             operation_timeout: HubOptions::DEFAULT_OPERATION_TIMEOUT,
             seed: None,
             runtime: None,
+            idempotent_publishing: false,
+            partition_publishing: BTreeMap::new(),
         }
     }
 }
@@ -78,6 +84,8 @@ impl std::fmt::Debug for HubOptions {
             .field("connect_timeout", &self.connect_timeout)
             .field("operation_timeout", &self.operation_timeout)
             .field("runtime", &self.runtime.is_some())
+            .field("idempotent_publishing", &self.idempotent_publishing)
+            .field("partition_publishing", &self.partition_publishing)
             .finish_non_exhaustive()
     }
 }
@@ -186,6 +194,53 @@ impl HubOptions {
     pub fn with_runtime<R: Runtime>(mut self, runtime: R) -> Self {
         self.runtime = Some(Arc::new(runtime));
         self
+    }
+
+    /// Publishes idempotently: every partition sender attaches as an
+    /// idempotent producer (a producer group, an owner level and a sequence
+    /// number per event), and the service appends each event once, however
+    /// often a lost acknowledgement makes the client send it again (the
+    /// .NET SDK's `EnableIdempotentPartitions`, the JavaScript SDK's
+    /// `enableIdempotentRetries`). Off by default.
+    ///
+    /// Sends must then name a partition ([`SendOptions::with_partition_id`],
+    /// [`with_partitioned_sender`](Self::with_partitioned_sender), a batch
+    /// for a partition), or go through a
+    /// [`BufferedProducer`](crate::BufferedProducer), which routes keys and
+    /// round-robin to partitions on the client; a send to the hub or by
+    /// partition key is refused with [`Error::InvalidInput`]. The service
+    /// must offer it: one that does not fails the send with
+    /// [`Error::Idempotent`].
+    #[must_use]
+    pub fn with_idempotent_publishing(mut self) -> Self {
+        self.idempotent_publishing = true;
+        self
+    }
+
+    /// Where idempotent publishing starts on partition `partition_id`: a
+    /// producer group id, an owner level, a starting sequence number, any
+    /// left unset chosen by the service. To continue after a restart, give
+    /// the state read with
+    /// [`Hub::partition_publishing_state`](crate::Hub::partition_publishing_state)
+    /// before the stop ([`PartitionPublishingOptions::from_state`]), or
+    /// only its producer group id and owner level to let the service say
+    /// where the group's numbering is. Has effect with
+    /// [`with_idempotent_publishing`](Self::with_idempotent_publishing);
+    /// checked when the hub is built.
+    #[must_use]
+    pub fn with_partition_publishing(
+        mut self,
+        partition_id: impl Into<String>,
+        options: PartitionPublishingOptions,
+    ) -> Self {
+        self.partition_publishing
+            .insert(partition_id.into(), options);
+        self
+    }
+
+    /// True when idempotent publishing is on.
+    pub fn idempotent_publishing(&self) -> bool {
+        self.idempotent_publishing
     }
 
     /// The runtime given with [`with_runtime`](Self::with_runtime), or

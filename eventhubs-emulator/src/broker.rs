@@ -34,6 +34,7 @@ use eventhubs_proto::management::{EntityStatus, DEFAULT_CONSUMER_GROUP};
 use tracing::{debug, info, warn};
 
 use crate::config::{EmulatorConfig, HubConfig, Policy};
+use crate::idempotent::{self, Producer, ProducerState, Producers};
 use crate::quirks::{self, LateOutcomes, LATE_OUTCOME_DELAY};
 
 /// A decoded request: message id, reply-to, application properties, body.
@@ -223,11 +224,13 @@ enum LinkKind {
     ManagementRequests,
     /// Our sender answering on `$management`.
     ManagementReplies(String),
-    /// The client publishes to a hub or one partition.
+    /// The client publishes to a hub or one partition; as an idempotent
+    /// producer ([`crate::idempotent`]) with `producer`.
     Publisher {
         hub: usize,
         partition: Option<usize>,
         path: String,
+        producer: Option<Producer>,
     },
     /// The client receives from a partition.
     Consumer(Consumer),
@@ -299,6 +302,9 @@ pub struct Stats {
     pub throttled: u64,
     /// Links detached by [`Broker::detach_links`].
     pub links_detached: u64,
+    /// Events of idempotent producers acknowledged without being appended
+    /// again (duplicates).
+    pub duplicates: u64,
     /// Connections accepted ([`Broker::connect`]) since the start.
     pub connections_accepted: u64,
 }
@@ -442,6 +448,8 @@ pub struct Broker {
     /// Whether appended events are kept for `take_appended`.
     record_appends: bool,
     appended: Vec<Appended>,
+    /// Idempotent producers: groups, owner levels, sequence numbers.
+    producers: Producers,
 }
 
 const CBS: &str = "$cbs";
@@ -539,6 +547,7 @@ impl Broker {
             held: VecDeque::new(),
             record_appends: false,
             appended: Vec::new(),
+            producers: Producers::new(),
         }
     }
 
@@ -807,6 +816,8 @@ impl Broker {
                     sequence_number: a.sequence_number,
                     reason: e.to_string(),
                 })?;
+            self.producers
+                .replay(&a.hub, &a.partition, a.sequence_number, &message);
             part.next_sequence_number = a.sequence_number + 1;
             part.next_offset = a.offset + a.encoded.len() as u64;
             if a.enqueued_ms < oldest {
@@ -822,6 +833,37 @@ impl Broker {
             kept += 1;
         }
         Ok(kept)
+    }
+
+    /// The idempotent-producer table when it changed since the last call
+    /// and [`record_appends`](Self::record_appends) is on: a runtime that
+    /// persists events persists this too, after the events of the same
+    /// input and before [`poll_transmit`](Self::poll_transmit) (which may
+    /// carry an attach naming a new producer group, or dispositions).
+    pub fn take_producer_state(&mut self) -> Option<ProducerState> {
+        (self.producers.take_dirty() && self.record_appends).then(|| self.producer_state())
+    }
+
+    /// The idempotent-producer table as it stands, with every partition's
+    /// next sequence number.
+    pub fn producer_state(&self) -> ProducerState {
+        let heads = self
+            .hubs
+            .iter()
+            .flat_map(|h| {
+                h.partitions
+                    .iter()
+                    .map(|p| (h.config.name.clone(), p.id.clone(), p.next_sequence_number))
+            })
+            .collect();
+        self.producers.snapshot(heads)
+    }
+
+    /// Takes back a persisted idempotent-producer table, before
+    /// [`restore`](Self::restore) puts back the events: those appended
+    /// after the table was taken bring it up to date.
+    pub fn restore_producer_state(&mut self, state: ProducerState) {
+        self.producers.restore(state);
     }
 
     /// Sends a held response, unless its connection or link is gone.
@@ -1143,6 +1185,10 @@ impl Broker {
                 (self.consumer(id, now, &path, &attach), 0)
             }
         };
+        let (kind, echo) = match kind {
+            Ok(k @ LinkKind::Publisher { .. }) => self.idempotent_attach(k, &attach, echo),
+            other => (other, echo),
+        };
         let role = if client_sends { "sender" } else { "receiver" };
         let conn = self.conns.get_mut(&id).expect("present");
         match kind {
@@ -1229,7 +1275,66 @@ impl Broker {
             hub: h,
             partition,
             path: path.to_string(),
+            producer: None,
         })
+    }
+
+    /// A publisher that desires the idempotent-producer capability gets
+    /// its producer group ([`crate::idempotent`]), and the attach answers
+    /// with the group's state; a gateway link cannot be idempotent.
+    fn idempotent_attach(
+        &mut self,
+        kind: LinkKind,
+        attach: &eventhubs_proto::codec::performatives::Attach,
+        mut echo: LinkConfig,
+    ) -> (Result<LinkKind, AmqpError>, LinkConfig) {
+        let LinkKind::Publisher {
+            hub,
+            partition,
+            path,
+            ..
+        } = kind
+        else {
+            return (Ok(kind), echo);
+        };
+        let requested = match idempotent::requested(attach) {
+            Ok(None) => {
+                let kind = LinkKind::Publisher {
+                    hub,
+                    partition,
+                    path,
+                    producer: None,
+                };
+                return (Ok(kind), echo);
+            }
+            Ok(Some(r)) => r,
+            Err(e) => return (Err(e), echo),
+        };
+        let Some(p) = partition else {
+            let e = err(
+                "com.microsoft:argument-error",
+                format!("idempotent publishing needs a partition: '{path}' is the hub itself; attach to '{path}/Partitions/<id>'"),
+            );
+            return (Err(e), echo);
+        };
+        let hub_name = self.hubs[hub].config.name.clone();
+        let partition_id = self.hubs[hub].partitions[p].id.clone();
+        match self.producers.attach(&hub_name, &partition_id, requested) {
+            Ok((producer, last)) => {
+                let (props, capability) = idempotent::reply_properties(producer, last);
+                echo.properties = Some(props);
+                echo.offered_capabilities = vec![capability];
+                info!(entity = %path, producer_group_id = producer.id, owner_level = producer.epoch, last_sequence_number = last, "idempotent producer attached");
+                let kind = LinkKind::Publisher {
+                    hub,
+                    partition,
+                    path,
+                    producer: Some(producer),
+                };
+                (Ok(kind), echo)
+            }
+            Err(e) => (Err(e), echo),
+        }
     }
 
     fn consumer(
@@ -1411,9 +1516,12 @@ impl Broker {
                     "The request was terminated because the entity is being throttled. Please wait 4 seconds and try again.",
                 ))
             }
-            LinkKind::Publisher { hub, partition, .. } => {
-                self.publish(now, hub, partition, format, &payload)
-            }
+            LinkKind::Publisher {
+                hub,
+                partition,
+                producer,
+                ..
+            } => self.publish(now, (hub, partition, producer), format, &payload),
             _ => Ok(()),
         };
         if let Err(e) = &outcome {
@@ -1787,8 +1895,7 @@ impl Broker {
     fn publish(
         &mut self,
         now: Now,
-        h: usize,
-        partition: Option<usize>,
+        (h, partition, producer): (usize, Option<usize>, Option<Producer>),
         format: u32,
         payload: &Bytes,
     ) -> Result<(), AmqpError> {
@@ -1810,21 +1917,30 @@ impl Broker {
         };
         let hub = &mut self.hubs[h];
         let count = hub.partitions.len();
+        // Events sent to a partition may carry partition keys, which they
+        // keep: buffered producers (.NET, Python) route keys themselves.
         let target = match (
             partition,
             key(&outer).or_else(|| events.first().and_then(key)),
         ) {
-            (Some(p), Some(_)) => {
-                let _ = p;
-                return Err(err(
-                    "com.microsoft:argument-error",
-                    "a partition key cannot be used when sending to a partition",
-                ));
-            }
-            (Some(p), None) => p,
+            (Some(p), _) => p,
             (None, Some(k)) => partition_index(&k, count).unwrap_or(0),
             (None, None) => hub.round_robin.next_index(count).unwrap_or(0),
         };
+        let keep = match producer {
+            Some(producer) => {
+                let (name, id) = (&hub.config.name, &hub.partitions[target].id);
+                let keep = self.producers.admit(name, id, producer, &events)?;
+                let skipped = keep.iter().filter(|k| !**k).count() as u64;
+                if skipped > 0 {
+                    debug!(partition = %id, producer_group_id = producer.id, skipped, "duplicates acknowledged, not appended");
+                    self.stats.duplicates += skipped;
+                }
+                Some(keep)
+            }
+            None => None,
+        };
+        let hub = &mut self.hubs[h];
         let retention = hub.retention_ms(self.config.retention_ms);
         let part = &mut hub.partitions[target];
         while part
@@ -1834,7 +1950,10 @@ impl Broker {
         {
             part.events.pop_front();
         }
-        for mut m in events {
+        for (i, mut m) in events.into_iter().enumerate() {
+            if keep.as_ref().is_some_and(|k| !k[i]) {
+                continue;
+            }
             let seq = part.next_sequence_number;
             let offset = part.next_offset;
             let annotations = m.message_annotations.get_or_insert_with(Map::new);
@@ -2222,6 +2341,7 @@ impl Broker {
             &format!("The messaging entity '{hub_name}' could not be found."),
         );
         self.hubs.remove(h);
+        self.producers.forget_hub(&hub_name);
         // Links name hubs by index: those after the removed one move down.
         for conn in self.conns.values_mut() {
             for kind in conn.links.values_mut() {

@@ -20,6 +20,9 @@
 //!   issuers and their keys, audiences, expiry, role assignments per hub.
 //! - `quirks`: accommodations for known client bugs that a broker this
 //!   quick exposes (Microsoft's Rust SDK loses outcomes that arrive early).
+//! - [`idempotent`]: idempotent publishing as the service does it: producer
+//!   groups, owner levels and sequence numbers per partition, duplicates
+//!   acknowledged once, gaps and superseded owner levels refused.
 //! - [`store`]: optional persistence of the partition logs in a data
 //!   directory (`--data-dir`, [`EmulatorConfig::with_data_dir`]).
 
@@ -27,6 +30,7 @@ pub mod broker;
 pub mod config;
 pub mod entra;
 pub mod http_server;
+pub mod idempotent;
 pub mod listeners;
 pub mod management;
 mod quirks;
@@ -38,5 +42,6 @@ pub use broker::{
     Now, RestoreError, Stats,
 };
 pub use config::EmulatorConfig;
+pub use idempotent::{ProducerRecord, ProducerState};
 pub use quirks::LATE_OUTCOME_DELAY;
 pub use server::Emulator;

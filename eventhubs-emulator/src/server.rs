@@ -70,6 +70,13 @@ impl Shared {
                         std::io::Error::new(kind, e)
                     })?;
                 let found = events.len();
+                let producers = store
+                    .read_producers()
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+                if let Some(p) = producers {
+                    info!(dir = %dir.display(), producers = p.producers.len(), "data dir: idempotent producers restored");
+                    broker.restore_producer_state(p);
+                }
                 let kept = broker.restore(at, events).map_err(|e| {
                     std::io::Error::new(
                         std::io::ErrorKind::InvalidData,
@@ -105,14 +112,18 @@ impl Shared {
             return;
         };
         let appended = b.take_appended();
-        if appended.is_empty() {
-            return;
+        let producers = b.take_producer_state();
+        let mut store = store.lock().expect("store");
+        let mut written = Ok(());
+        if !appended.is_empty() {
+            written = store.append(&appended, now().unix_ms);
         }
-        if let Err(e) = store
-            .lock()
-            .expect("store")
-            .append(&appended, now().unix_ms)
-        {
+        if let (Ok(()), Some(p)) = (&written, producers) {
+            // After the events: a crash between the two leaves events the
+            // restored table catches up with.
+            written = store.write_producers(&p);
+        }
+        if let Err(e) = written {
             // Nothing it sent may be acknowledged: drop it before any
             // disposition goes out.
             error!(conn = id.0, error = %e, "data dir: cannot persist events; dropping the connection");

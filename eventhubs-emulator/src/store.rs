@@ -16,7 +16,23 @@
 //!
 //! The server appends what [`Broker::take_appended`](crate::Broker::take_appended)
 //! hands out, then `sync_data`s, before it sends the dispositions that
-//! acknowledge those events. Reading back, a torn last record (a crash in
+//! acknowledge those events.
+//!
+//! Idempotent producers' groups, owner levels and sequence numbers
+//! ([`crate::idempotent`]) live in `DIR/producers.state`, rewritten whole
+//! (a new file, synced, renamed over the old one) after the events of the
+//! same input, whenever the table changed:
+//!
+//! ```text
+//! EHEMPRD1
+//! next-producer-group-id <n>
+//! head <hub> <partition> <next event sequence number>
+//! producer <hub> <partition> <group id> <owner level> <last sequence number>
+//! ```
+//!
+//! Names are written with every byte other than `A-Z`, `a-z`, `0-9`, `-`,
+//! `_` and `.` as `%xx`. At start the events appended after a `head` (a
+//! crash between the segments and this file) bring the table up to date. Reading back, a torn last record (a crash in
 //! the middle of a write) is dropped with a warning and cut off the file;
 //! anything else that does not check out is a [`StoreError`].
 
@@ -30,8 +46,12 @@ use tracing::{info, warn};
 
 use crate::broker::{Appended, ConsumerGroupState, HubState};
 use crate::config::EmulatorConfig;
+use crate::idempotent::{ProducerRecord, ProducerState};
 
 const MAGIC: &[u8; 8] = b"EHEMLOG1";
+/// The idempotent-producer table's file, and its first line.
+const PRODUCERS_FILE: &str = "producers.state";
+const PRODUCERS_MAGIC: &str = "EHEMPRD1";
 /// Record header: length and checksum.
 const RECORD_HEADER: usize = 8;
 /// Body fields before the encoded message.
@@ -523,7 +543,12 @@ impl Store {
         fs::create_dir_all(dir).map_err(io_error(dir))?;
         let mut logs = BTreeMap::new();
         let mut events = Vec::new();
-        let mut known = vec![dir.join(ENTITIES_FILE), dir.join(ENTITIES_TEMP)];
+        let mut known = vec![
+            dir.join(ENTITIES_FILE),
+            dir.join(ENTITIES_TEMP),
+            dir.join(PRODUCERS_FILE),
+            dir.join(format!("{PRODUCERS_FILE}.new")),
+        ];
         let mut hub_retention_ms = BTreeMap::new();
         for hub in hubs {
             let oldest_ms = now_ms.saturating_sub(hub.retention_ms);
@@ -623,6 +648,147 @@ impl Store {
             }
         }
         Ok(())
+    }
+}
+
+/// `name` with every byte but `A-Za-z0-9-_.` as `%xx`.
+fn escape(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02x}"));
+        }
+    }
+    out
+}
+
+fn unescape(s: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hex = [bytes.next()?, bytes.next()?];
+            out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+        } else {
+            out.push(b);
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The producer table as the file's text.
+fn encode_producers(state: &ProducerState) -> String {
+    let mut out = format!(
+        "{PRODUCERS_MAGIC}\nnext-producer-group-id {}\n",
+        state.next_producer_group_id
+    );
+    for (hub, partition, head) in &state.heads {
+        out.push_str(&format!(
+            "head {} {} {head}\n",
+            escape(hub),
+            escape(partition)
+        ));
+    }
+    for r in &state.producers {
+        out.push_str(&format!(
+            "producer {} {} {} {} {}\n",
+            escape(&r.hub),
+            escape(&r.partition),
+            r.producer_group_id,
+            r.owner_level,
+            r.last_sequence_number
+        ));
+    }
+    out
+}
+
+/// The producer table from the file's text.
+fn decode_producers(path: &Path, text: &str) -> Result<ProducerState, StoreError> {
+    let corrupt = |line: usize, why: String| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        at: line as u64,
+        why: format!("line {line}: {why}"),
+    };
+    let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l));
+    match lines.next() {
+        Some((_, PRODUCERS_MAGIC)) => {}
+        _ => {
+            return Err(StoreError::Corrupt {
+                path: path.to_path_buf(),
+                at: 0,
+                why: format!("the file does not start with \"{PRODUCERS_MAGIC}\""),
+            })
+        }
+    }
+    let mut state = ProducerState::default();
+    for (n, line) in lines {
+        let f: Vec<&str> = line.split(' ').collect();
+        let name = |i: usize| {
+            f.get(i)
+                .and_then(|s| unescape(s))
+                .ok_or_else(|| corrupt(n, format!("field {i} is not an escaped name")))
+        };
+        fn num<T: std::str::FromStr>(f: &[&str], i: usize) -> Option<T> {
+            f.get(i)?.parse().ok()
+        }
+        let bad = || corrupt(n, format!("cannot read {line:?}"));
+        match f.first().copied() {
+            Some("next-producer-group-id") if f.len() == 2 => {
+                state.next_producer_group_id = num(&f, 1).ok_or_else(bad)?;
+            }
+            Some("head") if f.len() == 4 => {
+                state
+                    .heads
+                    .push((name(1)?, name(2)?, num(&f, 3).ok_or_else(bad)?));
+            }
+            Some("producer") if f.len() == 6 => state.producers.push(ProducerRecord {
+                hub: name(1)?,
+                partition: name(2)?,
+                producer_group_id: num(&f, 3).ok_or_else(bad)?,
+                owner_level: num(&f, 4).ok_or_else(bad)?,
+                last_sequence_number: num(&f, 5).ok_or_else(bad)?,
+            }),
+            _ => return Err(bad()),
+        }
+    }
+    Ok(state)
+}
+
+impl Store {
+    /// The idempotent-producer table saved in the directory, if there is
+    /// one.
+    pub fn read_producers(&self) -> Result<Option<ProducerState>, StoreError> {
+        let path = self.dir.join(PRODUCERS_FILE);
+        match fs::read_to_string(&path) {
+            Ok(text) => decode_producers(&path, &text).map(Some),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::Io { path, source }),
+        }
+    }
+
+    /// Saves the idempotent-producer table: a new file, synced, renamed
+    /// over the old one; returns once that is durable. After a failure the
+    /// store takes no more writes, as after a failed append.
+    pub fn write_producers(&mut self, state: &ProducerState) -> Result<(), StoreError> {
+        if let Some(why) = &self.failed {
+            return Err(StoreError::Failed(why.clone()));
+        }
+        let path = self.dir.join(PRODUCERS_FILE);
+        let tmp = self.dir.join(format!("{PRODUCERS_FILE}.new"));
+        let written = File::create(&tmp)
+            .and_then(|mut f| {
+                f.write_all(encode_producers(state).as_bytes())?;
+                f.sync_data()
+            })
+            .and_then(|()| fs::rename(&tmp, &path))
+            .map_err(io_error(&path))
+            .and_then(|()| sync_dir(&self.dir));
+        if let Err(e) = &written {
+            self.failed = Some(e.to_string());
+        }
+        written
     }
 }
 
@@ -964,6 +1130,33 @@ mod tests {
         let e = Store::open(&tmp.0, &config, 0).unwrap_err().to_string();
         assert!(e.contains("does not follow"), "{e}");
         assert!(e.contains(&names[2]), "{e}");
+    }
+
+    #[test]
+    fn the_producer_table_is_written_whole_and_read_back() {
+        let tmp = TempDir::new("producers");
+        let config = EmulatorConfig::default();
+        let (mut store, _) = Store::open(&tmp.0, &config, 0).unwrap();
+        assert_eq!(store.read_producers().unwrap(), None);
+        let state = ProducerState {
+            next_producer_group_id: 42,
+            producers: vec![ProducerRecord {
+                hub: "my hub/%".into(),
+                partition: "0".into(),
+                producer_group_id: -7,
+                owner_level: i16::MIN,
+                last_sequence_number: i32::MAX,
+            }],
+            heads: vec![("my hub/%".into(), "0".into(), 12)],
+        };
+        store.write_producers(&state).unwrap();
+        store.write_producers(&state).unwrap();
+        drop(store);
+        let (store, _) = Store::open(&tmp.0, &config, 0).unwrap();
+        assert_eq!(store.read_producers().unwrap(), Some(state));
+        fs::write(tmp.0.join(PRODUCERS_FILE), "EHEMPRD1\nproducer x\n").unwrap();
+        let e = store.read_producers().unwrap_err().to_string();
+        assert!(e.contains("line 2"), "{e}");
     }
 
     #[test]

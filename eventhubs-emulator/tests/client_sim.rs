@@ -286,6 +286,14 @@ struct Outcome {
     acked: usize,
     failed_ops: usize,
     received: usize,
+    /// Events received again (the same id): at-least-once resends after a
+    /// lost acknowledgement.
+    duplicates: usize,
+    /// Acknowledged events never received (a failure when not zero).
+    lost: usize,
+    /// Resent events the service acknowledged without appending again
+    /// (idempotent publishing at work).
+    deduplicated: u64,
     drops: u32,
     connects: u32,
     receiver_restarts: u32,
@@ -300,7 +308,12 @@ struct Outcome {
 /// refuses connects, with tokens that expire during the run. Checks that
 /// every acknowledged event is received, no event reaches the user twice,
 /// sequence numbers have no gap, and every send completes by its deadline.
-fn run_seed(seed: u64) -> Outcome {
+///
+/// With `idempotent`, the client publishes idempotently: the same plan and
+/// faults, but what went to the hub goes to a partition chosen on the
+/// client (keys by the service's hashing, the rest round-robin), and no
+/// event may be appended twice.
+fn run_seed(seed: u64, idempotent: bool) -> Outcome {
     let mut rng = eventhubs_proto::eventhubs::SplitMix64::new(seed);
     let net = Network {
         max_chunk: [7, 512, 4096, 65536][rng.below(4) as usize],
@@ -313,7 +326,9 @@ fn run_seed(seed: u64) -> Outcome {
     let mut options = sim::options(seed, token_validity);
     options.options.retry.max_retries = 10;
     options.options.retry.max_delay = Duration::from_secs(5);
+    options.options.idempotent_publishing = idempotent;
     let c = w.add_client(options);
+    let mut round_robin = eventhubs_proto::eventhubs::RoundRobin::new();
     let partitions = ["0", "1"];
     let mut receivers: HashMap<ReceiverId, &str> = HashMap::new();
     let prefetch = 1 + rng.below(40) as u32;
@@ -372,15 +387,24 @@ fn run_seed(seed: u64) -> Outcome {
             let ids = events.iter().map(|e| e.data_id()).collect();
             let now = w.now();
             let deadline = now.instant + Duration::from_secs(60);
-            let op = w.peers[c]
-                .client
-                .send(
+            let client = &mut w.peers[c].client;
+            let op = match (idempotent, partition) {
+                (true, None) => {
+                    // Routed on the client, as a buffered producer does.
+                    let p = match events[0].partition_key.as_deref() {
+                        Some(k) => eventhubs_proto::eventhubs::resolve_partition(k, &partitions),
+                        None => round_robin.next_partition(&partitions),
+                    };
+                    client.send_routed(now, events, p.unwrap(), deadline)
+                }
+                (_, partition) => client.send(
                     now,
                     events,
                     SendTarget::from_partition(partition).unwrap(),
                     deadline,
-                )
-                .unwrap();
+                ),
+            }
+            .unwrap();
             ops.insert(op, (ids, deadline));
         }
         while faults.peek().is_some_and(|f| f.0 <= w.elapsed) {
@@ -455,7 +479,12 @@ fn run_seed(seed: u64) -> Outcome {
                         ));
                     }
                     last_seq.insert(p, seq);
-                    seen_ids.insert(id_of(&event));
+                    if !seen_ids.insert(id_of(&event)) {
+                        out.duplicates += 1;
+                        if idempotent {
+                            fail(format!("event {} appended twice", id_of(&event)));
+                        }
+                    }
                     out.received += 1;
                     let now = w.now();
                     w.peers[c].client.consumed(now, receiver, 1);
@@ -511,9 +540,11 @@ fn run_seed(seed: u64) -> Outcome {
         w.step(Duration::from_secs(1));
     }
     let lost: Vec<&i64> = acked_ids.difference(&seen_ids).collect();
+    out.lost = lost.len();
     if !lost.is_empty() {
         fail(format!("acknowledged events never received: {lost:?}"));
     }
+    out.deduplicated = w.broker.stats().duplicates;
     out.drops = w.peers[c].drops;
     out.connects = w.peers[c].connects;
     out.wire = w.wire_digest();
@@ -526,9 +557,9 @@ fn run_seed(seed: u64) -> Outcome {
 #[test]
 fn the_same_seed_gives_the_same_bytes() {
     let mut digests = Vec::new();
-    for seed in [0, 17, 105, 333] {
-        let first = run_seed(seed);
-        let second = run_seed(seed);
+    for (seed, idempotent) in [(0, false), (17, false), (105, true), (333, true)] {
+        let first = run_seed(seed, idempotent);
+        let second = run_seed(seed, idempotent);
         assert_eq!(
             first.wire, second.wire,
             "seed {seed}: the two runs sent different bytes"
@@ -551,11 +582,12 @@ impl DataId for EventData {
     }
 }
 
-#[test]
-fn seeded_runs_lose_nothing_duplicate_nothing_and_never_hang() {
+/// Runs the seeds (`SIM_SEEDS`, 1,000 by default; `SIM_SEED=n` runs one
+/// and prints it) and sums what they saw.
+fn run_seeds(idempotent: bool) -> Option<(u64, Outcome)> {
     if let Some(seed) = std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok()) {
-        println!("{:?}", run_seed(seed));
-        return;
+        println!("{:?}", run_seed(seed, idempotent));
+        return None;
     }
     let seeds: u64 = std::env::var("SIM_SEEDS")
         .ok()
@@ -563,16 +595,24 @@ fn seeded_runs_lose_nothing_duplicate_nothing_and_never_hang() {
         .unwrap_or(1000);
     let mut total = Outcome::default();
     for seed in 0..seeds {
-        let o = run_seed(seed);
+        let o = run_seed(seed, idempotent);
         total.acked += o.acked;
         total.failed_ops += o.failed_ops;
         total.received += o.received;
+        total.duplicates += o.duplicates;
+        total.lost += o.lost;
+        total.deduplicated += o.deduplicated;
         total.drops += o.drops;
         total.connects += o.connects;
         total.receiver_restarts += o.receiver_restarts;
         total.faults += o.faults;
     }
-    println!("{seeds} seeds: {total:?}");
+    let mode = if idempotent {
+        "idempotent"
+    } else {
+        "at least once"
+    };
+    println!("{seeds} seeds, {mode}: {total:?}");
     // The runs must exercise what they claim to.
     assert!(total.drops > seeds as u32 / 2, "{total:?}");
     assert!(total.faults > seeds as u32, "{total:?}");
@@ -580,6 +620,30 @@ fn seeded_runs_lose_nothing_duplicate_nothing_and_never_hang() {
         total.acked > 0 && total.received >= total.acked,
         "{total:?}"
     );
+    Some((seeds, total))
+}
+
+/// At least once: lost acknowledgements make the client send again and
+/// the service append again, so duplicates are expected (and counted).
+#[test]
+fn seeded_runs_lose_nothing_duplicate_nothing_and_never_hang() {
+    if let Some((_, total)) = run_seeds(false) {
+        assert_eq!(total.lost, 0, "{total:?}");
+    }
+}
+
+/// Idempotent publishing under the same plans and faults: every
+/// acknowledged event is received, and none is appended twice, however
+/// often a lost acknowledgement makes the client send again.
+#[test]
+fn idempotent_seeded_runs_append_every_event_exactly_once() {
+    if let Some((_, total)) = run_seeds(true) {
+        assert_eq!((total.lost, total.duplicates), (0, 0), "{total:?}");
+        assert!(
+            total.deduplicated > 0,
+            "no resend was deduplicated: {total:?}"
+        );
+    }
 }
 
 /// Collects, for `rounds` virtual seconds, the events of client `c`.
@@ -873,4 +937,252 @@ fn server_busy_backs_off_at_least_four_seconds() {
     );
     assert!(waited < Duration::from_secs(30), "{waited:?}");
     assert_eq!(w.broker.stats().events_in, 2);
+}
+
+// ---- idempotent publishing -------------------------------------------------
+
+mod idempotent {
+    use super::*;
+    use eventhubs_proto::client::idempotent::PRODUCER_SEQUENCE_NUMBER;
+    use eventhubs_proto::client::{IdempotentError, PartitionPublishingOptions};
+
+    /// An idempotent client, with `partition_publishing` for partition 0.
+    fn client(w: &mut World, seed: u64, p0: Option<PartitionPublishingOptions>) -> usize {
+        let mut setup = sim::options(seed, HOUR);
+        setup.options.idempotent_publishing = true;
+        if let Some(p) = p0 {
+            setup.options.partition_publishing.insert("0".into(), p);
+        }
+        w.add_client(setup)
+    }
+
+    fn events(range: std::ops::Range<i64>) -> Vec<EventData> {
+        range.map(|i| event(i, None)).collect()
+    }
+
+    fn producer_sequence(e: &ReceivedEvent) -> i64 {
+        e.system
+            .annotations
+            .get(PRODUCER_SEQUENCE_NUMBER)
+            .and_then(Value::as_i64)
+            .expect("the producer's sequence number")
+    }
+
+    fn idempotent_error(r: Result<(), ClientError>) -> IdempotentError {
+        match r {
+            Err(ClientError::Idempotent(e)) => *e,
+            other => panic!("expected an idempotent publishing error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_state_is_read_per_partition_and_a_restarted_producer_continues_it() {
+        let mut w = world(60, EmulatorConfig::default(), Network::calm());
+        let a = client(&mut w, 61, None);
+        assert_eq!(w.peers[a].client.partition_publishing_state("0"), None);
+        send(&mut w, a, events(0..3), Some("0")).unwrap();
+        send(&mut w, a, events(3..5), Some("0")).unwrap();
+        let state = w.peers[a]
+            .client
+            .partition_publishing_state("0")
+            .expect("attached");
+        assert_eq!(state.owner_level, 0);
+        assert_eq!(state.last_published_sequence_number, 4);
+        assert_eq!(
+            w.peers[a].client.partition_publishing_states().len(),
+            1,
+            "one partition published to"
+        );
+        // The process restarts with the group and owner level it saved;
+        // the service says where the numbering is.
+        let saved = PartitionPublishingOptions::new()
+            .producer_group_id(state.producer_group_id)
+            .owner_level(state.owner_level);
+        let b = client(&mut w, 62, Some(saved));
+        send(&mut w, b, events(5..8), Some("0")).unwrap();
+        let after = w.peers[b].client.partition_publishing_state("0").unwrap();
+        assert_eq!(after.producer_group_id, state.producer_group_id);
+        assert_eq!(after.last_published_sequence_number, 7);
+        let (_, got) = receive(
+            &mut w,
+            b,
+            ReceiverOptions::new("0").position(EventPosition::Earliest),
+            8,
+        );
+        assert_eq!(
+            got.iter().map(id_of).collect::<Vec<_>>(),
+            (0..8).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            got.iter().map(producer_sequence).collect::<Vec<_>>(),
+            (0..8).collect::<Vec<_>>(),
+            "consecutive numbers across the restart"
+        );
+        // Options for a partition are set before its first send only.
+        assert!(w.peers[b]
+            .client
+            .set_partition_publishing("0", PartitionPublishingOptions::new())
+            .is_err());
+        assert!(w.peers[b]
+            .client
+            .set_partition_publishing("1", PartitionPublishingOptions::new().owner_level(2))
+            .is_ok());
+    }
+
+    #[test]
+    fn a_resend_after_a_lost_acknowledgement_is_appended_once() {
+        let mut w = world(63, EmulatorConfig::default(), Network::calm());
+        let a = client(&mut w, 64, None);
+        send(&mut w, a, events(0..2), Some("1")).unwrap();
+        // The service appends the next send but its acknowledgement is
+        // lost with the connection: the client sends it again.
+        w.broker.set_response_delay(Duration::from_secs(2));
+        let now = w.now();
+        let op = w.peers[a]
+            .client
+            .send(
+                now,
+                events(2..6),
+                SendTarget::partition("1").unwrap(),
+                now.instant + Duration::from_secs(60),
+            )
+            .unwrap();
+        w.run_until(Duration::from_millis(500), |_| false);
+        assert_eq!(w.broker.stats().events_in, 6, "appended, not acknowledged");
+        w.cut(a);
+        w.broker.set_response_delay(Duration::ZERO);
+        let mut result = None;
+        w.run_until(Duration::from_secs(60), |w| {
+            for (_, e) in w.take_events(a) {
+                if let ClientEvent::SendComplete { op: o, result: r } = e {
+                    if o == op {
+                        result = Some(r);
+                    }
+                }
+            }
+            result.is_some()
+        });
+        result.expect("completed").unwrap();
+        let stats = w.broker.stats();
+        assert_eq!(stats.events_in, 6, "the resend was not appended again");
+        assert_eq!(stats.duplicates, 4);
+        let state = w.peers[a].client.partition_publishing_state("1").unwrap();
+        assert_eq!(state.last_published_sequence_number, 5);
+    }
+
+    #[test]
+    fn a_higher_owner_level_takes_the_partition_and_the_old_producer_is_told() {
+        let mut w = world(65, EmulatorConfig::default(), Network::calm());
+        let group = PartitionPublishingOptions::new().producer_group_id(900);
+        let a = client(&mut w, 66, Some(group.owner_level(1)));
+        send(&mut w, a, events(0..2), Some("0")).unwrap();
+        let b = client(&mut w, 67, Some(group.owner_level(2)));
+        send(&mut w, b, events(2..4), Some("0")).unwrap();
+        let e = idempotent_error(send(&mut w, a, events(4..5), Some("0")));
+        assert!(matches!(e, IdempotentError::EpochStolen { .. }), "{e:?}");
+        let text = e.to_string();
+        assert!(
+            text.contains("higher owner level") && text.contains("900"),
+            "{text}"
+        );
+        assert_eq!(
+            ClientError::from(e).recovery(),
+            eventhubs_proto::eventhubs::RecoveryKind::Fatal
+        );
+        // Trying again attaches with the old level and is refused.
+        let again = idempotent_error(send(&mut w, a, events(5..6), Some("0")));
+        assert!(
+            matches!(again, IdempotentError::EpochStolen { .. }),
+            "{again:?}"
+        );
+        send(&mut w, b, events(6..7), Some("0")).unwrap();
+        let (_, got) = receive(
+            &mut w,
+            b,
+            ReceiverOptions::new("0").position(EventPosition::Earliest),
+            5,
+        );
+        assert_eq!(got.iter().map(id_of).collect::<Vec<_>>(), [0, 1, 2, 3, 6]);
+    }
+
+    #[test]
+    fn numbers_that_do_not_follow_fail_the_send_and_the_next_one_resyncs() {
+        let mut w = world(68, EmulatorConfig::default(), Network::calm());
+        let group = PartitionPublishingOptions::new()
+            .producer_group_id(901)
+            .owner_level(0);
+        let a = client(&mut w, 69, Some(group));
+        send(&mut w, a, events(0..3), Some("0")).unwrap();
+        // Another producer resets the group's numbering to 0.
+        let b = client(&mut w, 70, Some(group.starting_sequence_number(0)));
+        send(&mut w, b, events(3..4), Some("0")).unwrap();
+        let e = idempotent_error(send(&mut w, a, events(4..5), Some("0")));
+        match &e {
+            IdempotentError::OutOfOrderSequence {
+                first_sequence_number,
+                producer_group_id,
+                ..
+            } => assert_eq!((*first_sequence_number, *producer_group_id), (3, 901)),
+            other => panic!("{other:?}"),
+        }
+        assert!(e.to_string().contains("another producer"), "{e}");
+        // The next send reads the service's number and goes on from it.
+        send(&mut w, a, events(5..6), Some("0")).unwrap();
+        let state = w.peers[a].client.partition_publishing_state("0").unwrap();
+        assert_eq!(state.last_published_sequence_number, 2);
+    }
+
+    #[test]
+    fn sends_to_the_hub_are_refused_and_routed_keys_are_kept() {
+        let mut w = world(71, EmulatorConfig::default(), Network::calm());
+        let a = client(&mut w, 72, None);
+        let now = w.now();
+        let err = w.peers[a]
+            .client
+            .send(
+                now,
+                events(0..1),
+                SendTarget::Hub,
+                now.instant + Duration::from_secs(5),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&err, ClientError::InvalidArgument(m) if m.contains("partitions only") && m.contains("send_routed")),
+            "{err}"
+        );
+        // Keyed events routed on the client keep their keys, in one batch.
+        let partitions = ["0", "1"];
+        let key = "device-7";
+        let p = eventhubs_proto::eventhubs::resolve_partition(key, &partitions).unwrap();
+        let mut batch: Vec<EventData> = (0..3).map(|i| event(i, Some(key))).collect();
+        batch.push(event(3, Some("other")));
+        let now = w.now();
+        let op = w.peers[a]
+            .client
+            .send_routed(now, batch, p, now.instant + Duration::from_secs(60))
+            .unwrap();
+        let mut done = None;
+        w.run_until(Duration::from_secs(30), |w| {
+            for (_, e) in w.take_events(a) {
+                if let ClientEvent::SendComplete { op: o, result } = e {
+                    if o == op {
+                        done = Some(result);
+                    }
+                }
+            }
+            done.is_some()
+        });
+        done.expect("completed").unwrap();
+        let (_, got) = receive(
+            &mut w,
+            a,
+            ReceiverOptions::new(p).position(EventPosition::Earliest),
+            4,
+        );
+        let keys: Vec<Option<&str>> = got
+            .iter()
+            .map(|e| e.system.partition_key.as_deref())
+            .collect();
+        assert_eq!(keys, [Some(key), Some(key), Some(key), Some("other")]);
+    }
 }

@@ -1167,3 +1167,375 @@ fn outcomes_for_microsofts_rust_sdk_are_held_so_that_it_cannot_lose_them() {
         ids
     );
 }
+
+// ---- idempotent publishing ---------------------------------------------
+
+mod idempotent {
+    use super::*;
+    use eventhubs_emulator::ProducerState;
+    use eventhubs_proto::client::idempotent::{
+        IDEMPOTENT_PRODUCER_CAPABILITY, PRODUCER_EPOCH, PRODUCER_ID, PRODUCER_SEQUENCE_NUMBER,
+    };
+    use eventhubs_proto::codec::message::{Batch, BATCH_MESSAGE_FORMAT};
+    use eventhubs_proto::codec::messaging::{AnnotationKey, Annotations};
+
+    /// The three producer properties (`None` as null).
+    fn props(id: Option<i64>, epoch: Option<i16>, seq: Option<i32>) -> Fields {
+        let mut p: Fields = Map::new();
+        p.insert(
+            Symbol::from_static(PRODUCER_ID),
+            id.map_or(Value::Null, Value::Long),
+        );
+        p.insert(
+            Symbol::from_static(PRODUCER_EPOCH),
+            epoch.map_or(Value::Null, Value::Short),
+        );
+        p.insert(
+            Symbol::from_static(PRODUCER_SEQUENCE_NUMBER),
+            seq.map_or(Value::Null, Value::Int),
+        );
+        p
+    }
+
+    /// An idempotent sender to `address`: its link, and the broker's
+    /// producer properties `(id, epoch, last)` or its refusal.
+    fn attach(
+        w: &mut World,
+        c: &mut Client,
+        name: &str,
+        address: &str,
+        properties: Option<Fields>,
+    ) -> (LinkId, Result<(i64, i16, i32), AmqpError>) {
+        let mut config = link(name, Role::Sender, name, address);
+        config.desired_capabilities = vec![Symbol::from_static(IDEMPOTENT_PRODUCER_CAPABILITY)];
+        config.properties = properties;
+        // Link handles are reused: only this attach's events count.
+        c.events.clear();
+        let l = c.conn.session(c.session).attach(config).unwrap();
+        w.pump(&mut [c]);
+        let reply = c.events.iter().find_map(|e| match e {
+            Event::LinkAttached { link, attach, .. } if *link == l => Some(attach.clone()),
+            _ => None,
+        });
+        let reply = reply.expect("an attach");
+        if reply.target.is_none() {
+            return (l, Err(detach_error(c, l).expect("a refusal")));
+        }
+        assert!(reply
+            .offered_capabilities
+            .iter()
+            .any(|s| s.as_str() == IDEMPOTENT_PRODUCER_CAPABILITY));
+        let p = reply.properties.expect("producer properties");
+        let id = match p.get(PRODUCER_ID) {
+            Some(Value::Long(v)) => *v,
+            other => panic!("producer id {other:?}"),
+        };
+        let epoch = match p.get(PRODUCER_EPOCH) {
+            Some(Value::Short(v)) => *v,
+            other => panic!("producer epoch {other:?}"),
+        };
+        let last = match p.get(PRODUCER_SEQUENCE_NUMBER) {
+            Some(Value::Int(v)) => *v,
+            other => panic!("producer sequence number {other:?}"),
+        };
+        (l, Ok((id, epoch, last)))
+    }
+
+    fn stamped(n: u8, id: i64, epoch: i16, seq: i32) -> Message {
+        let mut a = Annotations::new();
+        a.insert(AnnotationKey::from(PRODUCER_ID), Value::Long(id));
+        a.insert(AnnotationKey::from(PRODUCER_EPOCH), Value::Short(epoch));
+        a.insert(
+            AnnotationKey::from(PRODUCER_SEQUENCE_NUMBER),
+            Value::Int(seq),
+        );
+        Message {
+            message_annotations: Some(a),
+            ..Message::with_data(vec![n; 4])
+        }
+    }
+
+    /// Sends `events` (a batch when more than one) and returns the outcome.
+    fn publish(w: &mut World, c: &mut Client, tx: LinkId, events: &[Message]) -> DeliveryState {
+        let (format, payload) = match events {
+            [one] => (0, one.to_bytes()),
+            many => {
+                let envelope = Message {
+                    message_annotations: many[0].message_annotations.clone(),
+                    ..Message::default()
+                };
+                let b = Batch {
+                    envelope: &envelope,
+                    events: many,
+                };
+                (BATCH_MESSAGE_FORMAT, b.to_bytes())
+            }
+        };
+        let tag = Bytes::from(format!("t{}", c.events.len()));
+        let id = c
+            .conn
+            .link(tx)
+            .send(tag, format, Settlement::Unsettled, payload)
+            .unwrap();
+        w.pump(&mut [c]);
+        outcomes(c, tx)
+            .into_iter()
+            .find(|(d, _)| *d == id)
+            .map(|(_, s)| s)
+            .expect("an outcome")
+    }
+
+    fn bodies(w: &mut World, c: &mut Client, name: &str, partition: u32) -> Vec<u8> {
+        let rx = w.receiver(c, name, partition, EventPosition::Earliest, None);
+        c.conn.link(rx).flow(100).unwrap();
+        w.pump(&mut [c]);
+        delivered(c, rx)
+            .iter()
+            .map(|m| match &m.body {
+                Body::Data(d) => d[0][0],
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    fn accepted(s: &DeliveryState) -> bool {
+        matches!(s, DeliveryState::Accepted(_))
+    }
+
+    #[test]
+    fn a_duplicate_is_acknowledged_once_appended_once_and_a_gap_is_refused() {
+        let mut w = World::new();
+        let mut c = authorized_client(&mut w);
+        let (tx, granted) = attach(&mut w, &mut c, "idem", "eh1/Partitions/0", None);
+        let (id, epoch, last) = granted.unwrap();
+        assert_eq!((epoch, last), (0, -1), "a new group starts at nothing");
+        let first: Vec<Message> = (0..3).map(|i| stamped(i as u8, id, epoch, i)).collect();
+        assert!(accepted(&publish(&mut w, &mut c, tx, &first)));
+        // The acknowledgement was lost: the same transfer again.
+        assert!(accepted(&publish(&mut w, &mut c, tx, &first)));
+        assert!(accepted(&publish(&mut w, &mut c, tx, &first[2..])));
+        assert_eq!(w.broker.stats().events_in, 3);
+        assert_eq!(w.broker.stats().duplicates, 4);
+        // A gap: 5 after 2.
+        let gap = publish(&mut w, &mut c, tx, &[stamped(9, id, epoch, 5)]);
+        assert_eq!(
+            condition(&gap).as_deref(),
+            Some("com.microsoft:out-of-order-sequence"),
+            "{gap:?}"
+        );
+        assert!(accepted(&publish(
+            &mut w,
+            &mut c,
+            tx,
+            &[stamped(3, id, epoch, 3)]
+        )));
+        assert_eq!(bodies(&mut w, &mut c, "rx", 0), [0, 1, 2, 3]);
+
+        // Another group on the same partition numbers on its own.
+        let (tx2, g2) = attach(&mut w, &mut c, "idem2", "eh1/Partitions/0", None);
+        let (id2, _, last2) = g2.unwrap();
+        assert_ne!(id2, id);
+        assert_eq!(last2, -1);
+        assert!(accepted(&publish(
+            &mut w,
+            &mut c,
+            tx2,
+            &[stamped(7, id2, 0, 0)]
+        )));
+        // A group reattaching reads its last number.
+        let (_, again) = attach(
+            &mut w,
+            &mut c,
+            "idem3",
+            "eh1/Partitions/0",
+            Some(props(Some(id), None, None)),
+        );
+        assert_eq!(again.unwrap(), (id, 0, 3));
+    }
+
+    #[test]
+    fn a_higher_producer_epoch_takes_over_and_a_lower_one_is_refused() {
+        let mut w = World::new();
+        let mut c = authorized_client(&mut w);
+        let (old, g) = attach(
+            &mut w,
+            &mut c,
+            "old",
+            "eh1/Partitions/1",
+            Some(props(Some(77), Some(1), None)),
+        );
+        assert_eq!(g.unwrap(), (77, 1, -1));
+        assert!(accepted(&publish(
+            &mut w,
+            &mut c,
+            old,
+            &[stamped(0, 77, 1, 0)]
+        )));
+        let (new, g) = attach(
+            &mut w,
+            &mut c,
+            "new",
+            "eh1/Partitions/1",
+            Some(props(Some(77), Some(2), None)),
+        );
+        assert_eq!(g.unwrap(), (77, 2, 0), "the group's numbering goes on");
+        let stolen = publish(&mut w, &mut c, old, &[stamped(1, 77, 1, 1)]);
+        assert_eq!(
+            condition(&stolen).as_deref(),
+            Some("com.microsoft:producer-epoch-stolen")
+        );
+        assert!(accepted(&publish(
+            &mut w,
+            &mut c,
+            new,
+            &[stamped(1, 77, 2, 1)]
+        )));
+        let (_, refused) = attach(
+            &mut w,
+            &mut c,
+            "older",
+            "eh1/Partitions/1",
+            Some(props(Some(77), Some(1), None)),
+        );
+        assert_eq!(
+            refused.unwrap_err().condition.as_str(),
+            "com.microsoft:producer-epoch-stolen"
+        );
+        // The same level shares the partition.
+        let (same, g) = attach(
+            &mut w,
+            &mut c,
+            "same",
+            "eh1/Partitions/1",
+            Some(props(Some(77), Some(2), None)),
+        );
+        assert_eq!(g.unwrap(), (77, 2, 1));
+        assert!(accepted(&publish(
+            &mut w,
+            &mut c,
+            same,
+            &[stamped(2, 77, 2, 2)]
+        )));
+        assert_eq!(bodies(&mut w, &mut c, "rx", 1), [0, 1, 2]);
+    }
+
+    #[test]
+    fn some_but_not_all_properties_and_gateway_links_are_refused() {
+        let mut w = World::new();
+        let mut c = authorized_client(&mut w);
+        let mut two = props(Some(5), Some(0), None);
+        two.remove(PRODUCER_SEQUENCE_NUMBER);
+        let (_, r) = attach(&mut w, &mut c, "two", "eh1/Partitions/0", Some(two));
+        let e = r.unwrap_err();
+        assert_eq!(e.condition.as_str(), "com.microsoft:argument-error");
+        assert!(e.description.unwrap().contains("none of them"));
+        let (_, r) = attach(&mut w, &mut c, "gw", "eh1", None);
+        let e = r.unwrap_err();
+        assert!(
+            e.description
+                .as_deref()
+                .unwrap_or("")
+                .contains("needs a partition"),
+            "{e:?}"
+        );
+        // An event without the annotations on an idempotent link.
+        let (tx, g) = attach(&mut w, &mut c, "ok", "eh1/Partitions/0", None);
+        g.unwrap();
+        let bare = publish(&mut w, &mut c, tx, &[Message::with_data(vec![1u8])]);
+        assert_eq!(
+            condition(&bare).as_deref(),
+            Some("com.microsoft:argument-error")
+        );
+        assert_eq!(w.broker.stats().events_in, 0);
+    }
+
+    #[test]
+    fn the_producer_table_survives_a_restart_and_catches_up_from_the_events() {
+        let mut w = World::new();
+        w.broker.record_appends(true);
+        let mut c = authorized_client(&mut w);
+        let (tx, g) = attach(&mut w, &mut c, "idem", "eh1/Partitions/0", None);
+        let (id, epoch, _) = g.unwrap();
+        let mut events = w.broker.take_appended();
+        let after_attach: ProducerState = w.broker.take_producer_state().expect("a new group");
+        assert!(w.broker.take_producer_state().is_none(), "taken once");
+        assert!(accepted(&publish(
+            &mut w,
+            &mut c,
+            tx,
+            &[stamped(0, id, epoch, 0)]
+        )));
+        assert!(accepted(&publish(
+            &mut w,
+            &mut c,
+            tx,
+            &[stamped(1, id, epoch, 1)]
+        )));
+        events.extend(w.broker.take_appended());
+        let current = w.broker.take_producer_state().expect("advanced");
+        assert_eq!(current.producers[0].last_sequence_number, 1);
+
+        // Restart from the current table, and from the one taken before the
+        // events (a crash between the segments and the table): both know 1.
+        for state in [current, after_attach] {
+            let mut w2 = World::new();
+            w2.elapsed = w.elapsed;
+            w2.broker.restore_producer_state(state);
+            let now = w2.now();
+            assert_eq!(w2.broker.restore(now, events.clone()), Ok(2));
+            let mut c2 = authorized_client(&mut w2);
+            let (tx2, g2) = attach(
+                &mut w2,
+                &mut c2,
+                "again",
+                "eh1/Partitions/0",
+                Some(props(Some(id), Some(epoch), None)),
+            );
+            assert_eq!(g2.unwrap(), (id, epoch, 1));
+            // The resend of an acknowledged event is a duplicate.
+            assert!(accepted(&publish(
+                &mut w2,
+                &mut c2,
+                tx2,
+                &[stamped(1, id, epoch, 1)]
+            )));
+            assert!(accepted(&publish(
+                &mut w2,
+                &mut c2,
+                tx2,
+                &[stamped(2, id, epoch, 2)]
+            )));
+            assert_eq!(bodies(&mut w2, &mut c2, "rx", 0), [0, 1, 2]);
+            // New groups get ids the old broker did not give.
+            let (_, fresh) = attach(&mut w2, &mut c2, "fresh", "eh1/Partitions/0", None);
+            assert!(fresh.unwrap().0 > id);
+        }
+    }
+
+    #[test]
+    fn keyed_events_sent_to_a_partition_keep_their_key() {
+        let mut w = World::new();
+        let mut c = authorized_client(&mut w);
+        let tx = w.sender(&mut c, "eh1/Partitions/1");
+        let mut m = Message::with_data(vec![5u8]);
+        let mut a = Annotations::new();
+        a.insert(
+            AnnotationKey::from("x-opt-partition-key"),
+            Value::String("device-7".into()),
+        );
+        m.message_annotations = Some(a);
+        assert!(accepted(&publish(&mut w, &mut c, tx, &[m])));
+        let rx = w.receiver(&mut c, "rx", 1, EventPosition::Earliest, None);
+        c.conn.link(rx).flow(10).unwrap();
+        w.pump(&mut [&mut c]);
+        let got = delivered(&c, rx);
+        assert_eq!(
+            got[0]
+                .message_annotations
+                .as_ref()
+                .unwrap()
+                .get("x-opt-partition-key"),
+            Some(&Value::String("device-7".into()))
+        );
+    }
+}

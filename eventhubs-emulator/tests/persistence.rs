@@ -180,3 +180,95 @@ fn a_torn_last_record_is_dropped_and_other_damage_is_an_error() {
     let text = start(&tmp.0).err().expect("an error").to_string();
     assert!(text.contains("not an emulator segment"), "{text}");
 }
+
+/// An idempotent producer's group and sequence number survive a restart:
+/// the resend of an event acknowledged before it is a duplicate, the next
+/// number is appended, a gap refused.
+#[test]
+fn idempotent_producer_state_survives_a_restart() {
+    use eventhubs_proto::client::idempotent::{
+        IDEMPOTENT_PRODUCER_CAPABILITY, PRODUCER_EPOCH, PRODUCER_ID, PRODUCER_SEQUENCE_NUMBER,
+    };
+    use eventhubs_proto::codec::messaging::{AnnotationKey, Annotations, Source, Target};
+    use eventhubs_proto::codec::performatives::{Fields, Role};
+    use eventhubs_proto::codec::Symbol;
+    use eventhubs_proto::engine::LinkConfig;
+
+    let group = 4242i64;
+    let attach = |c: &mut Client| {
+        let mut p = Fields::new();
+        p.insert(Symbol::from_static(PRODUCER_ID), Value::Long(group));
+        p.insert(Symbol::from_static(PRODUCER_EPOCH), Value::Short(3));
+        p.insert(Symbol::from_static(PRODUCER_SEQUENCE_NUMBER), Value::Null);
+        c.attach(LinkConfig {
+            name: "idem".into(),
+            role: Role::Sender,
+            source: Some(Source::with_address("client")),
+            target: Some(Target::with_address("eh1/Partitions/0")),
+            desired_capabilities: vec![Symbol::from_static(IDEMPOTENT_PRODUCER_CAPABILITY)],
+            properties: Some(p),
+            ..Default::default()
+        })
+        .expect("idempotent sender")
+    };
+    let stamped = |n: u64, seq: i32| {
+        let mut m = event(n, 100);
+        let mut a = Annotations::new();
+        a.insert(AnnotationKey::from(PRODUCER_ID), Value::Long(group));
+        a.insert(AnnotationKey::from(PRODUCER_EPOCH), Value::Short(3));
+        a.insert(
+            AnnotationKey::from(PRODUCER_SEQUENCE_NUMBER),
+            Value::Int(seq),
+        );
+        m.message_annotations = Some(a);
+        m.to_bytes()
+    };
+    let outcome = |c: &mut Client, tx: LinkId, payload: bytes::Bytes| {
+        while c.conn.credit(tx) == 0 {
+            c.turn(Duration::from_millis(20));
+        }
+        let id = c.send(tx, 0, payload);
+        c.until(WAIT, |_, e| match e {
+            Event::Disposition {
+                delivery_id,
+                state: Some(s),
+                ..
+            } if *delivery_id == id => Some(s.clone()),
+            _ => None,
+        })
+        .expect("an outcome")
+    };
+    let tmp = TempDir::new("idempotent");
+    {
+        let emu = start(&tmp.0).expect("emulator");
+        let mut c = Client::connect(emu.addr(), emulator_plain()).expect("connect");
+        let tx = attach(&mut c);
+        for (n, seq) in [(0, 0), (1, 1), (1, 1)] {
+            let s = outcome(&mut c, tx, stamped(n, seq));
+            assert!(matches!(s, DeliveryState::Accepted(_)), "{s:?}");
+        }
+        assert_eq!(read_all(&emu, 0, 2).len(), 2);
+    }
+    assert!(tmp.0.join("producers.state").is_file());
+    let emu = start(&tmp.0).expect("restarted emulator");
+    let mut c = Client::connect(emu.addr(), emulator_plain()).expect("connect");
+    let tx = attach(&mut c);
+    let dup = outcome(&mut c, tx, stamped(1, 1));
+    assert!(matches!(dup, DeliveryState::Accepted(_)), "{dup:?}");
+    let gap = outcome(&mut c, tx, stamped(9, 5));
+    match &gap {
+        DeliveryState::Rejected(r) => assert_eq!(
+            r.error.as_ref().map(|e| e.condition.as_str()),
+            Some("com.microsoft:out-of-order-sequence")
+        ),
+        other => panic!("{other:?}"),
+    }
+    let next = outcome(&mut c, tx, stamped(2, 2));
+    assert!(matches!(next, DeliveryState::Accepted(_)), "{next:?}");
+    let all = read_all(&emu, 0, 3);
+    assert_eq!(
+        all.iter().map(|e| e.0).collect::<Vec<_>>(),
+        [0, 1, 2],
+        "the duplicate was not appended again"
+    );
+}

@@ -406,6 +406,33 @@ def send_batch_partition_key():
         assert landed[key] == expected_partition(key), (key, landed[key], expected_partition(key))
 
 
+def buffered_producer_keys():
+    # The SDK's buffered producer hashes keys on the client and sends each
+    # event, key kept, to its partition's link, as the service accepts.
+    marker = tag()
+    keys = [f"buf-{marker}-{i}" for i in range(6)] + ["7", "131"]
+    sent, failed = [], []
+    with producer(
+        buffered_mode=True,
+        max_wait_time=0.2,
+        on_success=lambda events, pid: sent.append((pid, len(events))),
+        on_error=lambda events, pid, error: failed.append((pid, error)),
+    ) as p:
+        before = last_sequence_numbers(p)
+        for key in keys:
+            for i in range(3):
+                p.send_event(EventData(f"{marker} {key} {i}"), partition_key=key)
+        p.flush()
+    assert not failed, failed
+    assert sum(n for _, n in sent) == 3 * len(keys), sent
+    found = where_landed(marker, before, 3 * len(keys))
+    for pid, evs in found.items():
+        for e in evs:
+            key = body(e).split()[1]
+            assert pid == expected_partition(key), (key, pid, expected_partition(key))
+            assert text(e.partition_key) == key, (e.partition_key, key)
+
+
 def send_batch_partition_id():
     marker = tag()
     with producer() as p:
@@ -794,6 +821,7 @@ SCENARIOS = [
     unknown_partition,
     send_batch_round_robin,
     send_batch_partition_key,
+    buffered_producer_keys,
     send_batch_partition_id,
     send_event_single,
     properties_round_trip,

@@ -42,6 +42,8 @@ pub enum BatchError {
 pub struct EventBatch {
     max_size: usize,
     partition_key: Option<String>,
+    /// Events keep their own keys ([`EventBatch::with_mixed_keys`]).
+    mixed_keys: bool,
     envelope: Message,
     events: Vec<Message>,
     size: usize,
@@ -63,15 +65,27 @@ impl EventBatch {
         EventBatch {
             max_size,
             partition_key,
+            mixed_keys: false,
             envelope,
             events: Vec::new(),
             size,
         }
     }
 
+    /// An empty batch for one partition whose events may carry different
+    /// partition keys, each kept on its event and none on the envelope:
+    /// what a producer that routes keys to partitions itself (a buffered
+    /// producer) sends to a partition.
+    pub fn with_mixed_keys(max_size: usize) -> Self {
+        EventBatch {
+            mixed_keys: true,
+            ..EventBatch::new(None, max_size)
+        }
+    }
+
     /// Adds `event` when it fits; `Ok(false)` when the batch is full.
     pub fn try_add(&mut self, event: &EventData) -> Result<bool, BatchError> {
-        if event.partition_key != self.partition_key {
+        if !self.mixed_keys && event.partition_key != self.partition_key {
             return Err(BatchError::PartitionKeyMismatch {
                 expected: self.partition_key.clone(),
                 found: event.partition_key.clone(),
@@ -170,6 +184,41 @@ pub fn split_into_batches(
         if !batch.is_empty() {
             out.push(batch);
         }
+    }
+    Ok(out)
+}
+
+/// Splits `events` into batches of at most `max_size` bytes in their
+/// order, whatever their partition keys (kept on each event).
+pub fn split_into_batches_mixed(
+    events: &[EventData],
+    max_size: usize,
+) -> Result<Vec<EventBatch>, BatchError> {
+    let mut out = Vec::new();
+    let mut batch = EventBatch::with_mixed_keys(max_size);
+    for (index, e) in events.iter().enumerate() {
+        if batch.try_add(e)? {
+            continue;
+        }
+        if !batch.is_empty() {
+            out.push(std::mem::replace(
+                &mut batch,
+                EventBatch::with_mixed_keys(max_size),
+            ));
+            if batch.try_add(e)? {
+                continue;
+            }
+        }
+        let mut alone = EventBatch::with_mixed_keys(usize::MAX);
+        alone.try_add(e)?;
+        return Err(BatchError::EventTooLarge {
+            index,
+            size: alone.size(),
+            max: max_size,
+        });
+    }
+    if !batch.is_empty() {
+        out.push(batch);
     }
     Ok(out)
 }
@@ -295,6 +344,32 @@ mod tests {
                 assert!(w[0].size() + 1000 > 32 * 1024 - 100);
             }
         }
+    }
+
+    #[test]
+    fn mixed_key_batches_keep_each_events_key_and_none_on_the_envelope() {
+        let events: Vec<EventData> = (0..40)
+            .map(|i| ev(500, [None, Some("a"), Some("b")][i % 3]))
+            .collect();
+        let batches = split_into_batches_mixed(&events, 8 * 1024).unwrap();
+        assert!(batches.len() > 1);
+        let mut keys = Vec::new();
+        for b in &batches {
+            assert!(b.size() <= 8 * 1024);
+            let (bytes, _) = b.encode();
+            let outer = Message::decode_all(&bytes).unwrap();
+            assert!(outer.message_annotations.is_none());
+            for m in outer.unbatch().unwrap() {
+                keys.push(
+                    m.message_annotations
+                        .and_then(|a| a.get("x-opt-partition-key").cloned())
+                        .and_then(|v| v.as_str().map(str::to_owned)),
+                );
+            }
+        }
+        let expected: Vec<Option<String>> =
+            events.iter().map(|e| e.partition_key.clone()).collect();
+        assert_eq!(keys, expected, "order and keys kept");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use tracing::{debug, info};
 use super::connection::Phase;
 use super::error::ClientError;
 use super::event::EventData;
+use super::idempotent::{PartitionPublishingOptions, PartitionPublishingState};
 use super::management::ManagementOp;
 use super::options::{
     Cancelled, ClientEvent, ClientOptions, ConnectFailure, Credential, Now, OpId, ReceiverId,
@@ -201,6 +202,12 @@ impl Client {
     /// link's max-message-size allows, grouped by partition key. Completes
     /// with [`ClientEvent::SendComplete`] once all are accepted, or fails
     /// by `deadline`.
+    ///
+    /// With idempotent publishing on ([`ClientOptions::idempotent_publishing`])
+    /// only partitions take sends: a send to the hub is refused, since the
+    /// service deduplicates per partition. Route keyed events to their
+    /// partition with [`send_routed`](Self::send_routed), as the buffered
+    /// producer does.
     pub fn send(
         &mut self,
         now: Now,
@@ -209,17 +216,108 @@ impl Client {
         deadline: Instant,
     ) -> Result<OpId, ClientError> {
         self.check_running()?;
-        SendOp::validate(&events, &target)?;
+        SendOp::validate(&events, &target, false)?;
+        self.queue_send(now, events, target, false, deadline)
+    }
+
+    /// Publishes `events` to partition `partition_id`, which the caller
+    /// chose for them: by partition key with the service's hashing
+    /// ([`crate::eventhubs::resolve_partition`] over the hub's partition
+    /// ids in the order the service lists them), or round-robin, as
+    /// buffered producers do. Unlike [`send`](Self::send), the events may
+    /// carry partition keys: each keeps its own (consumers see it, as with
+    /// the .NET and Python buffered producers) and events with different
+    /// keys share transfers. Works with idempotent publishing.
+    pub fn send_routed(
+        &mut self,
+        now: Now,
+        events: Vec<EventData>,
+        partition_id: impl Into<String>,
+        deadline: Instant,
+    ) -> Result<OpId, ClientError> {
+        self.check_running()?;
+        let target = SendTarget::partition(partition_id)?;
+        SendOp::validate(&events, &target, true)?;
+        self.queue_send(now, events, target, true, deadline)
+    }
+
+    fn queue_send(
+        &mut self,
+        now: Now,
+        events: Vec<EventData>,
+        target: SendTarget,
+        routed: bool,
+        deadline: Instant,
+    ) -> Result<OpId, ClientError> {
+        if let (SendTarget::Hub, true) = (&target, self.options.idempotent_publishing) {
+            return Err(ClientError::InvalidArgument(
+                    "idempotent publishing sends to partitions only (the service deduplicates per partition): choose a partition, or route events by key or round-robin to partitions on the client with send_routed, as the buffered producer does".into(),
+                ));
+        }
         let op = self.add_op(deadline, |_| {
-            OpKind::Send(SendOp::new(target.clone(), events))
+            OpKind::Send(SendOp::new(target.clone(), events, routed))
         });
+        let fresh = self.new_sender(&target);
         self.senders
             .entry(target)
-            .or_insert_with(Sender::new)
+            .or_insert(fresh)
             .unsplit
             .push_back(op);
         self.drive(now);
         Ok(op)
+    }
+
+    /// The idempotent publishing state of partition `partition_id`, once
+    /// its sender has attached: the producer group, owner level and last
+    /// sequence number the service confirmed. Save it to continue after a
+    /// restart ([`PartitionPublishingOptions`]).
+    pub fn partition_publishing_state(
+        &self,
+        partition_id: &str,
+    ) -> Option<PartitionPublishingState> {
+        self.senders
+            .get(&SendTarget::Partition(partition_id.to_owned()))?
+            .idem
+            .as_ref()?
+            .state
+    }
+
+    /// The idempotent publishing state of every partition published to so
+    /// far, by partition id.
+    pub fn partition_publishing_states(&self) -> BTreeMap<String, PartitionPublishingState> {
+        self.senders
+            .iter()
+            .filter_map(|(t, s)| match (t, s.idem.as_ref().and_then(|i| i.state)) {
+                (SendTarget::Partition(p), Some(state)) => Some((p.clone(), state)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Where idempotent publishing starts on partition `partition_id`
+    /// (restoring a saved state, or choosing a producer group or owner
+    /// level), before anything is sent to it; the same as an entry of
+    /// [`ClientOptions::partition_publishing`]. An error once the
+    /// partition has been published to, or for invalid options.
+    pub fn set_partition_publishing(
+        &mut self,
+        partition_id: impl Into<String>,
+        options: PartitionPublishingOptions,
+    ) -> Result<(), ClientError> {
+        let partition_id = partition_id.into();
+        options.validate().map_err(ClientError::InvalidArgument)?;
+        if self
+            .senders
+            .contains_key(&SendTarget::Partition(partition_id.clone()))
+        {
+            return Err(ClientError::InvalidArgument(format!(
+                "partition {partition_id} has been published to: its publishing options can only be set before the first send"
+            )));
+        }
+        self.options
+            .partition_publishing
+            .insert(partition_id, options);
+        Ok(())
     }
 
     /// Attaches the sender link of `target` (if it is not attached yet)
@@ -240,11 +338,8 @@ impl Client {
             }
         }
         let op = self.add_op(deadline, |_| OpKind::OpenSender(target.clone()));
-        self.senders
-            .entry(target)
-            .or_insert_with(Sender::new)
-            .openers
-            .push(op);
+        let fresh = self.new_sender(&target);
+        self.senders.entry(target).or_insert(fresh).openers.push(op);
         self.drive(now);
         Ok(op)
     }

@@ -15,6 +15,7 @@ use crate::eventhubs::sas::TokenError;
 use crate::eventhubs::RecoveryKind;
 
 use super::batch::BatchError;
+use super::idempotent::IdempotentError;
 use super::options::{ConnectFailure, TransportId};
 use super::rpc::ResponseError;
 
@@ -97,6 +98,11 @@ pub enum ClientError {
     /// Events could not be batched.
     #[error(transparent)]
     Batch(#[from] BatchError),
+    /// Idempotent publishing failed: a higher owner level took the
+    /// partition, the sequence numbers did not follow, or the service does
+    /// not offer it. Each says what the application can do.
+    #[error(transparent)]
+    Idempotent(Box<IdempotentError>),
     /// A `$management` response could not be read.
     #[error(transparent)]
     Response(#[from] ResponseError),
@@ -106,6 +112,12 @@ pub enum ClientError {
     /// The client was closed.
     #[error("the client is closed")]
     Closed,
+}
+
+impl From<IdempotentError> for ClientError {
+    fn from(e: IdempotentError) -> Self {
+        ClientError::Idempotent(Box::new(e))
+    }
 }
 
 fn timeout_text(attempts: u32, last: Option<&ClientError>) -> String {
@@ -137,6 +149,7 @@ impl ClientError {
         match self {
             ClientError::Service(e) | ClientError::Protocol(e) => Some(&e.condition),
             ClientError::Status { condition, .. } => condition.as_ref(),
+            ClientError::Idempotent(e) => e.amqp_error().map(|a| &a.condition),
             ClientError::TokenRefused { refusal, .. } => refusal.condition(),
             _ => None,
         }
@@ -170,6 +183,7 @@ impl ClientError {
     pub(crate) fn amqp_error(&self) -> Option<&AmqpError> {
         match self {
             ClientError::Service(e) | ClientError::Protocol(e) => Some(e),
+            ClientError::Idempotent(e) => e.amqp_error(),
             _ => None,
         }
     }

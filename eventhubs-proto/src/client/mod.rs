@@ -15,14 +15,21 @@
 //!   properties.
 //! - [`batch`]: batches with exact size accounting, and splitting a list
 //!   of events into batches grouped by partition key.
+//! - [`buffered`]: the buffered producer's decisions: routing on the
+//!   client, bounded buffers per partition, batches by size and maximum
+//!   wait, concurrency, flush and close.
+//! - [`idempotent`]: idempotent publishing: the producer properties, the
+//!   per-event sequence numbers, the state per partition and its errors.
 //! - [`rpc`]: `$cbs` put-token and `$management` requests and responses.
 
 pub mod batch;
+pub mod buffered;
 #[allow(clippy::module_inception)]
 mod client;
 mod connection;
 pub mod error;
 pub mod event;
+pub mod idempotent;
 mod links;
 mod management;
 pub mod options;
@@ -33,10 +40,14 @@ mod senders;
 mod timers;
 mod tokens;
 
-pub use batch::{split_into_batches, BatchError, EventBatch};
+pub use batch::{split_into_batches, split_into_batches_mixed, BatchError, EventBatch};
+pub use buffered::{
+    BatchId, BufferedEvent, BufferedOptions, BufferedProducer, EnqueueError, ReadyBatch, Route,
+};
 pub use client::Client;
 pub use error::ClientError;
 pub use event::{EventData, LastEnqueuedEventProperties, ReceivedEvent, SystemProperties};
+pub use idempotent::{IdempotentError, PartitionPublishingOptions, PartitionPublishingState};
 pub use options::{
     Cancelled, ClientEvent, ClientOptions, ConnectFailure, ConnectFailureKind, Credential, Now,
     OpId, ReceiverId, ReceiverOptions, SendTarget, TransportId,

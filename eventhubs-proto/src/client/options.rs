@@ -2,11 +2,13 @@
 //! identifiers, options with their defaults and validation, transport
 //! failures, and the events the client reports.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use super::error::ClientError;
 use super::event::ReceivedEvent;
+use super::idempotent::PartitionPublishingOptions;
 use super::rpc::{HubRuntimeInformation, PartitionRuntimeInformation};
 use crate::codec::frame::MIN_MAX_FRAME_SIZE;
 use crate::eventhubs::{EventPosition, RetryPolicy};
@@ -168,6 +170,17 @@ pub struct ClientOptions {
     /// deadline allows (transient errors only). Receivers, which have no
     /// deadline, still give up after the policy's retries.
     pub retry_until_deadline: bool,
+    /// Publish idempotently ([`super::idempotent`]): partition senders
+    /// attach as idempotent producers and the service appends every event
+    /// once, however often a lost acknowledgement makes the client send it
+    /// again. Sends must then go to partitions
+    /// ([`Client::send`](super::Client::send)). Off by default, as in the
+    /// .NET and JavaScript SDKs.
+    pub idempotent_publishing: bool,
+    /// Where idempotent publishing starts, by partition id (restored
+    /// state, or a chosen producer group or owner level); partitions not
+    /// listed let the service choose.
+    pub partition_publishing: BTreeMap<String, PartitionPublishingOptions>,
 }
 
 impl ClientOptions {
@@ -200,6 +213,8 @@ impl ClientOptions {
             grace_period: Self::DEFAULT_GRACE_PERIOD,
             linger: Self::DEFAULT_LINGER,
             retry_until_deadline: true,
+            idempotent_publishing: false,
+            partition_publishing: BTreeMap::new(),
         }
     }
 
@@ -227,6 +242,16 @@ impl ClientOptions {
         if let Credential::Plain { key_name, .. } = &self.credential {
             if key_name.is_empty() {
                 return bad("the key name is empty");
+            }
+        }
+        for (partition, p) in &self.partition_publishing {
+            if partition.is_empty() {
+                return bad("a partition publishing entry has an empty partition id");
+            }
+            if let Err(e) = p.validate() {
+                return Err(ClientError::InvalidArgument(format!(
+                    "partition {partition}: {e}"
+                )));
             }
         }
         Ok(())

@@ -3,7 +3,9 @@
 //! accounting, grouping by partition key); transfers go out as credit
 //! allows, in order; unacknowledged ones go back to the queue when the
 //! link or the connection is lost; refused ones are retried or fail per
-//! the outcome's class and the retry policy.
+//! the outcome's class and the retry policy. An idempotent partition
+//! sender (`idempotent.rs`) numbers each transfer when it first goes out
+//! and keeps one in flight.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
@@ -11,10 +13,16 @@ use std::time::Instant;
 use bytes::Bytes;
 use tracing::{debug, warn};
 
-use super::batch::{split_into_batches, BatchError, DEFAULT_MAX_MESSAGE_SIZE};
-use super::client::{Client, OpKind};
+use super::batch::{
+    split_into_batches, split_into_batches_mixed, BatchError, DEFAULT_MAX_MESSAGE_SIZE,
+};
+use super::client::{engine_command, Client, OpKind};
 use super::error::ClientError;
 use super::event::EventData;
+use super::idempotent::{
+    pending_from_encoded, split_pending, Idempotence, IdempotentError, Pending, Stamp,
+    IDEMPOTENT_PRODUCER_CAPABILITY,
+};
 use super::links::{retry_delay, LinkSlot, LinkState};
 use super::options::{Now, OpId, SendTarget};
 use super::requests::GEOREPLICATION;
@@ -31,22 +39,35 @@ pub(super) struct SendOp {
     events: Vec<EventData>,
     /// Transfers not accepted yet.
     units_left: usize,
+    /// The caller routed the events to their partition by key: keys are
+    /// kept on the events and do not split transfers.
+    routed: bool,
     /// A transfer was handed to the connection.
     started: bool,
+    /// An encoded transfer ([`Client::send_encoded`]) an idempotent sender
+    /// numbers: decoded and cut again once the link's limit is known.
+    encoded: Option<(Bytes, u32)>,
 }
 
 impl SendOp {
-    pub(super) fn new(target: SendTarget, events: Vec<EventData>) -> Self {
+    pub(super) fn new(target: SendTarget, events: Vec<EventData>, routed: bool) -> Self {
         SendOp {
             target,
             events,
             units_left: 0,
+            routed,
             started: false,
+            encoded: None,
         }
     }
 
-    /// What is wrong with sending `events` to `target`, if anything.
-    pub(super) fn validate(events: &[EventData], target: &SendTarget) -> Result<(), ClientError> {
+    /// What is wrong with sending `events` to `target`, if anything;
+    /// `routed` sends may carry partition keys to a partition.
+    pub(super) fn validate(
+        events: &[EventData],
+        target: &SendTarget,
+        routed: bool,
+    ) -> Result<(), ClientError> {
         let bad = |what: &str| Err(ClientError::InvalidArgument(what.into()));
         if events.is_empty() {
             return bad("no events to send");
@@ -55,7 +76,7 @@ impl SendOp {
             if p.is_empty() {
                 return bad("partition id is empty");
             }
-            if events.iter().any(|e| e.partition_key.is_some()) {
+            if !routed && events.iter().any(|e| e.partition_key.is_some()) {
                 return bad("an event with a partition key cannot be sent to a chosen partition");
             }
         }
@@ -72,6 +93,10 @@ struct Unit {
     attempt: u32,
     /// Waiting for a retry delay ([`Timer::SenderTransfer`]).
     not_before: Option<Instant>,
+    /// An idempotent sender's transfer before it has its numbers.
+    pending: Option<Pending>,
+    /// The numbers it carries, once it has them.
+    stamp: Option<Stamp>,
 }
 
 /// A sender link and its transfers.
@@ -85,10 +110,12 @@ pub(super) struct Sender {
     queue: VecDeque<Unit>,
     in_flight: BTreeMap<u32, Unit>,
     next_tag: u64,
+    /// Idempotent publishing's state, for a partition sender with it on.
+    pub(super) idem: Option<Idempotence>,
 }
 
 impl Sender {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(idem: Option<Idempotence>) -> Self {
         Sender {
             link: LinkState::new(),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
@@ -97,6 +124,7 @@ impl Sender {
             queue: VecDeque::new(),
             in_flight: BTreeMap::new(),
             next_tag: 0,
+            idem,
         }
     }
 
@@ -132,8 +160,9 @@ impl Sender {
     }
 }
 
-/// `events` as encoded transfers of at most `max` bytes.
-fn split(events: &[EventData], max: usize) -> Result<Vec<(Bytes, u32)>, ClientError> {
+/// `events` as encoded transfers of at most `max` bytes; `routed` events
+/// share transfers whatever their keys.
+fn split(events: &[EventData], max: usize, routed: bool) -> Result<Vec<(Bytes, u32)>, ClientError> {
     if let [event] = events {
         let m = event.to_message();
         let size = m.encoded_len();
@@ -147,8 +176,26 @@ fn split(events: &[EventData], max: usize) -> Result<Vec<(Bytes, u32)>, ClientEr
         }
         return Ok(vec![(m.to_bytes(), 0)]);
     }
-    let batches = split_into_batches(events, max)?;
+    let batches = if routed {
+        split_into_batches_mixed(events, max)?
+    } else {
+        split_into_batches(events, max)?
+    };
     Ok(batches.iter().map(|b| b.encode()).collect())
+}
+
+impl Unit {
+    fn new(op: OpId, payload: Bytes, format: u32, pending: Option<Pending>) -> Self {
+        Unit {
+            op,
+            payload,
+            format,
+            attempt: 0,
+            not_before: None,
+            pending,
+            stamp: None,
+        }
+    }
 }
 
 impl Client {
@@ -173,22 +220,52 @@ impl Client {
                 return Err(ClientError::InvalidArgument("partition id is empty".into()));
             }
         }
-        let mut send = SendOp::new(target.clone(), Vec::new());
-        send.units_left = 1;
-        let op = self.add_op(deadline, |_| OpKind::Send(send));
-        self.senders
-            .entry(target)
-            .or_insert_with(Sender::new)
-            .queue
-            .push_back(Unit {
-                op,
-                payload,
-                format,
-                attempt: 0,
-                not_before: None,
-            });
+        if let (SendTarget::Hub, true) = (&target, self.options.idempotent_publishing) {
+            return Err(ClientError::InvalidArgument(
+                "idempotent publishing sends to partitions only (the service deduplicates per partition): send the batch to a partition".into(),
+            ));
+        }
+        let mut send = SendOp::new(target.clone(), Vec::new(), false);
+        let sender = self.new_sender(&target);
+        let op;
+        if sender.idem.is_some() {
+            send.encoded = Some((payload, format));
+            op = self.add_op(deadline, |_| OpKind::Send(send));
+            self.senders
+                .entry(target)
+                .or_insert(sender)
+                .unsplit
+                .push_back(op);
+        } else {
+            send.units_left = 1;
+            op = self.add_op(deadline, |_| OpKind::Send(send));
+            self.senders
+                .entry(target)
+                .or_insert(sender)
+                .queue
+                .push_back(Unit::new(op, payload, format, None));
+        }
         self.drive(now);
         Ok(op)
+    }
+
+    /// A sender for `target`, with idempotent publishing's state when it is
+    /// on and `target` is a partition (from
+    /// [`ClientOptions::partition_publishing`](super::ClientOptions::partition_publishing)).
+    pub(super) fn new_sender(&self, target: &SendTarget) -> Sender {
+        let idem = match target {
+            SendTarget::Partition(p) if self.options.idempotent_publishing => {
+                let requested = self
+                    .options
+                    .partition_publishing
+                    .get(p)
+                    .copied()
+                    .unwrap_or_default();
+                Some(Idempotence::new(p.clone(), requested))
+            }
+            _ => None,
+        };
+        Sender::new(idem)
     }
 
     /// Attaches senders that have work, splits waiting sends and sends
@@ -218,6 +295,12 @@ impl Client {
     fn attach_sender(&mut self, now: Now, target: &SendTarget) {
         let name = self.link_name("sender");
         let address = target.address(&self.options.hub);
+        let mut desired_capabilities = vec![Symbol::from_static(GEOREPLICATION)];
+        let mut properties = None;
+        if let Some(idem) = self.senders.get(target).and_then(|s| s.idem.as_ref()) {
+            desired_capabilities.push(Symbol::from_static(IDEMPOTENT_PRODUCER_CAPABILITY));
+            properties = idem.link_properties();
+        }
         let config = LinkConfig {
             name: name.clone(),
             role: Role::Sender,
@@ -225,7 +308,8 @@ impl Client {
             target: Some(Target::with_address(address)),
             snd_settle_mode: SenderSettleMode::Unsettled,
             max_message_size: None,
-            desired_capabilities: vec![Symbol::from_static(GEOREPLICATION)],
+            desired_capabilities,
+            properties,
             ..LinkConfig::default()
         };
         let Some(c) = self.phase.open_conn() else {
@@ -299,18 +383,32 @@ impl Client {
             else {
                 continue;
             };
-            match split(&send.events, max) {
+            let units = if let Some((payload, format)) = send.encoded.take() {
+                pending_from_encoded(&payload, format, max).map(|ps| {
+                    ps.into_iter()
+                        .map(|p| Unit::new(op, Bytes::new(), 0, Some(p)))
+                        .collect::<Vec<_>>()
+                })
+            } else if s.idem.is_some() {
+                split_pending(&send.events, max, send.routed)
+                    .map(|ps| {
+                        ps.into_iter()
+                            .map(|p| Unit::new(op, Bytes::new(), 0, Some(p)))
+                            .collect::<Vec<_>>()
+                    })
+                    .map_err(ClientError::from)
+            } else {
+                split(&send.events, max, send.routed).map(|us| {
+                    us.into_iter()
+                        .map(|(payload, format)| Unit::new(op, payload, format, None))
+                        .collect()
+                })
+            };
+            match units {
                 Ok(units) => {
                     send.units_left = units.len();
                     send.events = Vec::new();
-                    s.queue
-                        .extend(units.into_iter().map(|(payload, format)| Unit {
-                            op,
-                            payload,
-                            format,
-                            attempt: 0,
-                            not_before: None,
-                        }));
+                    s.queue.extend(units);
                 }
                 Err(e) => failed.push((op, e)),
             }
@@ -330,9 +428,28 @@ impl Client {
             if s.queue.front().is_none_or(|u| u.not_before.is_some()) {
                 break;
             }
-            let Some(unit) = s.queue.pop_front() else {
+            // An idempotent sender keeps one transfer in flight: a refused
+            // one goes again before anything numbered after it.
+            if s.idem.is_some() && !s.in_flight.is_empty() {
+                break;
+            }
+            let Some(mut unit) = s.queue.pop_front() else {
                 break;
             };
+            if let (Some(p), Some(idem)) = (unit.pending.take(), s.idem.as_mut()) {
+                match idem.stamp(p) {
+                    Ok((payload, format, stamp)) => {
+                        unit.payload = payload;
+                        unit.format = format;
+                        unit.stamp = Some(stamp);
+                    }
+                    Err(p) => {
+                        unit.pending = Some(p);
+                        s.queue.push_front(unit);
+                        break;
+                    }
+                }
+            }
             s.next_tag += 1;
             let tag = Bytes::copy_from_slice(&s.next_tag.to_be_bytes());
             let sent = c.engine.link(link).send(
@@ -382,7 +499,70 @@ impl Client {
                 max_message_size = s.max_message_size,
                 "sender attached"
             );
+            let waiting = s.queue.front().and_then(|u| u.stamp);
+            if let Some(idem) = s.idem.as_mut() {
+                match idem.attached(attach.properties.as_ref(), waiting) {
+                    Ok(None) => debug!(?target, state = ?idem.state, "idempotent producer state"),
+                    Ok(Some(mismatch)) => {
+                        warn!(?target, error = %mismatch, "idempotent producer state");
+                        self.fail_sender_ops(target, mismatch.into());
+                    }
+                    Err(unsupported) => {
+                        self.close_sender_link(target);
+                        self.fail_sender(target, ClientError::Idempotent(unsupported));
+                    }
+                }
+            }
         }
+    }
+
+    /// Fails every send of the sender to `target`, keeping its link.
+    fn fail_sender_ops(&mut self, target: &SendTarget, error: ClientError) {
+        let ops = self
+            .senders
+            .get(target)
+            .map(Sender::ops)
+            .unwrap_or_default();
+        for op in ops {
+            self.fail_op(op, error.clone());
+        }
+    }
+
+    /// Detaches the sender's link (its in-flight transfers go back to the
+    /// queue); a new one is attached when there is work.
+    fn close_sender_link(&mut self, target: &SendTarget) {
+        let Some(s) = self.senders.get_mut(target) else {
+            return;
+        };
+        let link = s.link.slot.link();
+        s.requeue_in_flight();
+        s.link.slot = LinkSlot::READY;
+        if let (Some(link), Some(c)) = (link, self.phase.conn_mut()) {
+            engine_command(c.engine.link(link).close(None), "detach");
+            c.owners.insert(link, super::connection::Owner::Gone);
+        }
+        self.drop_orphans(target);
+    }
+
+    /// An idempotent sender's transfers whose send is gone leave the
+    /// queue: the next link reports whether the service has them.
+    fn drop_orphans(&mut self, target: &SendTarget) {
+        let ops = &self.ops;
+        if let Some(s) = self.senders.get_mut(target).filter(|s| s.idem.is_some()) {
+            s.queue.retain(|u| ops.contains_key(&u.op));
+        }
+    }
+
+    /// The typed form of a refusal of idempotent publishing's, if `error`
+    /// is one.
+    fn idempotent_refusal(
+        &self,
+        target: &SendTarget,
+        error: &ClientError,
+        stamp: Option<Stamp>,
+    ) -> Option<IdempotentError> {
+        let idem = self.senders.get(target)?.idem.as_ref()?;
+        idem.refusal(error.amqp_error()?, stamp)
     }
 
     /// The service detached a sender (or we did, for its protocol error):
@@ -399,8 +579,22 @@ impl Client {
         };
         s.requeue_in_flight();
         let failures = s.link.lost(now.instant);
-        let ops = s.ops();
+        self.drop_orphans(target);
+        let ops = self
+            .senders
+            .get(target)
+            .map(Sender::ops)
+            .unwrap_or_default();
         let error = error.unwrap_or(ClientError::Detached("sender"));
+        let error = match self.idempotent_refusal(target, &error, None) {
+            Some(typed) => {
+                if let Some(idem) = self.senders.get_mut(target).and_then(|s| s.idem.as_mut()) {
+                    idem.resync();
+                }
+                ClientError::from(typed)
+            }
+            None => error,
+        };
         warn!(?target, error = %error, "sender detached");
         match self.link_retry_delay(failures, error.amqp_error(), true) {
             Some(d) => {
@@ -473,9 +667,18 @@ impl Client {
         let error = match outcome {
             Ok(()) => {
                 s.link.failures = 0;
+                if let (Some(idem), Some(stamp)) = (s.idem.as_mut(), unit.stamp) {
+                    idem.accepted(stamp);
+                }
                 return self.transfer_accepted(unit.op);
             }
             Err(e) => e,
+        };
+        if let Some(typed) = self.idempotent_refusal(&target, &error, unit.stamp) {
+            return self.idempotent_refused(&target, unit.op, typed);
+        }
+        let Some(s) = self.senders.get_mut(&target) else {
+            return;
         };
         unit.attempt += 1;
         let condition = error.condition();
@@ -504,6 +707,23 @@ impl Client {
                 self.note_op_error(op, attempt, error);
             }
             _ => self.fail_op(op, error),
+        }
+    }
+
+    /// The service refused a transfer for idempotent publishing's reasons:
+    /// a higher owner level took the partition (every send of the sender
+    /// fails), or the numbers did not follow (the send fails, and the next
+    /// link takes the service's number).
+    fn idempotent_refused(&mut self, target: &SendTarget, op: OpId, error: IdempotentError) {
+        warn!(?target, error = %error, "idempotent publishing refused");
+        let stolen = matches!(error, IdempotentError::EpochStolen { .. });
+        if let Some(idem) = self.senders.get_mut(target).and_then(|s| s.idem.as_mut()) {
+            idem.resync();
+        }
+        self.fail_op(op, error.clone().into());
+        self.close_sender_link(target);
+        if stolen {
+            self.fail_sender(target, error.into());
         }
     }
 
@@ -556,6 +776,10 @@ impl Client {
         for s in self.senders.values_mut() {
             s.requeue_in_flight();
             s.link.reset();
+        }
+        let targets: Vec<SendTarget> = self.senders.keys().cloned().collect();
+        for t in targets {
+            self.drop_orphans(&t);
         }
     }
 }
