@@ -9,6 +9,6 @@ fn public_handles_and_futures_are_send() {
     // Taking the function's address instantiates it with this runtime;
     // the checks are its compilation.
     let _ = bounds::public_futures_are_send::<eventhubs_async_std::AsyncStdRuntime>
-        as fn(_, _, _, _, _, _);
+        as fn(_, _, _, _, _, _, _);
     let _ = bounds::stream_close_is_send as fn(_);
 }

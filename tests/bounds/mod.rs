@@ -6,8 +6,8 @@
 #![allow(dead_code, clippy::all)]
 
 use eventhubs_async::{
-    BatchOptions, EventData, EventDataBatch, EventStream, Hub, HubManager, ListenerHandle,
-    Processor, ReceiveOptions, Runtime, SendOptions,
+    BatchOptions, BufferedProducer, BufferedProducerOptions, EventData, EventDataBatch,
+    EventStream, Hub, HubManager, ListenerHandle, Processor, ReceiveOptions, Runtime, SendOptions,
 };
 use futures_util::StreamExt;
 
@@ -23,6 +23,7 @@ pub fn public_futures_are_send<R: Runtime>(
     listener: &ListenerHandle,
     processor: &Processor<R>,
     manager: &HubManager<R>,
+    producer: &BufferedProducer,
     batch: EventDataBatch,
 ) {
     send_sync(hub);
@@ -30,6 +31,7 @@ pub fn public_futures_are_send<R: Runtime>(
     send_sync(listener);
     send_sync(processor);
     send_sync(manager);
+    send_sync(producer);
     send(&batch);
 
     send(&hub.send(EventData::new("x")));
@@ -55,6 +57,11 @@ pub fn public_futures_are_send<R: Runtime>(
     send(&processor.run());
     send(&processor.partition_ids());
     send(&processor.close());
+
+    send(&hub.buffered_producer(BufferedProducerOptions::new()));
+    send(&producer.enqueue(EventData::new("x")));
+    send(&producer.flush());
+    send(&producer.close());
 
     send(&manager.list());
     send(&manager.get("eh1"));
