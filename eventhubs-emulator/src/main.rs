@@ -131,6 +131,11 @@ fn main() -> ExitCode {
     let namespace = config.namespace.clone();
     let server = match Server::new(config) {
         Ok(s) => s,
+        // A data directory locked by another emulator names itself.
+        Err(e) if e.kind() == std::io::ErrorKind::ResourceBusy => {
+            eprintln!("eventhubs-emulator: {e}");
+            return ExitCode::FAILURE;
+        }
         Err(e) => {
             eprintln!("eventhubs-emulator: data dir {data_dir}: {e}");
             return ExitCode::FAILURE;

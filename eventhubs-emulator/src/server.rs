@@ -65,6 +65,7 @@ impl Shared {
                     Store::open_for(&dir, &mut broker, at.unix_ms).map_err(|e| {
                         let kind = match &e {
                             StoreError::Io { source, .. } => source.kind(),
+                            StoreError::Locked { .. } => std::io::ErrorKind::ResourceBusy,
                             _ => std::io::ErrorKind::InvalidData,
                         };
                         std::io::Error::new(kind, e)
