@@ -20,6 +20,9 @@
 //!   issuers and their keys, audiences, expiry, role assignments per hub.
 //! - `quirks`: accommodations for known client bugs that a broker this
 //!   quick exposes (Microsoft's Rust SDK loses outcomes that arrive early).
+//! - [`limits`]: bounds on connections, authentication time, sessions,
+//!   links and queued deliveries, so that hostile or stalled clients
+//!   cannot exhaust the emulator, each answered as the service would.
 //! - [`store`]: optional persistence of the partition logs in a data
 //!   directory (`--data-dir`, [`EmulatorConfig::with_data_dir`]).
 
@@ -27,6 +30,7 @@ pub mod broker;
 pub mod config;
 pub mod entra;
 pub mod http_server;
+pub mod limits;
 pub mod listeners;
 pub mod management;
 mod quirks;
@@ -38,5 +42,6 @@ pub use broker::{
     RestoreError,
 };
 pub use config::EmulatorConfig;
+pub use limits::Limits;
 pub use quirks::LATE_OUTCOME_DELAY;
 pub use server::Emulator;
