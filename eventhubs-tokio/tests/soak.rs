@@ -108,7 +108,7 @@ impl Ledger {
     fn error(&self, what: &str, e: &eventhubs_async::Error) {
         // The kind of fault, without the detail that varies.
         let text = e.to_string();
-        let kind: String = text.chars().take(60).collect();
+        let kind: String = text.chars().take(100).collect();
         *self
             .error_kinds
             .lock()
