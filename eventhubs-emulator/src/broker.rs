@@ -37,6 +37,8 @@ use crate::config::{EmulatorConfig, HubConfig, Policy};
 use crate::idempotent::{self, Producer, ProducerState, Producers};
 use crate::quirks::{self, LateOutcomes, LATE_OUTCOME_DELAY};
 
+mod guard;
+
 /// A decoded request: message id, reply-to, application properties, body.
 type Request = (
     Option<MessageId>,
@@ -261,6 +263,8 @@ struct Conn {
     /// Outcomes held for a client that loses early ones (see
     /// [`crate::quirks`]).
     late: LateOutcomes,
+    /// What [`crate::limits`] bounds.
+    guard: guard::ConnGuard,
 }
 
 impl Conn {
@@ -282,6 +286,7 @@ impl Conn {
             self.engine.poll_timeout(),
             self.pending_cbs_deadline(),
             expiry,
+            self.guard.poll_timeout(self.engine.remote_open().is_some()),
         ]
         .into_iter()
         .flatten()
@@ -305,6 +310,14 @@ pub struct Stats {
     /// Events of idempotent producers acknowledged without being appended
     /// again (duplicates).
     pub duplicates: u64,
+    /// Connections refused by a bound of [`crate::limits`]: dropped at
+    /// once, or closed after their open.
+    pub connections_refused: u64,
+    /// Connections dropped for a handshake too slow, or a close not
+    /// answered.
+    pub connections_dropped: u64,
+    /// Attaches refused beyond a connection's link quota.
+    pub links_refused: u64,
     /// Connections accepted ([`Broker::connect`]) since the start.
     pub connections_accepted: u64,
 }
@@ -607,7 +620,9 @@ impl Broker {
             incoming_window: 5000,
             ..SessionConfig::default()
         };
+        self.limit_engine(&mut c);
         let engine = Connection::new(c, now.instant);
+        let guard = self.new_guard(now);
         debug!(conn = id.0, "connection accepted");
         self.conns.insert(
             id,
@@ -623,8 +638,10 @@ impl Broker {
                     ),
                 next_tag: 0,
                 late: LateOutcomes::default(),
+                guard,
             },
         );
+        self.admit(id);
         id
     }
 
@@ -930,9 +947,24 @@ impl Broker {
 
     /// Bytes to write to connection `id`'s socket.
     pub fn poll_transmit(&mut self, id: ConnId, now: Now, buf: &mut Vec<u8>) -> usize {
+        // Receivers held back by their bound of queued deliveries get more
+        // now that the caller takes what is queued.
+        if self.conns.get(&id).is_some_and(|c| c.guard.blocked) {
+            self.pump_conn(id, now);
+        }
         self.conns
             .get_mut(&id)
             .map_or(0, |c| c.engine.poll_transmit(now.instant, buf))
+    }
+
+    /// True when connection `id` has more to send than its last
+    /// [`poll_transmit`](Self::poll_transmit) gave: receivers held back by
+    /// their bound of queued deliveries
+    /// ([`Limits::max_pending_deliveries`](crate::limits::Limits::max_pending_deliveries)).
+    /// A runtime calls `poll_transmit` again once it has written what it
+    /// got, without waiting for input.
+    pub fn wants_transmit(&self, id: ConnId) -> bool {
+        self.conns.get(&id).is_some_and(|c| c.guard.blocked)
     }
 
     /// The earliest moment [`handle_timeout`](Self::handle_timeout) is due:
@@ -953,6 +985,7 @@ impl Broker {
     /// connections, the CBS deadline of anonymous connections, expired
     /// tokens.
     pub fn handle_timeout(&mut self, now: Now) {
+        self.enforce_deadlines(now);
         while self.held.front().is_some_and(|h| h.release <= now.instant) {
             if let Some(h) = self.held.pop_front() {
                 self.release(h);
@@ -976,6 +1009,7 @@ impl Broker {
                     "amqp:unauthorized-access",
                     "no token was put in time",
                 )));
+                conn.guard.closing(now);
             }
             // Links whose token expired are detached.
             conn.grants.retain(|g| g.expires_at > now.instant);
@@ -1071,6 +1105,7 @@ impl Broker {
                     conn.late.set_delay(LATE_OUTCOME_DELAY);
                 }
                 let _ = conn.engine.open();
+                self.check_open(id, now);
             }
             Event::LinkAttached {
                 link,
@@ -1135,6 +1170,7 @@ impl Broker {
             let tag = Bytes::copy_from_slice(&conn.next_tag.to_be_bytes());
             let _ = conn.engine.link(link).send(tag, 0, Settlement::Settled, m);
         }
+        Self::bound_replies(conn, link);
     }
 
     fn on_attach(
@@ -1166,7 +1202,9 @@ impl Broker {
         };
         let client_sends = attach.role == Role::Sender;
         debug!(conn = id.0, name = %attach.name, source = %source_address, target = %target_address, client_sends, "attach");
-        let (kind, credit) = if client_sends {
+        let (kind, credit) = if let Some(e) = self.link_quota(id) {
+            (Err(e), 0)
+        } else if client_sends {
             let path = entity_path(&target_address);
             if path == CBS {
                 (Ok(LinkKind::CbsRequests), 100)
@@ -1659,7 +1697,9 @@ impl Broker {
                 match self.check_token(now, &ty, &audience, token) {
                     Ok(grant) => {
                         info!(conn = id.0, %audience, status = 202, "put-token accepted");
-                        self.conns.get_mut(&id).expect("present").grants.push(grant);
+                        let conn = self.conns.get_mut(&id).expect("present");
+                        conn.grants.push(grant);
+                        conn.guard.token_accepted = true;
                         (202, "Accepted".to_string())
                     }
                     Err(why) => {
@@ -1998,55 +2038,66 @@ impl Broker {
 
     /// Sends stored events to every receiver with credit.
     fn pump_all(&mut self, now: Now) {
-        let ids = self.connections();
-        for id in ids {
-            let Some(conn) = self.conns.get_mut(&id) else {
-                continue;
-            };
-            let consumers: Vec<(LinkId, Consumer)> = conn
-                .links
-                .iter()
-                .filter_map(|(l, k)| match k {
-                    LinkKind::Consumer(c) => Some((*l, c.clone())),
-                    _ => None,
-                })
-                .collect();
-            for (link, mut c) in consumers {
-                let part = &self.hubs[c.hub].partitions[c.partition];
-                let mut moved = false;
-                while conn.engine.credit(link) > 0 {
-                    let first = part
-                        .events
-                        .front()
-                        .map_or(part.next_sequence_number, |e| e.sequence_number);
-                    let index = (c.next_sequence_number - first).max(0) as usize;
-                    let Some(e) = part.events.get(index) else {
-                        break;
-                    };
-                    let payload = if c.runtime_metric {
-                        with_runtime_metric(e, part, now)
-                    } else {
-                        e.encoded.clone()
-                    };
-                    conn.next_tag += 1;
-                    let tag = Bytes::copy_from_slice(&conn.next_tag.to_be_bytes());
-                    if conn
-                        .engine
-                        .link(link)
-                        .send(tag, 0, Settlement::Settled, payload)
-                        .is_err()
-                    {
-                        break;
-                    }
-                    c.next_sequence_number = e.sequence_number + 1;
-                    self.stats.events_out += 1;
-                    moved = true;
+        for id in self.connections() {
+            self.pump_conn(id, now);
+        }
+    }
+
+    /// Sends stored events to the receivers of connection `id` that have
+    /// credit, as far as their bound of queued deliveries allows.
+    fn pump_conn(&mut self, id: ConnId, now: Now) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let mut blocked = false;
+        let consumers: Vec<(LinkId, Consumer)> = conn
+            .links
+            .iter()
+            .filter_map(|(l, k)| match k {
+                LinkKind::Consumer(c) => Some((*l, c.clone())),
+                _ => None,
+            })
+            .collect();
+        for (link, mut c) in consumers {
+            let part = &self.hubs[c.hub].partitions[c.partition];
+            let mut moved = false;
+            while conn.engine.credit(link) > 0 {
+                let first = part
+                    .events
+                    .front()
+                    .map_or(part.next_sequence_number, |e| e.sequence_number);
+                let index = (c.next_sequence_number - first).max(0) as usize;
+                let Some(e) = part.events.get(index) else {
+                    break;
+                };
+                if !Self::room(conn, link) {
+                    blocked = true;
+                    break;
                 }
-                if moved {
-                    conn.links.insert(link, LinkKind::Consumer(c));
+                let payload = if c.runtime_metric {
+                    with_runtime_metric(e, part, now)
+                } else {
+                    e.encoded.clone()
+                };
+                conn.next_tag += 1;
+                let tag = Bytes::copy_from_slice(&conn.next_tag.to_be_bytes());
+                if conn
+                    .engine
+                    .link(link)
+                    .send(tag, 0, Settlement::Settled, payload)
+                    .is_err()
+                {
+                    break;
                 }
+                c.next_sequence_number = e.sequence_number + 1;
+                self.stats.events_out += 1;
+                moved = true;
+            }
+            if moved {
+                conn.links.insert(link, LinkKind::Consumer(c));
             }
         }
+        conn.guard.blocked = blocked;
     }
 }
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::entra::{EntraIdConfig, EntraIdJson};
+use crate::limits::Limits;
 
 /// A shared access policy: name, key and rights.
 #[derive(Clone, PartialEq, Eq)]
@@ -68,6 +69,9 @@ pub struct EmulatorConfig {
     /// Which Entra ID (JWT) tokens are accepted ([`crate::entra`]); `None`
     /// refuses them all.
     pub entra_id: Option<EntraIdConfig>,
+    /// Bounds on what clients may make the emulator hold
+    /// ([`crate::limits`]).
+    pub limits: Limits,
 }
 
 /// The policy Microsoft's emulator ships with.
@@ -99,6 +103,7 @@ impl Default for EmulatorConfig {
             cbs_deadline_ms: 60_000,
             data_dir: None,
             entra_id: None,
+            limits: Limits::default(),
         }
     }
 }

@@ -9,12 +9,13 @@
 //! the reply is a 500.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use eventhubs_proto::http::{write_response, HttpError, Limits, RequestParser};
-use http::header::{HeaderValue, CONNECTION};
+use http::header::{HeaderValue, CONNECTION, RETRY_AFTER};
 use http::{Request, Response, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -37,13 +38,28 @@ pub fn limits() -> Limits {
 /// How long a connection may wait for its next byte before it is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Accepts connections on `listener` until the task is dropped.
+/// Accepts connections on `listener` until the task is dropped. Beyond
+/// [`Limits::max_http_connections`](crate::limits::Limits::max_http_connections)
+/// at once, a connection is answered `503 Service Unavailable` and closed.
 pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let open = Arc::new(AtomicUsize::new(0));
     loop {
         match listener.accept().await {
             Ok((socket, peer)) => {
                 let _ = socket.set_nodelay(true);
-                tokio::spawn(serve_connection(shared.clone(), socket, peer));
+                let max = shared
+                    .broker
+                    .lock()
+                    .expect("broker")
+                    .config()
+                    .limits
+                    .max_http_connections;
+                let slot = Slot::take(&open);
+                if slot.count > max {
+                    tokio::spawn(refuse_busy(shared.clone(), socket, peer, max, slot));
+                    continue;
+                }
+                tokio::spawn(serve_connection(shared.clone(), socket, peer, slot));
             }
             Err(e) => {
                 warn!(error = %e, "http: accept failed");
@@ -51,6 +67,71 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             }
         }
     }
+}
+
+/// One HTTP connection, counted while it lives.
+struct Slot {
+    open: Arc<AtomicUsize>,
+    /// Connections open with this one.
+    count: usize,
+}
+
+impl Slot {
+    fn take(open: &Arc<AtomicUsize>) -> Slot {
+        let count = open.fetch_add(1, Ordering::AcqRel) + 1;
+        Slot {
+            open: open.clone(),
+            count,
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// How long a refused connection's 503 may take to write.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Answers a connection beyond the bound: `503 Service Unavailable`,
+/// `Retry-After: 1`, closed.
+async fn refuse_busy(
+    shared: Arc<Shared>,
+    mut socket: TcpStream,
+    peer: SocketAddr,
+    max: usize,
+    slot: Slot,
+) {
+    info!(%peer, open = slot.count - 1, limit = max, "http: too many connections: 503");
+    let mut response = {
+        let b = shared.broker.lock().expect("broker");
+        error_response(
+            &b,
+            now(),
+            &Refusal {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                detail: format!(
+                    "The emulator serves {max} HTTP connections at once; try again shortly."
+                ),
+            },
+        )
+    };
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    let mut out = Vec::new();
+    write_response(&response, false, &mut out);
+    let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
+        let _ = socket.write_all(&out).await;
+        let _ = socket.shutdown().await;
+    })
+    .await;
+    drop(slot);
 }
 
 /// A 400 for bytes that are not an acceptable HTTP request.
@@ -72,8 +153,22 @@ fn bad_request(broker: &Broker, now: Now, e: &HttpError) -> Response<Bytes> {
     )
 }
 
-async fn serve_connection(shared: Arc<Shared>, mut socket: TcpStream, peer: SocketAddr) {
+async fn serve_connection(
+    shared: Arc<Shared>,
+    mut socket: TcpStream,
+    peer: SocketAddr,
+    _slot: Slot,
+) {
     debug!(%peer, "http: connection");
+    let request_timeout = shared
+        .broker
+        .lock()
+        .expect("broker")
+        .config()
+        .limits
+        .http_request_timeout;
+    // When the request being read began arriving.
+    let mut started: Option<Instant> = None;
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 16 * 1024];
     let mut parser = RequestParser::new(limits());
@@ -93,11 +188,32 @@ async fn serve_connection(shared: Arc<Shared>, mut socket: TcpStream, peer: Sock
                     Some(request) => {
                         let keep = parser.persistent();
                         parser = RequestParser::new(limits());
+                        started = None;
                         (handle(&shared, &request), keep)
                     }
                     None => {
-                        let read = tokio::time::timeout(IDLE_TIMEOUT, socket.read(&mut chunk));
+                        let wait = match started {
+                            Some(t) => request_timeout.saturating_sub(t.elapsed()),
+                            None => IDLE_TIMEOUT,
+                        };
+                        let read = tokio::time::timeout(wait, socket.read(&mut chunk));
                         match read.await {
+                            Err(_) if started.is_some() => {
+                                info!(%peer, "http: request not received in time: 408");
+                                let b = shared.broker.lock().expect("broker");
+                                let r = error_response(
+                                    &b,
+                                    now(),
+                                    &Refusal {
+                                        status: StatusCode::REQUEST_TIMEOUT,
+                                        detail: format!(
+                                            "The request did not arrive whole within {} s.",
+                                            request_timeout.as_secs()
+                                        ),
+                                    },
+                                );
+                                (r, false)
+                            }
                             Err(_) => {
                                 debug!(%peer, "http: idle connection closed");
                                 break;
@@ -113,6 +229,7 @@ async fn serve_connection(shared: Arc<Shared>, mut socket: TcpStream, peer: Sock
                                 break;
                             }
                             Ok(Ok(n)) => {
+                                started.get_or_insert_with(Instant::now);
                                 buf.extend_from_slice(&chunk[..n]);
                                 continue;
                             }

@@ -23,6 +23,9 @@
 //! - [`idempotent`]: idempotent publishing as the service does it: producer
 //!   groups, owner levels and sequence numbers per partition, duplicates
 //!   acknowledged once, gaps and superseded owner levels refused.
+//! - [`limits`]: bounds on connections, authentication time, sessions,
+//!   links and queued deliveries, so that hostile or stalled clients
+//!   cannot exhaust the emulator, each answered as the service would.
 //! - [`store`]: optional persistence of the partition logs in a data
 //!   directory (`--data-dir`, [`EmulatorConfig::with_data_dir`]).
 
@@ -31,6 +34,7 @@ pub mod config;
 pub mod entra;
 pub mod http_server;
 pub mod idempotent;
+pub mod limits;
 pub mod listeners;
 pub mod management;
 mod quirks;
@@ -43,5 +47,6 @@ pub use broker::{
 };
 pub use config::EmulatorConfig;
 pub use idempotent::{ProducerRecord, ProducerState};
+pub use limits::Limits;
 pub use quirks::LATE_OUTCOME_DELAY;
 pub use server::Emulator;

@@ -392,12 +392,17 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, wrap: Wrap) {
     loop {
         match listener.accept().await {
             Ok((socket, peer)) => {
+                let Some(slot) = HandshakeSlot::take(&shared) else {
+                    info!(%peer, transport = wrap.name(), "connection refused: too many unauthenticated connections");
+                    continue;
+                };
                 let _ = socket.set_nodelay(true);
                 tokio::spawn(handshake_and_serve(
                     shared.clone(),
                     socket,
                     peer,
                     wrap.clone(),
+                    slot,
                 ));
             }
             Err(e) => {
@@ -409,7 +414,44 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, wrap: Wrap) {
     }
 }
 
-async fn handshake_and_serve(shared: Arc<Shared>, socket: TcpStream, peer: SocketAddr, wrap: Wrap) {
+/// A TLS or WebSocket handshake in progress, counted against
+/// [`Limits::max_unauthenticated`](crate::limits::Limits::max_unauthenticated)
+/// with the broker's unauthenticated connections until it is dropped.
+struct HandshakeSlot(Arc<Shared>);
+
+impl HandshakeSlot {
+    /// A slot, unless handshakes and unauthenticated connections already
+    /// reach the bound.
+    fn take(shared: &Arc<Shared>) -> Option<HandshakeSlot> {
+        use std::sync::atomic::Ordering;
+        let (limit, unauthenticated) = {
+            let b = shared.broker.lock().expect("broker");
+            (
+                b.config().limits.max_unauthenticated,
+                b.unauthenticated_connections(),
+            )
+        };
+        let before = shared.handshakes.fetch_add(1, Ordering::AcqRel);
+        let slot = HandshakeSlot(shared.clone());
+        (before + unauthenticated < limit).then_some(slot)
+    }
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        self.0
+            .handshakes
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+async fn handshake_and_serve(
+    shared: Arc<Shared>,
+    socket: TcpStream,
+    peer: SocketAddr,
+    wrap: Wrap,
+    slot: HandshakeSlot,
+) {
     let name = wrap.name();
     let failed = |stage: &str, error: &dyn fmt::Display| {
         info!(%peer, transport = name, stage, %error, "handshake failed");
@@ -419,14 +461,20 @@ async fn handshake_and_serve(shared: Arc<Shared>, socket: TcpStream, peer: Socke
     match wrap {
         Wrap::Tls(acceptor) => {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
-                Ok(Ok(tls)) => serve_stream(shared, tls.compat(), peer, name).await,
+                Ok(Ok(tls)) => {
+                    drop(slot);
+                    serve_stream(shared, tls.compat(), peer, name).await
+                }
                 Ok(Err(e)) => failed("tls", &e),
                 Err(_) => timed_out("tls"),
             }
         }
         Wrap::WebSocket => {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept_websocket(socket)).await {
-                Ok(Ok(ws)) => serve_stream(shared, ws.compat(), peer, name).await,
+                Ok(Ok(ws)) => {
+                    drop(slot);
+                    serve_stream(shared, ws.compat(), peer, name).await
+                }
                 Ok(Err(e)) => failed("websocket", &e),
                 Err(_) => timed_out("websocket"),
             }
@@ -442,7 +490,10 @@ async fn handshake_and_serve(shared: Arc<Shared>, socket: TcpStream, peer: Socke
                     .map_err(|e| ("websocket", e.to_string()))
             };
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, both).await {
-                Ok(Ok(ws)) => serve_stream(shared, ws.compat(), peer, name).await,
+                Ok(Ok(ws)) => {
+                    drop(slot);
+                    serve_stream(shared, ws.compat(), peer, name).await
+                }
                 Ok(Err((stage, e))) => failed(stage, &e),
                 Err(_) => timed_out("tls+websocket"),
             }

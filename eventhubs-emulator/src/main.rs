@@ -4,6 +4,10 @@
 //! eventhubs-emulator [--listen ADDR] [--config Config.json] [--data-dir DIR]
 //!     [--tls-listen ADDR] [--ws-listen ADDR] [--wss-listen ADDR]
 //!     [--tls-cert PEM --tls-key PEM] [--http-listen ADDR|off]
+//!     [--max-connections N] [--max-unauthenticated N] [--handshake-timeout SECS]
+//!     [--cbs-timeout SECS] [--max-sessions N] [--max-links N]
+//!     [--max-pending-deliveries N] [--max-http-connections N]
+//!     [--http-request-timeout SECS]
 //! ```
 //!
 //! Listens on 127.0.0.1:5672 by default, plain AMQP as Microsoft's emulator
@@ -15,7 +19,9 @@
 //! API and `GET /health`, printed as `LISTENING-HTTP PORT`. Connection string:
 //! `Endpoint=sb://localhost;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;EntityPath=eh1`.
 //! With `--data-dir`, events are kept in DIR and served again after a
-//! restart. Logs go to stderr at `info` (connections, links, tokens,
+//! restart. The limit flags bound what clients may make it hold (see the
+//! library's `limits` module; `--help` lists them with their defaults).
+//! Logs go to stderr at `info` (connections, links, tokens,
 //! errors); set `RUST_LOG` (e.g. `debug`, or
 //! `eventhubs_emulator=debug`) for more or less.
 
@@ -27,12 +33,14 @@ use std::process::ExitCode;
 use eventhubs_emulator::config::EmulatorConfig;
 use eventhubs_emulator::listeners::ListenerArgs;
 use eventhubs_emulator::server::Server;
+use eventhubs_emulator::Limits;
 use tracing_subscriber::EnvFilter;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: eventhubs-emulator [--listen ADDR] [--config Config.json] [--data-dir DIR] {}",
-        ListenerArgs::USAGE
+        "usage: eventhubs-emulator [--listen ADDR] [--config Config.json] [--data-dir DIR] {} {}",
+        ListenerArgs::USAGE,
+        Limits::USAGE
     );
     ExitCode::from(2)
 }
@@ -59,6 +67,8 @@ fn main() -> ExitCode {
     let mut config_path: Option<PathBuf> = None;
     let mut extra = ListenerArgs::default();
     let mut data_dir: Option<PathBuf> = None;
+    let mut limits = Limits::default();
+    let mut cbs_deadline_ms: Option<i64> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -76,16 +86,27 @@ fn main() -> ExitCode {
             },
             "-h" | "--help" => {
                 let _ = usage();
+                eprintln!("{}", Limits::HELP);
                 return ExitCode::SUCCESS;
             }
-            flag => match extra.take(flag, &mut args) {
-                Ok(true) => {}
-                Ok(false) => return usage(),
-                Err(e) => {
-                    eprintln!("eventhubs-emulator: {e}");
-                    return usage();
+            flag => {
+                let mut cbs = cbs_deadline_ms.unwrap_or(60_000);
+                let taken = extra
+                    .take(flag, &mut args)
+                    .and_then(|t| Ok(t || limits.take(flag, &mut args, &mut cbs)?));
+                match taken {
+                    Ok(true) => {
+                        if flag == "--cbs-timeout" {
+                            cbs_deadline_ms = Some(cbs);
+                        }
+                    }
+                    Ok(false) => return usage(),
+                    Err(e) => {
+                        eprintln!("eventhubs-emulator: {e}");
+                        return usage();
+                    }
                 }
-            },
+            }
         }
     }
     let listeners = match extra.into_options().and_then(|o| o.bind()) {
@@ -105,10 +126,14 @@ fn main() -> ExitCode {
         },
         None => EmulatorConfig::default(),
     };
-    let config = match data_dir {
+    let mut config = match data_dir {
         Some(dir) => config.with_data_dir(dir),
         None => config,
     };
+    config.limits = limits;
+    if let Some(ms) = cbs_deadline_ms {
+        config.cbs_deadline_ms = ms;
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -131,6 +156,11 @@ fn main() -> ExitCode {
     let namespace = config.namespace.clone();
     let server = match Server::new(config) {
         Ok(s) => s,
+        // A data directory locked by another emulator names itself.
+        Err(e) if e.kind() == std::io::ErrorKind::ResourceBusy => {
+            eprintln!("eventhubs-emulator: {e}");
+            return ExitCode::FAILURE;
+        }
         Err(e) => {
             eprintln!("eventhubs-emulator: data dir {data_dir}: {e}");
             return ExitCode::FAILURE;

@@ -41,6 +41,9 @@ pub(crate) struct Shared {
     pub(crate) store: Option<Mutex<Store>>,
     wakers: Mutex<HashMap<ConnId, Arc<Notify>>>,
     timer: Notify,
+    /// TLS and WebSocket handshakes in progress, which count as
+    /// unauthenticated connections ([`crate::limits`]).
+    pub(crate) handshakes: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
@@ -65,6 +68,7 @@ impl Shared {
                     Store::open_for(&dir, &mut broker, at.unix_ms).map_err(|e| {
                         let kind = match &e {
                             StoreError::Io { source, .. } => source.kind(),
+                            StoreError::Locked { .. } => std::io::ErrorKind::ResourceBusy,
                             _ => std::io::ErrorKind::InvalidData,
                         };
                         std::io::Error::new(kind, e)
@@ -93,6 +97,7 @@ impl Shared {
             store,
             wakers: Mutex::new(HashMap::new()),
             timer: Notify::new(),
+            handshakes: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -221,7 +226,19 @@ pub(crate) async fn serve_stream<S>(
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let id = shared.broker.lock().expect("broker").connect(now());
+    let id = {
+        let mut b = shared.broker.lock().expect("broker");
+        let id = b.connect(now());
+        if b.is_closed(id) {
+            // Refused at once by a bound (crate::limits): nothing to say.
+            drop(b);
+            info!(conn = id.0, %peer, transport, "connection refused: too many unauthenticated connections");
+            return;
+        }
+        id
+    };
+    // Its handshake deadline is a new timer.
+    shared.timer.notify_one();
     let waker = Arc::new(Notify::new());
     shared
         .wakers
@@ -267,16 +284,20 @@ where
     let reason = loop {
         // Flush whatever the broker queued for this connection.
         out.clear();
-        let closed = {
+        let (closed, more) = {
             let mut b = shared.broker.lock().expect("broker");
             let _ = b.poll_transmit(id, now(), &mut out);
-            b.is_closed(id).then(|| {
+            let closed = b.is_closed(id).then(|| {
                 if b.connections().contains(&id) {
                     "AMQP close completed"
                 } else {
                     "dropped by the broker"
                 }
-            })
+            });
+            // Another round only helps when this one moved bytes: with
+            // nothing out, the client's window or credit is what waits,
+            // and its next frame (input) wakes us.
+            (closed, b.wants_transmit(id) && !out.is_empty())
         };
         // TLS and WebSocket streams buffer: flush, as TCP needs not.
         if !out.is_empty() {
@@ -290,7 +311,10 @@ where
         if let Some(reason) = closed {
             break reason.to_string();
         }
+        // Input first; then, when the broker has more for this client (it
+        // queues a bounded amount at a time), another round at once.
         tokio::select! {
+            biased;
             r = rd.read(&mut inbuf) => match r {
                 Ok(0) => break "the client closed the socket".to_string(),
                 Err(e) => break socket_error("read", &e),
@@ -300,6 +324,7 @@ where
                 }
             },
             _ = waker.notified() => {}
+            _ = std::future::ready(()), if more => {}
         }
     };
     let _ = wr.shutdown().await;

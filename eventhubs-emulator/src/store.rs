@@ -4,9 +4,14 @@
 //! ```text
 //! DIR/<hub>/<partition>/<first sequence number, 20 digits>.log
 //! segment := "EHEMLOG1" record*
-//! record  := length u32 LE | crc32 u32 LE | body         (length = body size)
+//! record  := length u32 LE | crc32 u32 LE | body
 //! body    := sequence number i64 LE | offset u64 LE | enqueued ms i64 LE | encoded message
 //! ```
+//!
+//! `length` is the body's size in its low 31 bits; its top bit is set on
+//! every record of one append but the last, so the records written
+//! together (a batch's events among them) come back together or not at
+//! all. Files written before that bit existed read the same.
 //!
 //! The hub directory is the hub's name in lower case with every byte other
 //! than `a-z`, `0-9`, `-` and `_` written `%xx`. A segment is closed once it
@@ -16,7 +21,10 @@
 //!
 //! The server appends what [`Broker::take_appended`](crate::Broker::take_appended)
 //! hands out, then `sync_data`s, before it sends the dispositions that
-//! acknowledge those events.
+//! acknowledge those events. Reading back, a torn last record (a crash in
+//! the middle of a write) is dropped with a warning and cut off the file,
+//! with the records written together with it;
+//! anything else that does not check out is a [`StoreError`].
 //!
 //! Idempotent producers' groups, owner levels and sequence numbers
 //! ([`crate::idempotent`]) live in `DIR/producers.state`, rewritten whole
@@ -32,9 +40,12 @@
 //!
 //! Names are written with every byte other than `A-Z`, `a-z`, `0-9`, `-`,
 //! `_` and `.` as `%xx`. At start the events appended after a `head` (a
-//! crash between the segments and this file) bring the table up to date. Reading back, a torn last record (a crash in
-//! the middle of a write) is dropped with a warning and cut off the file;
-//! anything else that does not check out is a [`StoreError`].
+//! crash between the segments and this file) bring the table up to date.
+//!
+//! One emulator at a time uses a directory: it holds an exclusive lock on
+//! `DIR/emulator.lock` (which names its pid) while the store is open, and
+//! a second one is refused with [`StoreError::Locked`]. The lock is the
+//! operating system's, so it goes with the process, however it ends.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -58,6 +69,8 @@ const RECORD_HEADER: usize = 8;
 const BODY_FIELDS: usize = 24;
 /// A segment is closed once it reaches this size.
 const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// In a record's length field: more records of the same append follow.
+const CONTINUES: u32 = 1 << 31;
 
 /// Why the data directory cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +111,14 @@ pub enum StoreError {
         hub: String,
         /// The partition.
         partition: String,
+    },
+    /// Another emulator holds the directory's lock.
+    #[error("{} is in use by another emulator{}: two emulators cannot share a data directory", dir.display(), pid.map_or_else(String::new, |p| format!(" (pid {p})")))]
+    Locked {
+        /// The data directory.
+        dir: PathBuf,
+        /// The holder's process id, as its lock file names it.
+        pid: Option<u32>,
     },
 }
 
@@ -153,11 +174,13 @@ fn segment_name(first_sequence_number: i64) -> String {
     format!("{first_sequence_number:020}.log")
 }
 
-/// Appends one record for `a` to `buf`.
-fn encode_record(buf: &mut Vec<u8>, a: &Appended) {
+/// Appends one record for `a` to `buf`; `continues` when more records of
+/// the same append follow it.
+fn encode_record(buf: &mut Vec<u8>, a: &Appended, continues: bool) {
     let len = (BODY_FIELDS + a.encoded.len()) as u32;
+    let field = if continues { len | CONTINUES } else { len };
     let start = buf.len();
-    buf.extend_from_slice(&len.to_le_bytes());
+    buf.extend_from_slice(&field.to_le_bytes());
     buf.extend_from_slice(&[0; 4]);
     buf.extend_from_slice(&a.sequence_number.to_le_bytes());
     buf.extend_from_slice(&a.offset.to_le_bytes());
@@ -207,6 +230,8 @@ pub struct Store {
     hub_retention_ms: BTreeMap<String, i64>,
     logs: BTreeMap<(String, String), PartitionLog>,
     failed: Option<String>,
+    /// Held while the store is open: no other emulator uses the directory.
+    _lock: DirLock,
 }
 
 /// One hub's partitions as [`Store::open_hubs`] opens them.
@@ -262,10 +287,15 @@ fn read_segment(
     let data = Bytes::from(data);
     let mut events = Vec::new();
     let mut at = MAGIC.len();
+    // Where the append being read began: its byte, its first event, and
+    // the numbering due there. A torn end takes the whole append with it.
+    let mut append_start = (at, 0, *next);
+    let mut continues = false;
     let torn = loop {
         let rest = &data[at..];
         if rest.is_empty() {
-            break None;
+            break continues
+                .then_some("the last append is cut short (its last records are missing)");
         }
         // A crash can leave a record cut short, or (on some file systems)
         // a tail of zeros; either can only be the end of the file.
@@ -273,7 +303,8 @@ fn read_segment(
         if rest.len() < RECORD_HEADER {
             break Some("a record header is cut short");
         }
-        let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+        let length_field = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes"));
+        let len = (length_field & !CONTINUES) as usize;
         let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
         if len < BODY_FIELDS {
             if zeros {
@@ -322,10 +353,22 @@ fn read_segment(
             encoded: data.slice(start..start + encoded_len),
         });
         at += RECORD_HEADER + len;
+        continues = length_field & CONTINUES != 0;
+        if !continues {
+            append_start = (at, events.len(), *next);
+        }
+    };
+    let valid_len = if torn.is_some() {
+        let (start, count, due) = append_start;
+        events.truncate(count);
+        *next = due;
+        start
+    } else {
+        at
     };
     Ok(SegmentRead {
         events,
-        valid_len: at as u64,
+        valid_len: valid_len as u64,
         torn,
     })
 }
@@ -458,8 +501,8 @@ impl PartitionLog {
             return Ok(());
         };
         buf.clear();
-        for a in events {
-            encode_record(buf, a);
+        for (i, a) in events.iter().enumerate() {
+            encode_record(buf, a, i + 1 < events.len());
         }
         self.active(first.sequence_number)?;
         let (Some((file, len)), Some(segment)) = (self.active.as_mut(), self.segments.last_mut())
@@ -541,6 +584,18 @@ impl Store {
         now_ms: i64,
     ) -> Result<(Store, Vec<Appended>), StoreError> {
         fs::create_dir_all(dir).map_err(io_error(dir))?;
+        let lock = DirLock::acquire(dir)?;
+        Self::open_locked(dir, lock, hubs, retention_ms, now_ms)
+    }
+
+    /// As [`open_hubs`](Self::open_hubs), with the directory's lock held.
+    fn open_locked(
+        dir: &Path,
+        lock: DirLock,
+        hubs: &[HubLayout],
+        retention_ms: i64,
+        now_ms: i64,
+    ) -> Result<(Store, Vec<Appended>), StoreError> {
         let mut logs = BTreeMap::new();
         let mut events = Vec::new();
         let mut known = vec![
@@ -548,6 +603,7 @@ impl Store {
             dir.join(ENTITIES_TEMP),
             dir.join(PRODUCERS_FILE),
             dir.join(format!("{PRODUCERS_FILE}.new")),
+            dir.join(LOCK_FILE),
         ];
         let mut hub_retention_ms = BTreeMap::new();
         for hub in hubs {
@@ -601,6 +657,7 @@ impl Store {
                 hub_retention_ms,
                 logs,
                 failed: None,
+                _lock: lock,
             },
             events,
         ))
@@ -842,6 +899,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<(Store, Vec<Appended>), StoreError> {
         fs::create_dir_all(dir).map_err(io_error(dir))?;
+        let lock = DirLock::acquire(dir)?;
         for state in Self::load_entities(dir)? {
             let name = state.name.clone();
             broker.restore_hub(state).map_err(|e| StoreError::Corrupt {
@@ -862,7 +920,7 @@ impl Store {
                     .map_or(emulator_ms, |d| i64::from(d) * 86_400_000),
             })
             .collect();
-        Self::open_hubs(dir, &layouts, emulator_ms, now_ms)
+        Self::open_locked(dir, lock, &layouts, emulator_ms, now_ms)
     }
 
     /// Opens the partitions of a hub created at run time, starting empty:
@@ -1018,6 +1076,59 @@ impl Store {
     }
 }
 
+// ------------------------------------------------------------------------
+// The data directory's lock: one emulator at a time.
+
+/// The lock file, in the data directory. It holds the pid of the emulator
+/// that holds its lock.
+const LOCK_FILE: &str = "emulator.lock";
+
+/// An exclusive lock on `DIR/emulator.lock` (an advisory lock of the
+/// operating system, `flock` on Unix), held while the store is open and
+/// released when it is dropped or the process ends, however it ends: a
+/// killed emulator leaves no stale lock behind, only the file.
+#[derive(Debug)]
+struct DirLock {
+    _file: File,
+}
+
+impl DirLock {
+    /// Takes the lock of `dir` and writes our pid into the lock file; when
+    /// another process holds it, [`StoreError::Locked`] with the pid that
+    /// process wrote. A file system without locks gives a warning, not an
+    /// error.
+    fn acquire(dir: &Path) -> Result<DirLock, StoreError> {
+        let path = dir.join(LOCK_FILE);
+        // Not truncated before the lock is ours: it names the holder.
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_error(&path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                return Err(StoreError::Locked {
+                    dir: dir.to_path_buf(),
+                    pid: text.trim().parse().ok(),
+                });
+            }
+            Err(fs::TryLockError::Error(e)) if e.kind() == io::ErrorKind::Unsupported => {
+                warn!(path = %path.display(), "data dir: the file system has no locks; nothing keeps a second emulator out of this directory");
+            }
+            Err(fs::TryLockError::Error(source)) => return Err(StoreError::Io { path, source }),
+        }
+        file.set_len(0)
+            .and_then(|()| file.write_all(format!("{}\n", std::process::id()).as_bytes()))
+            .map_err(io_error(&path))?;
+        Ok(DirLock { _file: file })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1130,6 +1241,73 @@ mod tests {
         let e = Store::open(&tmp.0, &config, 0).unwrap_err().to_string();
         assert!(e.contains("does not follow"), "{e}");
         assert!(e.contains(&names[2]), "{e}");
+    }
+
+    /// One append is one unit: a crash that cuts its write anywhere (a
+    /// batch's events among its records) drops every record of it, and
+    /// keeps every earlier append.
+    #[test]
+    fn a_torn_append_is_dropped_whole_wherever_it_is_cut() {
+        let tmp = TempDir::new("torn-append");
+        let config = EmulatorConfig::default();
+        let first = events("0", 0, 2, 0, 0);
+        let next_offset = first[1].offset + first[1].encoded.len() as u64;
+        let batch = events("0", 2, 3, next_offset, 0);
+        {
+            let (mut store, _) = Store::open(&tmp.0, &config, 0).unwrap();
+            store.append(&first, 0).unwrap();
+            store.append(&batch, 0).unwrap();
+        }
+        let segment = tmp.0.join("eh1/0/00000000000000000000.log");
+        let whole = fs::read(&segment).unwrap();
+        let record = |a: &Appended| RECORD_HEADER + BODY_FIELDS + a.encoded.len();
+        let batch_start = MAGIC.len() + first.iter().map(record).sum::<usize>();
+        assert_eq!(
+            whole.len(),
+            batch_start + batch.iter().map(record).sum::<usize>()
+        );
+        for cut in batch_start..whole.len() {
+            fs::write(&segment, &whole[..cut]).unwrap();
+            let (_, read) = Store::open(&tmp.0, &config, 0).unwrap();
+            assert_eq!(read, first, "cut at byte {cut}");
+            assert_eq!(
+                fs::read(&segment).unwrap(),
+                whole[..batch_start],
+                "cut at byte {cut}: the torn append is cut off the file"
+            );
+        }
+        fs::write(&segment, &whole).unwrap();
+        let (_, read) = Store::open(&tmp.0, &config, 0).unwrap();
+        assert_eq!(read.len(), 5);
+        assert_eq!(read[2..], batch[..]);
+    }
+
+    #[test]
+    fn a_second_store_on_the_directory_is_refused_with_the_holders_pid() {
+        let tmp = TempDir::new("lock");
+        let config = EmulatorConfig::default();
+        let (store, _) = Store::open(&tmp.0, &config, 0).unwrap();
+        let e = Store::open(&tmp.0, &config, 0).unwrap_err();
+        match &e {
+            StoreError::Locked { dir, pid } => {
+                assert_eq!(dir, &tmp.0);
+                assert_eq!(*pid, Some(std::process::id()));
+            }
+            other => panic!("{other:?}"),
+        }
+        let text = e.to_string();
+        assert!(text.contains(&tmp.0.display().to_string()), "{text}");
+        assert!(
+            text.contains(&format!("pid {}", std::process::id())),
+            "{text}"
+        );
+        drop(store);
+        // Released with the store; the file stays, naming the last holder.
+        let (_store, _) = Store::open(&tmp.0, &config, 0).unwrap();
+        assert_eq!(
+            fs::read_to_string(tmp.0.join(LOCK_FILE)).unwrap(),
+            format!("{}\n", std::process::id())
+        );
     }
 
     #[test]

@@ -593,8 +593,13 @@ fn run_seeds(idempotent: bool) -> Option<(u64, Outcome)> {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1000);
+    // SIM_SEED_FROM: where a longer campaign's slice starts.
+    let from: u64 = std::env::var("SIM_SEED_FROM")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let mut total = Outcome::default();
-    for seed in 0..seeds {
+    for seed in from..from + seeds {
         let o = run_seed(seed, idempotent);
         total.acked += o.acked;
         total.failed_ops += o.failed_ops;
@@ -612,7 +617,7 @@ fn run_seeds(idempotent: bool) -> Option<(u64, Outcome)> {
     } else {
         "at least once"
     };
-    println!("{seeds} seeds, {mode}: {total:?}");
+    println!("{seeds} seeds from {from}, {mode}: {total:?}");
     // The runs must exercise what they claim to.
     assert!(total.drops > seeds as u32 / 2, "{total:?}");
     assert!(total.faults > seeds as u32, "{total:?}");

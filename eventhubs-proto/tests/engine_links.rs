@@ -1092,3 +1092,57 @@ fn reject_oversized_settles_the_delivery_as_rejected_and_keeps_the_link() {
     p.run();
     assert!(p.server_events.iter().any(|e| matches!(e, Event::LinkError { error, .. } if error.condition == "amqp:link:message-size-exceeded")));
 }
+
+/// `queued` counts a sender's deliveries until they have gone out whole:
+/// those waiting for `poll_transmit`, and those held by the peer's session
+/// window; a detach forgets them.
+#[test]
+fn queued_counts_deliveries_until_they_are_out() {
+    let mut sc = server_config(&[], None);
+    sc.session_defaults.incoming_window = 4;
+    let mut p = Pair::opened(
+        client_config(vec![]),
+        sc,
+        ServerMode::Broker { credit: 1000 },
+    );
+    let ch = p.client.begin_session(SessionConfig::default()).unwrap();
+    let tx = p.client.session(ch).attach(sender("tx", "q")).unwrap();
+    p.run();
+    assert_eq!(p.client.queued(tx), 0);
+    let send = |p: &mut Pair, n: u32| {
+        for i in 0..n {
+            p.client
+                .link(tx)
+                .send(
+                    Bytes::from(i.to_be_bytes().to_vec()),
+                    0,
+                    Settlement::Unsettled,
+                    Bytes::from_static(b"x"),
+                )
+                .unwrap();
+        }
+    };
+    send(&mut p, 10);
+    assert_eq!(p.client.queued(tx), 10);
+    // Four fit the broker's window; the rest wait for its flow.
+    let mut out = Vec::new();
+    let _ = p.client.poll_transmit(p.now, &mut out);
+    assert_eq!(p.client.queued(tx), 6);
+    p.server.handle_input(p.now, &out);
+    p.run();
+    assert_eq!(p.client.queued(tx), 0);
+    assert_eq!(accepted(&p.client_events), 10);
+    // Held by a window of zero, then forgotten with the link.
+    p.mute_client = true;
+    send(&mut p, 3);
+    assert_eq!(p.client.queued(tx), 3);
+    p.client.link(tx).detach(None).unwrap();
+    assert_eq!(p.client.queued(tx), 0);
+    assert_eq!(
+        p.client.queued(LinkId {
+            channel: 9,
+            handle: 9
+        }),
+        0
+    );
+}

@@ -160,5 +160,6 @@ pub fn check_stream(data: &[u8]) {
 }
 
 pub use eventhubs_testkit::client_input;
+pub mod engine_server;
 pub mod http_response;
 pub mod management_request;

@@ -867,6 +867,14 @@ impl Connection {
         self.link_ref(id).map_or(0, |l| l.credit())
     }
 
+    /// Deliveries sent on link `id` that have not gone out whole yet: still
+    /// queued for [`poll_transmit`](Self::poll_transmit), or waiting for the
+    /// peer's session window (2.5.6). A sender that bounds this bounds what
+    /// a peer that stops reading makes it buffer. 0 for an unknown link.
+    pub fn queued(&self, id: LinkId) -> u32 {
+        self.link_ref(id).map_or(0, |l| l.queued())
+    }
+
     fn link_ref(&self, id: LinkId) -> Option<&super::session::Link> {
         self.sessions
             .get(id.channel as usize)

@@ -194,6 +194,8 @@ pub(crate) struct Link {
     available: u32,
     drain: bool,
     partial: Option<Partial>,
+    /// Deliveries sent on this link still in the session's outgoing queue.
+    queued: u32,
     /// Reject (rather than detach for) unsettled oversized messages.
     reject_oversized: bool,
     /// An oversized delivery whose remaining frames are being dropped
@@ -223,6 +225,7 @@ impl Link {
             available: 0,
             drain: false,
             partial: None,
+            queued: 0,
             reject_oversized: false,
             discarding: None,
         }
@@ -231,6 +234,11 @@ impl Link {
     /// Credit available to a sender.
     pub(crate) fn credit(&self) -> u32 {
         self.link_credit
+    }
+
+    /// Deliveries sent on this link that have not gone out whole yet.
+    pub(crate) fn queued(&self) -> u32 {
+        self.queued
     }
 
     /// Our role.
@@ -512,6 +520,9 @@ impl Session {
             payload: Bytes::new(),
         });
         self.outgoing.retain(|p| p.handle != handle);
+        if let Some(link) = self.link_mut(handle) {
+            link.queued = 0;
+        }
         self.reap(handle);
         true
     }
@@ -744,6 +755,7 @@ impl Session {
         };
         link.link_credit -= 1;
         link.delivery_count = link.delivery_count.wrapping_add(1);
+        link.queued += 1;
         let delivery_id = self.next_delivery_id;
         self.next_delivery_id = delivery_id.wrapping_add(1);
         if !settled {
@@ -789,7 +801,7 @@ impl Session {
                 });
                 self.next_outgoing_id = self.next_outgoing_id.wrapping_add(1);
                 self.remote_incoming_window -= 1;
-                self.outgoing.pop_front();
+                self.pop_outgoing();
                 continue;
             }
             let mut t = Transfer {
@@ -819,7 +831,17 @@ impl Session {
             self.next_outgoing_id = self.next_outgoing_id.wrapping_add(1);
             self.remote_incoming_window -= 1;
             if done {
-                self.outgoing.pop_front();
+                self.pop_outgoing();
+            }
+        }
+    }
+
+    /// Takes the delivery at the front of the outgoing queue off it: it
+    /// has gone out whole, or ended aborted.
+    fn pop_outgoing(&mut self) {
+        if let Some(p) = self.outgoing.pop_front() {
+            if let Some(link) = self.link_mut(p.handle) {
+                link.queued = link.queued.saturating_sub(1);
             }
         }
     }
