@@ -34,7 +34,7 @@ use eventhubs_proto::management::{EntityStatus, DEFAULT_CONSUMER_GROUP};
 use tracing::{debug, info, warn};
 
 use crate::config::{EmulatorConfig, HubConfig, Policy};
-use crate::quirks::{self, LateOutcomes, LATE_OUTCOME_DELAY};
+use crate::quirks::{self, LateOutcomes};
 
 /// A decoded request: message id, reply-to, application properties, body.
 type Request = (
@@ -983,13 +983,14 @@ impl Broker {
             }
             Event::Opened(open) => {
                 debug!(conn = id.0, container = %open.container_id, hostname = ?open.hostname, "open");
-                if quirks::loses_early_outcomes(&open) {
+                let delay = self.config.ms_sdk_outcome_delay;
+                if quirks::loses_early_outcomes(&open) && !delay.is_zero() {
                     info!(
                         conn = id.0,
-                        delay_ms = LATE_OUTCOME_DELAY.as_millis() as u64,
+                        delay_ms = delay.as_millis() as u64,
                         "client is Microsoft's Rust SDK: its outcomes are held (fe2o3-amqp loses early ones)"
                     );
-                    conn.late.set_delay(LATE_OUTCOME_DELAY);
+                    conn.late.set_delay(delay);
                 }
                 let _ = conn.engine.open();
             }

@@ -68,6 +68,10 @@ pub struct EmulatorConfig {
     /// Which Entra ID (JWT) tokens are accepted ([`crate::entra`]); `None`
     /// refuses them all.
     pub entra_id: Option<EntraIdConfig>,
+    /// How long outcomes sent to Microsoft's Rust SDK are held, which loses
+    /// outcomes that arrive too early ([`crate::LATE_OUTCOME_DELAY`], the
+    /// default, explains why); zero answers it at once, as other clients.
+    pub ms_sdk_outcome_delay: std::time::Duration,
 }
 
 /// The policy Microsoft's emulator ships with.
@@ -99,6 +103,7 @@ impl Default for EmulatorConfig {
             cbs_deadline_ms: 60_000,
             data_dir: None,
             entra_id: None,
+            ms_sdk_outcome_delay: crate::LATE_OUTCOME_DELAY,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! eventhubs-emulator [--listen ADDR] [--config Config.json] [--data-dir DIR]
 //!     [--tls-listen ADDR] [--ws-listen ADDR] [--wss-listen ADDR]
 //!     [--tls-cert PEM --tls-key PEM] [--http-listen ADDR|off]
+//!     [--ms-sdk-outcome-delay MS]
 //! ```
 //!
 //! Listens on 127.0.0.1:5672 by default, plain AMQP as Microsoft's emulator
@@ -15,7 +16,9 @@
 //! API and `GET /health`, printed as `LISTENING-HTTP PORT`. Connection string:
 //! `Endpoint=sb://localhost;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;EntityPath=eh1`.
 //! With `--data-dir`, events are kept in DIR and served again after a
-//! restart. Logs go to stderr at `info` (connections, links, tokens,
+//! restart. `--ms-sdk-outcome-delay` sets how long outcomes sent to
+//! Microsoft's Rust SDK are held (20 ms by default; 0 answers it at once,
+//! and it may then stall: see the `quirks` module). Logs go to stderr at `info` (connections, links, tokens,
 //! errors); set `RUST_LOG` (e.g. `debug`, or
 //! `eventhubs_emulator=debug`) for more or less.
 
@@ -31,7 +34,7 @@ use tracing_subscriber::EnvFilter;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: eventhubs-emulator [--listen ADDR] [--config Config.json] [--data-dir DIR] {}",
+        "usage: eventhubs-emulator [--listen ADDR] [--config Config.json] [--data-dir DIR] [--ms-sdk-outcome-delay MS] {}",
         ListenerArgs::USAGE
     );
     ExitCode::from(2)
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
     let mut config_path: Option<PathBuf> = None;
     let mut extra = ListenerArgs::default();
     let mut data_dir: Option<PathBuf> = None;
+    let mut ms_sdk_outcome_delay: Option<std::time::Duration> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -72,6 +76,10 @@ fn main() -> ExitCode {
             },
             "--data-dir" => match args.next() {
                 Some(v) => data_dir = Some(v.into()),
+                None => return usage(),
+            },
+            "--ms-sdk-outcome-delay" => match args.next().and_then(|v| v.parse().ok()) {
+                Some(ms) => ms_sdk_outcome_delay = Some(std::time::Duration::from_millis(ms)),
                 None => return usage(),
             },
             "-h" | "--help" => {
@@ -105,10 +113,13 @@ fn main() -> ExitCode {
         },
         None => EmulatorConfig::default(),
     };
-    let config = match data_dir {
+    let mut config = match data_dir {
         Some(dir) => config.with_data_dir(dir),
         None => config,
     };
+    if let Some(delay) = ms_sdk_outcome_delay {
+        config.ms_sdk_outcome_delay = delay;
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
