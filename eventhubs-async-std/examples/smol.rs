@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use eventhubs_async_std::{Event, Hub, HubOptions, ReceiveOptions};
+use eventhubs_async_std::{EventData, EventPosition, Hub, HubOptions, ReceiveOptions, SendOptions};
 use eventhubs_emulator::{Emulator, EmulatorConfig};
 use futures_util::StreamExt;
 
@@ -26,15 +26,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut events = hub
             .receiver(
                 &info.partition_ids[0],
-                ReceiveOptions::default().sequence_number(p.last_sequence_number, false),
+                ReceiveOptions::new().with_start_position(EventPosition::sequence_number(
+                    p.last_sequence_number,
+                    false,
+                )),
             )
             .await?;
-        let sender = HubOptions {
-            partitioned_sender: Some(info.partition_ids[0].clone()),
-            ..HubOptions::default()
-        };
-        let producer = Hub::from_connection_string(&cs, sender)?;
-        producer.send(Event::new("hello from smol")).await?;
+        let to_first = SendOptions::new().with_partition_id(info.partition_ids[0].clone());
+        hub.send_with(EventData::new("hello from smol"), to_first)
+            .await?;
         let timeout = async {
             smol::Timer::after(Duration::from_secs(30)).await;
             None
@@ -51,8 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ),
             other => return Err(format!("no event: {other:?}").into()),
         }
-        drop(events);
-        producer.close().await?;
+        events.close().await?;
         hub.close().await?;
         Ok(())
     })

@@ -17,10 +17,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use eventhubs_proto::checkpoint::{
     checkpoint_blob_name, checkpoint_from_blob, checkpoint_metadata, checkpoint_prefix,
-    claim_request, ownership_from_blob, ownership_prefix, IncompleteCheckpoint, MemoryStore,
+    claim_request, ownership_from_blob, ownership_prefix, MemoryStore,
 };
 pub use eventhubs_proto::checkpoint::{
-    namespace_of_endpoint, PartitionCheckpoint, PartitionOwnership,
+    namespace_of_endpoint, IncompleteCheckpoint, PartitionCheckpoint, PartitionOwnership,
 };
 use eventhubs_proto::storage::{Condition, StorageErrorCode};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
@@ -66,6 +66,10 @@ impl StoreError {
 ///
 /// Namespaces are as [`namespace_of_endpoint`] gives them; names match
 /// case-insensitively.
+///
+/// Cancellation: dropping a returned future abandons its requests; one
+/// already written (a claim, a checkpoint) may still take effect, which
+/// the next listing shows.
 pub trait CheckpointStore: Send + Sync {
     /// Every ownership record of a consumer group (including relinquished
     /// ones, with an empty owner id).

@@ -19,13 +19,15 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use eventhubs_proto::eventhubs::connection_string::{ConnectionStringError, Credentials};
-use eventhubs_proto::eventhubs::sas::{
-    FixedSasProvider, SasKeyProvider, SharedAccessSignature, SyncTokenProvider,
-};
+use eventhubs_proto::eventhubs::connection_string::ConnectionStringError;
+use eventhubs_proto::eventhubs::sas::{FixedSasProvider, SasKeyProvider};
 use eventhubs_proto::eventhubs::{ConnectionString, Environment};
 
-pub use eventhubs_proto::eventhubs::sas::{Token, TokenError, TokenType};
+pub use eventhubs_proto::eventhubs::connection_string::Credentials;
+pub use eventhubs_proto::eventhubs::sas::{
+    SasParseError, SharedAccessSignature, SyncTokenProvider, Token, TokenError, TokenType,
+    DEFAULT_SAS_VALIDITY, MAX_KEY_LEN, MAX_KEY_NAME_LEN,
+};
 
 use crate::transport::TransportOptions;
 
@@ -49,6 +51,9 @@ pub type TokenFuture = Pin<Box<dyn Future<Output = Result<Token, TokenError>> + 
 
 /// A source of CBS tokens the client driver awaits (Go
 /// `auth.TokenProvider`).
+///
+/// Cancellation: the driver drops a token future only when it closes; an
+/// implementation must not rely on being polled to completion.
 pub trait TokenProvider: Send + Sync {
     /// A token for `audience` (e.g.
     /// `amqps://ns.servicebus.windows.net/hub/Partitions/0`), valid from
@@ -155,7 +160,7 @@ pub enum CredentialsError {
 }
 
 /// SAS tokens (Go `sas.TokenProvider`): signed from a key name and key
-/// (renewable, [`DEFAULT_SAS_VALIDITY`](eventhubs_proto::eventhubs::sas::DEFAULT_SAS_VALIDITY)
+/// (renewable, [`DEFAULT_SAS_VALIDITY`]
 /// each unless set), or one precomputed signature from a connection string
 /// (until it expires).
 #[derive(Debug)]

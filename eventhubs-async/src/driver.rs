@@ -4,7 +4,7 @@
 //! client's deadline, and the client's events out to the futures and
 //! streams waiting on them. It decides nothing the client could.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -19,14 +19,16 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::FutureExt;
 use tracing::{debug, info, warn};
 
+use bytes::Bytes;
 use eventhubs_proto::client::{
-    Client, ClientError, ClientEvent, ConnectFailure, ConnectFailureKind, EventData,
+    Cancelled, Client, ClientError, ClientEvent, ConnectFailure, ConnectFailureKind, EventData,
     HubRuntimeInformation, Now, OpId, PartitionRuntimeInformation, ReceivedEvent, ReceiverId,
     ReceiverOptions, SendTarget, TransportId,
 };
 use eventhubs_proto::eventhubs::sas::{Token, TokenError};
 
 use crate::credentials::TokenProvider;
+use crate::error::{Cause, Error};
 use crate::runtime::{BoxFuture, ResolveError, Runtime};
 use crate::transport::{establish, BoxedStream, Endpoint, TransportError, TransportOptions};
 
@@ -34,43 +36,69 @@ use crate::transport::{establish, BoxedStream, Endpoint, TransportError, Transpo
 pub(crate) enum ReceiverMsg {
     Opened,
     Event(Box<ReceivedEvent>),
-    Closed(Option<ClientError>),
+    Closed(Option<Error>),
 }
 
 /// How many events a receiver's stream has taken since the driver last
 /// looked; the stream tells the driver when it goes from none to some.
 pub(crate) type Consumed = Arc<AtomicU32>;
 
+/// Names a request of a handle, so that a handle dropped before its answer
+/// can cancel it ([`Command::Cancel`]).
+pub(crate) type Ticket = u64;
+
+/// A one-shot answer to a handle.
+pub(crate) type Answer<T> = oneshot::Sender<Result<T, Error>>;
+
 /// A request from a handle to the driver.
 pub(crate) enum Command {
     Send {
+        ticket: Ticket,
         events: Vec<EventData>,
         target: SendTarget,
         deadline: Instant,
-        reply: oneshot::Sender<Result<(), ClientError>>,
+        reply: Answer<()>,
+    },
+    SendEncoded {
+        ticket: Ticket,
+        payload: Bytes,
+        format: u32,
+        target: SendTarget,
+        deadline: Instant,
+        reply: Answer<()>,
+    },
+    OpenSender {
+        ticket: Ticket,
+        target: SendTarget,
+        deadline: Instant,
+        reply: Answer<u64>,
     },
     HubInfo {
+        ticket: Ticket,
         deadline: Instant,
-        reply: oneshot::Sender<Result<HubRuntimeInformation, ClientError>>,
+        reply: Answer<HubRuntimeInformation>,
     },
     PartitionInfo {
+        ticket: Ticket,
         partition: String,
         deadline: Instant,
-        reply: oneshot::Sender<Result<PartitionRuntimeInformation, ClientError>>,
+        reply: Answer<PartitionRuntimeInformation>,
     },
     OpenReceiver {
+        ticket: Ticket,
         options: ReceiverOptions,
         events: mpsc::UnboundedSender<ReceiverMsg>,
         consumed: Consumed,
-        reply: oneshot::Sender<Result<ReceiverId, ClientError>>,
     },
     /// The receiver's stream took events (counted in its [`Consumed`]).
-    Consumed {
-        receiver: ReceiverId,
-    },
+    Consumed { ticket: Ticket },
+    /// Closes a receiver; `detached` hears when its link is gone.
     CloseReceiver {
-        receiver: ReceiverId,
+        ticket: Ticket,
+        detached: Option<oneshot::Sender<()>>,
     },
+    /// The handle no longer waits for the answer to `ticket`.
+    Cancel { ticket: Ticket },
     Close {
         deadline: Instant,
         reply: oneshot::Sender<()>,
@@ -78,10 +106,32 @@ pub(crate) enum Command {
 }
 
 enum Reply {
-    Send(oneshot::Sender<Result<(), ClientError>>),
-    Hub(oneshot::Sender<Result<HubRuntimeInformation, ClientError>>),
-    Partition(oneshot::Sender<Result<PartitionRuntimeInformation, ClientError>>),
+    Send(Answer<()>),
+    Sender(Answer<u64>),
+    Hub(Answer<HubRuntimeInformation>),
+    Partition(Answer<PartitionRuntimeInformation>),
 }
+
+impl Reply {
+    fn fail(self, e: Error) {
+        match self {
+            Reply::Send(r) => drop(r.send(Err(e))),
+            Reply::Sender(r) => drop(r.send(Err(e))),
+            Reply::Hub(r) => drop(r.send(Err(e))),
+            Reply::Partition(r) => drop(r.send(Err(e))),
+        }
+    }
+}
+
+/// A receiver's stream, as the driver knows it.
+struct ReceiverEntry {
+    ticket: Ticket,
+    events: mpsc::UnboundedSender<ReceiverMsg>,
+    consumed: Consumed,
+}
+
+/// Typed transport causes kept, so many.
+const CAUSES_KEPT: usize = 16;
 
 /// The wall clock and the monotonic clock, read together.
 pub(crate) fn now() -> Now {
@@ -94,7 +144,7 @@ pub(crate) fn now() -> Now {
     }
 }
 
-type Connecting = BoxFuture<Result<BoxedStream, ConnectFailure>>;
+type Connecting = BoxFuture<Result<BoxedStream, (ConnectFailure, Cause)>>;
 
 /// Connects TCP with the runtime, then sets up TLS/WebSocket. The client
 /// bounds it with its connect timer.
@@ -106,10 +156,10 @@ fn connect<R: Runtime>(rt: &R, host: String, transport: Arc<TransportOptions>) -
         let tcp = rt
             .connect_tcp(dest.host.clone(), dest.port)
             .await
-            .map_err(|e| tcp_failure(&dest, &e))?;
+            .map_err(|e| (tcp_failure(&dest, &e), Arc::new(e) as Cause))?;
         establish(tcp, &host, &transport)
             .await
-            .map_err(|e| transport_failure(&e))
+            .map_err(|e| (transport_failure(&e), Arc::new(e) as Cause))
     })
 }
 
@@ -187,9 +237,17 @@ pub(crate) struct Driver<R: Runtime> {
     read_buf: Vec<u8>,
     timer: Option<(Instant, BoxFuture<()>)>,
     token_fetches: FuturesUnordered<BoxFuture<(String, Result<Token, TokenError>)>>,
-    replies: HashMap<OpId, Reply>,
-    receivers: HashMap<ReceiverId, (mpsc::UnboundedSender<ReceiverMsg>, Consumed)>,
+    replies: HashMap<OpId, (Ticket, Reply)>,
+    /// Operations and receivers by the ticket of the handle that asked.
+    ops_by_ticket: HashMap<Ticket, OpId>,
+    receivers_by_ticket: HashMap<Ticket, ReceiverId>,
+    receivers: HashMap<ReceiverId, ReceiverEntry>,
+    /// Handles waiting for a closed receiver's link to be gone.
+    detach_waiters: HashMap<ReceiverId, Vec<oneshot::Sender<()>>>,
     close_waiters: Vec<oneshot::Sender<()>>,
+    /// The typed causes of the last transport failures, for the errors
+    /// that name them.
+    causes: VecDeque<(TransportId, Cause)>,
 }
 
 impl<R: Runtime> Driver<R> {
@@ -218,60 +276,165 @@ impl<R: Runtime> Driver<R> {
             timer: None,
             token_fetches: FuturesUnordered::new(),
             replies: HashMap::new(),
+            ops_by_ticket: HashMap::new(),
+            receivers_by_ticket: HashMap::new(),
             receivers: HashMap::new(),
+            detach_waiters: HashMap::new(),
             close_waiters: Vec::new(),
+            causes: VecDeque::new(),
         }
+    }
+
+    /// The core's error as the user's, with the typed transport causes
+    /// kept for it.
+    fn error(&self, e: ClientError) -> Error {
+        let causes = |t: u64| {
+            self.causes
+                .iter()
+                .rev()
+                .find(|(id, _)| id.0 == t)
+                .map(|(_, c)| c.clone())
+        };
+        Error::from_client(e, &causes)
+    }
+
+    fn keep_cause(&mut self, id: TransportId, cause: Cause) {
+        if self.causes.len() == CAUSES_KEPT {
+            self.causes.pop_front();
+        }
+        self.causes.push_back((id, cause));
+    }
+
+    /// Remembers the answer to `ticket` for operation `op`, or answers
+    /// with the error now.
+    fn pending(&mut self, ticket: Ticket, op: Result<OpId, ClientError>, reply: Reply) {
+        match op {
+            Ok(op) => {
+                self.ops_by_ticket.insert(ticket, op);
+                self.replies.insert(op, (ticket, reply));
+            }
+            Err(e) => reply.fail(self.error(e)),
+        }
+    }
+
+    /// The answer to operation `op`, if a handle still waits for it.
+    fn answer(&mut self, op: OpId) -> Option<Reply> {
+        let (ticket, reply) = self.replies.remove(&op)?;
+        self.ops_by_ticket.remove(&ticket);
+        Some(reply)
+    }
+
+    fn close_receiver(&mut self, now: Now, ticket: Ticket, detached: Option<oneshot::Sender<()>>) {
+        let Some(id) = self.receivers_by_ticket.remove(&ticket) else {
+            // Never opened, or gone already: nothing is attached.
+            if let Some(d) = detached {
+                let _ = d.send(());
+            }
+            return;
+        };
+        self.receivers.remove(&id);
+        if let Some(d) = detached {
+            self.detach_waiters.entry(id).or_default().push(d);
+        }
+        self.client.close_receiver(now, id);
     }
 
     fn command(&mut self, now: Now, cmd: Command) {
         match cmd {
             Command::Send {
+                ticket,
                 events,
                 target,
                 deadline,
                 reply,
-            } => match self.client.send(now, events, target, deadline) {
-                Ok(op) => drop(self.replies.insert(op, Reply::Send(reply))),
-                Err(e) => drop(reply.send(Err(e))),
-            },
-            Command::HubInfo { deadline, reply } => {
-                match self.client.get_hub_information(now, deadline) {
-                    Ok(op) => drop(self.replies.insert(op, Reply::Hub(reply))),
-                    Err(e) => drop(reply.send(Err(e))),
-                }
+            } => {
+                let op = self.client.send(now, events, target, deadline);
+                self.pending(ticket, op, Reply::Send(reply));
+            }
+            Command::SendEncoded {
+                ticket,
+                payload,
+                format,
+                target,
+                deadline,
+                reply,
+            } => {
+                let op = self
+                    .client
+                    .send_encoded(now, payload, format, target, deadline);
+                self.pending(ticket, op, Reply::Send(reply));
+            }
+            Command::OpenSender {
+                ticket,
+                target,
+                deadline,
+                reply,
+            } => {
+                let op = self.client.open_sender(now, target, deadline);
+                self.pending(ticket, op, Reply::Sender(reply));
+            }
+            Command::HubInfo {
+                ticket,
+                deadline,
+                reply,
+            } => {
+                let op = self.client.get_hub_information(now, deadline);
+                self.pending(ticket, op, Reply::Hub(reply));
             }
             Command::PartitionInfo {
+                ticket,
                 partition,
                 deadline,
                 reply,
-            } => match self
-                .client
-                .get_partition_information(now, partition, deadline)
-            {
-                Ok(op) => drop(self.replies.insert(op, Reply::Partition(reply))),
-                Err(e) => drop(reply.send(Err(e))),
-            },
+            } => {
+                let op = self
+                    .client
+                    .get_partition_information(now, partition, deadline);
+                self.pending(ticket, op, Reply::Partition(reply));
+            }
             Command::OpenReceiver {
+                ticket,
                 options,
                 events,
                 consumed,
-                reply,
             } => match self.client.open_receiver(now, options) {
                 Ok(id) => {
-                    self.receivers.insert(id, (events, consumed));
-                    let _ = reply.send(Ok(id));
+                    self.receivers_by_ticket.insert(ticket, id);
+                    self.receivers.insert(
+                        id,
+                        ReceiverEntry {
+                            ticket,
+                            events,
+                            consumed,
+                        },
+                    );
                 }
-                Err(e) => drop(reply.send(Err(e))),
+                Err(e) => drop(events.unbounded_send(ReceiverMsg::Closed(Some(self.error(e))))),
             },
-            Command::Consumed { receiver } => {
-                if let Some((_, consumed)) = self.receivers.get(&receiver) {
-                    let n = consumed.swap(0, Ordering::AcqRel);
-                    self.client.consumed(now, receiver, n);
+            Command::Consumed { ticket } => {
+                let Some(id) = self.receivers_by_ticket.get(&ticket).copied() else {
+                    return;
+                };
+                if let Some(r) = self.receivers.get(&id) {
+                    let n = r.consumed.swap(0, Ordering::AcqRel);
+                    self.client.consumed(now, id, n);
                 }
             }
-            Command::CloseReceiver { receiver } => {
-                self.receivers.remove(&receiver);
-                self.client.close_receiver(now, receiver);
+            Command::CloseReceiver { ticket, detached } => {
+                self.close_receiver(now, ticket, detached)
+            }
+            Command::Cancel { ticket } => {
+                if let Some(op) = self.ops_by_ticket.get(&ticket).copied() {
+                    match self.client.cancel(now, op) {
+                        Cancelled::Removed | Cancelled::Unknown => {
+                            self.answer(op);
+                        }
+                        // It goes on; its answer reaches no one.
+                        _ => {}
+                    }
+                } else {
+                    self.close_receiver(now, ticket, None);
+                }
             }
             Command::Close { deadline, reply } => {
                 self.close_waiters.push(reply);
@@ -297,55 +460,81 @@ impl<R: Runtime> Driver<R> {
                     .push(Box::pin(async move { (audience, fut.await) }));
             }
             ClientEvent::SendComplete { op, result } => {
-                if let Some(Reply::Send(r)) = self.replies.remove(&op) {
-                    let _ = r.send(result);
+                if let Some(Reply::Send(r)) = self.answer(op) {
+                    let _ = r.send(result.map_err(|e| self.error(e)));
+                }
+            }
+            ClientEvent::SenderOpened { op, result } => {
+                if let Some(Reply::Sender(r)) = self.answer(op) {
+                    let _ = r.send(result.map_err(|e| self.error(e)));
                 }
             }
             ClientEvent::HubInformation { op, result } => {
-                if let Some(Reply::Hub(r)) = self.replies.remove(&op) {
-                    let _ = r.send(result);
+                if let Some(Reply::Hub(r)) = self.answer(op) {
+                    let _ = r.send(result.map_err(|e| self.error(e)));
                 }
             }
             ClientEvent::PartitionInformation { op, result } => {
-                if let Some(Reply::Partition(r)) = self.replies.remove(&op) {
-                    let _ = r.send(result);
+                if let Some(Reply::Partition(r)) = self.answer(op) {
+                    let _ = r.send(result.map_err(|e| self.error(e)));
                 }
             }
             ClientEvent::ReceiverOpened { receiver } => {
-                if let Some((tx, _)) = self.receivers.get(&receiver) {
-                    let _ = tx.unbounded_send(ReceiverMsg::Opened);
+                let gone = self
+                    .receivers
+                    .get(&receiver)
+                    .is_some_and(|r| r.events.unbounded_send(ReceiverMsg::Opened).is_err());
+                if gone {
+                    self.receiver_gone(now, receiver);
                 }
             }
             ClientEvent::Received { receiver, event } => {
                 let gone = self
                     .receivers
                     .get(&receiver)
-                    .is_some_and(|(tx, _)| tx.unbounded_send(ReceiverMsg::Event(event)).is_err());
+                    .is_some_and(|r| r.events.unbounded_send(ReceiverMsg::Event(event)).is_err());
                 if gone {
-                    self.receivers.remove(&receiver);
-                    self.client.close_receiver(now, receiver);
+                    self.receiver_gone(now, receiver);
                 }
             }
             ClientEvent::ReceiverClosed { receiver, error } => {
-                if let Some((tx, _)) = self.receivers.remove(&receiver) {
-                    let _ = tx.unbounded_send(ReceiverMsg::Closed(error));
+                if let Some(r) = self.receivers.remove(&receiver) {
+                    self.receivers_by_ticket.remove(&r.ticket);
+                    let error = error.map(|e| self.error(e));
+                    let _ = r.events.unbounded_send(ReceiverMsg::Closed(error));
+                }
+            }
+            ClientEvent::ReceiverDetached { receiver } => {
+                for w in self.detach_waiters.remove(&receiver).unwrap_or_default() {
+                    let _ = w.send(());
                 }
             }
             ClientEvent::Closed => {
                 info!(host = %self.host, "hub closed");
-                for (_, r) in self.replies.drain() {
-                    match r {
-                        Reply::Send(r) => drop(r.send(Err(ClientError::Closed))),
-                        Reply::Hub(r) => drop(r.send(Err(ClientError::Closed))),
-                        Reply::Partition(r) => drop(r.send(Err(ClientError::Closed))),
-                    }
+                for (_, (_, r)) in self.replies.drain() {
+                    r.fail(Error::Closed);
                 }
-                for (_, (tx, _)) in self.receivers.drain() {
-                    let _ = tx.unbounded_send(ReceiverMsg::Closed(None));
+                self.ops_by_ticket.clear();
+                self.receivers_by_ticket.clear();
+                for (_, r) in self.receivers.drain() {
+                    let _ = r.events.unbounded_send(ReceiverMsg::Closed(None));
+                }
+                for (_, ws) in self.detach_waiters.drain() {
+                    for w in ws {
+                        let _ = w.send(());
+                    }
                 }
             }
             _ => {}
         }
+    }
+
+    /// The stream of `receiver` is gone: its link is detached.
+    fn receiver_gone(&mut self, now: Now, receiver: ReceiverId) {
+        if let Some(r) = self.receivers.remove(&receiver) {
+            self.receivers_by_ticket.remove(&r.ticket);
+        }
+        self.client.close_receiver(now, receiver);
     }
 
     /// Lets transport `id` go: what was not written of its bytes, then its
@@ -406,7 +595,10 @@ impl<R: Runtime> Driver<R> {
                 self.out_pos = 0;
                 self.client.connected(now, id);
             }
-            Err(failure) => self.client.connect_failed(now, id, failure),
+            Err((failure, cause)) => {
+                self.keep_cause(id, cause);
+                self.client.connect_failed(now, id, failure);
+            }
         }
         true
     }
@@ -435,7 +627,11 @@ impl<R: Runtime> Driver<R> {
                 return true;
             }
             Poll::Ready(Ok(_)) => "the service closed the transport".to_owned(),
-            Poll::Ready(Err(e)) => format!("reading from the transport failed: {e}"),
+            Poll::Ready(Err(e)) => {
+                let cause = format!("reading from the transport failed: {e}");
+                self.keep_cause(id, Arc::new(e));
+                cause
+            }
         };
         self.stream = None;
         self.client.disconnected(now, id, &cause);
@@ -456,14 +652,19 @@ impl<R: Runtime> Driver<R> {
         let mut failed = None;
         while self.out_pos < self.out.len() {
             match Pin::new(&mut *s).poll_write(cx, &self.out[self.out_pos..]) {
-                Poll::Ready(Ok(0)) => failed = Some("the transport took no bytes".to_owned()),
+                Poll::Ready(Ok(0)) => {
+                    failed = Some((
+                        "the transport took no bytes".to_owned(),
+                        io::Error::from(io::ErrorKind::WriteZero),
+                    ))
+                }
                 Poll::Ready(Ok(n)) => {
                     self.out_pos += n;
                     progress = true;
                     continue;
                 }
                 Poll::Ready(Err(e)) => {
-                    failed = Some(format!("writing to the transport failed: {e}"))
+                    failed = Some((format!("writing to the transport failed: {e}"), e))
                 }
                 Poll::Pending => {}
             }
@@ -471,11 +672,12 @@ impl<R: Runtime> Driver<R> {
         }
         if failed.is_none() && self.out_pos == self.out.len() {
             if let Poll::Ready(Err(e)) = Pin::new(&mut *s).poll_flush(cx) {
-                failed = Some(format!("flushing the transport failed: {e}"));
+                failed = Some((format!("flushing the transport failed: {e}"), e));
             }
         }
-        if let Some(cause) = failed {
+        if let Some((cause, e)) = failed {
             self.stream = None;
+            self.keep_cause(id, Arc::new(e));
             self.client.disconnected(now, id, &cause);
             progress = true;
         }

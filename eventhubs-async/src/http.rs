@@ -24,7 +24,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use eventhubs_proto::http::{Exchange, HttpError, Limits, RequestError};
+use eventhubs_proto::http::Exchange;
+/// The HTTP types in this module's signatures, from the client core.
+pub use eventhubs_proto::http::{HttpError, Limits, RequestError};
 use futures_io::AsyncRead;
 use futures_util::future::{select, Either};
 use futures_util::{AsyncReadExt, AsyncWriteExt};
@@ -284,6 +286,10 @@ struct Inner {
 
 /// An HTTP/1.1 client with a small per-host keep-alive pool. Cheap to
 /// clone: clones share the pool.
+///
+/// Cancellation: dropping the future of [`send`](Self::send) closes its
+/// connection (it is not put back in the pool, as its state is unknown);
+/// a request already written may have reached the server.
 pub struct HttpClient<R: Runtime> {
     runtime: R,
     inner: Arc<Inner>,

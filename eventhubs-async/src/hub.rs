@@ -1,226 +1,53 @@
-//! The public API, in the shape of the Go library's `Hub`: send, batched
-//! send, receive with a handler or as a `Stream`, runtime information,
-//! close. Generic over the [`Runtime`]; the adapters fix it.
+//! [`Hub`]: the client of one event hub, in the shape of the Go library's
+//! `Hub`: send (to the hub, a partition or by key, all on one
+//! connection), batches, receive with a handler or as a `Stream`, runtime
+//! information, close. Generic over the [`Runtime`]; the adapters fix it.
 
 use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_channel::{mpsc, oneshot};
-use futures_util::stream::{Stream, StreamExt};
-use tracing::{debug, info_span, Instrument};
+use tracing::{info_span, Instrument};
 
 use eventhubs_proto::client::{
     Client, ClientOptions, Credential, EventData, HubRuntimeInformation,
-    PartitionRuntimeInformation, ReceivedEvent, ReceiverId, ReceiverOptions, SendTarget,
+    PartitionRuntimeInformation, ReceivedEvent, ReceiverOptions, SendTarget,
 };
-use eventhubs_proto::codec::messaging::MessageId;
-use eventhubs_proto::codec::Timestamp;
-use eventhubs_proto::eventhubs::connection_string::{ConnectionString, Environment};
-use eventhubs_proto::eventhubs::{EventPosition, RetryPolicy};
+use eventhubs_proto::eventhubs::connection_string::ConnectionString;
 
+use crate::batch::EventDataBatch;
 use crate::credentials::{HubEnvironment, SasTokenProvider, TokenProvider};
-use crate::driver::{Command, Consumed, Driver, ReceiverMsg};
-use crate::error::Error;
-use crate::persist::{Checkpoint, CheckpointPersister, MemoryPersister};
+use crate::driver::{Answer, Command, Consumed, Driver, Ticket};
+use crate::error::{BoxError, Error};
+use crate::listener::{self, ListenerHandle};
+use crate::options::{BatchOptions, HubOptions, ReceiveOptions, SendOptions};
 use crate::runtime::Runtime;
-use crate::transport::{TransportKind, TransportOptions};
-
-/// Options of a [`Hub`] (the Go library's `HubOption`s).
-#[derive(Clone)]
-pub struct HubOptions {
-    /// How to reach the service (TLS by default; plain TCP for the
-    /// emulator; WebSocket; a custom endpoint; extra trusted roots).
-    pub transport: TransportOptions,
-    /// Send every event to this partition (`HubWithPartitionedSender`).
-    pub partitioned_sender: Option<String>,
-    /// Where receivers keep their position (`HubWithOffsetPersistence`);
-    /// in memory by default.
-    pub offset_persister: Arc<dyn CheckpointPersister>,
-    /// Sent to the service in the connection's properties
-    /// (`HubWithUserAgent`).
-    pub user_agent: Option<String>,
-    /// The Azure cloud, for namespaces given by short name
-    /// (`HubWithEnvironment`).
-    pub environment: Environment,
-    /// Retries of operations, links and connections.
-    pub retry: RetryPolicy,
-    /// Time allowed to set up the transport (TCP, TLS, WebSocket), and
-    /// then for the AMQP open.
-    pub connect_timeout: Duration,
-    /// Deadline of a send or information request, retries included.
-    pub operation_timeout: Duration,
-    /// Seed of retry jitter; by default drawn from the clock.
-    pub seed: Option<u64>,
-}
-
-impl Default for HubOptions {
-    fn default() -> Self {
-        HubOptions {
-            transport: TransportOptions::default(),
-            partitioned_sender: None,
-            offset_persister: Arc::new(MemoryPersister::new()),
-            user_agent: None,
-            environment: Environment::default(),
-            retry: RetryPolicy::default(),
-            connect_timeout: ClientOptions::DEFAULT_CONNECT_TIMEOUT,
-            operation_timeout: Duration::from_secs(60),
-            seed: None,
-        }
-    }
-}
-
-impl std::fmt::Debug for HubOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HubOptions")
-            .field("transport", &self.transport)
-            .field("partitioned_sender", &self.partitioned_sender)
-            .field("user_agent", &self.user_agent)
-            .field("environment", &self.environment)
-            .field("retry", &self.retry)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("operation_timeout", &self.operation_timeout)
-            .finish_non_exhaustive()
-    }
-}
-
-impl HubOptions {
-    /// Uses WebSocket (over TLS) instead of AMQP over TCP
-    /// (`HubWithWebSocketConnection`).
-    pub fn with_websocket(mut self) -> Self {
-        self.transport = self.transport.with_kind(TransportKind::WebSocket);
-        self
-    }
-}
-
-/// Options of one send.
-#[derive(Clone, Debug, Default)]
-pub struct SendOptions {
-    /// Sets the event's message id (`SendWithMessageID`).
-    pub message_id: Option<String>,
-    /// Overrides [`HubOptions::operation_timeout`].
-    pub timeout: Option<Duration>,
-}
-
-/// Options of a receiver (the Go library's `ReceiveOption`s).
-#[derive(Clone, Debug)]
-pub struct ReceiveOptions {
-    /// Consumer group (`ReceiveWithConsumerGroup`); `$Default` by default.
-    pub consumer_group: String,
-    /// Where to start. `None` resumes after the persisted checkpoint, or,
-    /// when there is none, starts at the client core's default
-    /// ([`ReceiverOptions::DEFAULT_POSITION`]: the earliest event, as
-    /// azure-event-hubs-go does).
-    pub position: Option<EventPosition>,
-    /// Owner level (`ReceiveWithEpoch`).
-    pub epoch: Option<i64>,
-    /// Events the service may send ahead (`ReceiveWithPrefetchCount`);
-    /// 300 by default, at least 1.
-    pub prefetch: u32,
-    /// Identifier shown to the service (`ReceiveWithReceiverIdentifier`).
-    pub identifier: Option<String>,
-    /// Carry last-enqueued figures on every event.
-    pub track_last_enqueued: bool,
-}
-
-impl Default for ReceiveOptions {
-    fn default() -> Self {
-        ReceiveOptions {
-            consumer_group: ReceiverOptions::DEFAULT_CONSUMER_GROUP.into(),
-            position: None,
-            epoch: None,
-            prefetch: ReceiverOptions::DEFAULT_PREFETCH,
-            identifier: None,
-            track_last_enqueued: false,
-        }
-    }
-}
-
-impl ReceiveOptions {
-    /// Only events enqueued from now on (`ReceiveWithLatestOffset`).
-    pub fn latest(mut self) -> Self {
-        self.position = Some(EventPosition::Latest);
-        self
-    }
-    /// After `offset` (`ReceiveWithStartingOffset`).
-    pub fn starting_offset(mut self, offset: impl Into<String>) -> Self {
-        self.position = Some(EventPosition::offset(offset, false));
-        self
-    }
-    /// From `sequence_number`, inclusive or not.
-    pub fn sequence_number(mut self, sequence_number: i64, inclusive: bool) -> Self {
-        self.position = Some(EventPosition::sequence_number(sequence_number, inclusive));
-        self
-    }
-    /// From events enqueued after `unix_ms` (`ReceiveFromTimestamp`).
-    pub fn from_timestamp(mut self, unix_ms: i64) -> Self {
-        self.position = Some(EventPosition::enqueued_time(Timestamp(unix_ms), false));
-        self
-    }
-    /// With consumer group `group`.
-    pub fn consumer_group(mut self, group: impl Into<String>) -> Self {
-        self.consumer_group = group.into();
-        self
-    }
-    /// With owner level `epoch`.
-    pub fn epoch(mut self, epoch: i64) -> Self {
-        self.epoch = Some(epoch);
-        self
-    }
-    /// With `prefetch` credits.
-    pub fn prefetch(mut self, prefetch: u32) -> Self {
-        self.prefetch = prefetch;
-        self
-    }
-    /// With receiver identifier `id`.
-    pub fn identifier(mut self, id: impl Into<String>) -> Self {
-        self.identifier = Some(id.into());
-        self
-    }
-    /// With last-enqueued tracking.
-    pub fn track_last_enqueued(mut self) -> Self {
-        self.track_last_enqueued = true;
-        self
-    }
-}
-
-/// The checkpoint of a received event: where to resume after it.
-pub fn checkpoint_of(event: &ReceivedEvent) -> Checkpoint {
-    Checkpoint::new(
-        event.system.offset.clone(),
-        event.system.sequence_number,
-        Some(event.system.enqueued_time.millis()),
-    )
-}
-
-/// `event.checkpoint()`, as the Go library's `Event.GetCheckpoint`.
-pub trait EventCheckpoint {
-    /// Where to resume after this event.
-    fn checkpoint(&self) -> Checkpoint;
-}
-
-impl EventCheckpoint for ReceivedEvent {
-    fn checkpoint(&self) -> Checkpoint {
-        checkpoint_of(self)
-    }
-}
+use crate::stream::{CheckpointTarget, EventStream, Sleeper};
+use crate::transport::TransportKind;
 
 struct Inner<R: Runtime> {
     rt: R,
     host: String,
     name: String,
-    /// Where sends go: the hub, or the partitioned sender's partition.
+    /// Where sends go by default: the hub, or the partitioned sender's
+    /// partition.
     target: SendTarget,
     commands: mpsc::UnboundedSender<Command>,
     options: HubOptions,
+    tickets: AtomicU64,
 }
 
-/// A client of one event hub (Go `eventhub.Hub`). Cheap to clone; the
-/// connection closes when [`Hub::close`] is called or the last clone is
-/// dropped.
+/// A client of one event hub (Go `eventhub.Hub`): one AMQP connection,
+/// opened when first needed, carrying every send (whatever its partition
+/// or key), receiver and information request, with retries and recovery.
+///
+/// Cheap to clone (clones share the connection), `Send` and `Sync`. The
+/// connection closes when [`Hub::close`] is called, or when the last clone
+/// is dropped (sends in progress get a grace period of 30 s).
+///
+/// Every async method documents what dropping its future does.
 pub struct Hub<R: Runtime> {
     inner: Arc<Inner<R>>,
 }
@@ -249,10 +76,39 @@ fn seed_from_clock() -> u64 {
     t ^ (std::process::id() as u64).rotate_left(32)
 }
 
+/// Sends [`Command::Cancel`] for its ticket when dropped before
+/// [`disarm`](Self::disarm): a future given up cancels its request.
+struct CancelOnDrop<'a> {
+    ticket: Ticket,
+    commands: &'a mpsc::UnboundedSender<Command>,
+    armed: bool,
+}
+
+impl CancelOnDrop<'_> {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.commands.unbounded_send(Command::Cancel {
+                ticket: self.ticket,
+            });
+        }
+    }
+}
+
 impl<R: Runtime> Hub<R> {
     /// A hub `name` in `namespace` (a short name, completed with the
     /// environment's suffix, or a host name), authorised by `provider`
-    /// (Go `NewHub`). Must be called within the runtime.
+    /// (Go `NewHub`): a [`SasTokenProvider`] or an Entra ID credential
+    /// ([`identity`](crate::identity)).
+    ///
+    /// It must be called within the runtime, unless the options give one
+    /// ([`HubOptions::with_runtime`]); outside, it fails with
+    /// [`Error::Runtime`] saying so.
     pub fn new(
         namespace: &str,
         name: &str,
@@ -260,7 +116,7 @@ impl<R: Runtime> Hub<R> {
         options: HubOptions,
     ) -> Result<Self, Error> {
         if name.is_empty() {
-            return Err(Error::InvalidOption("the event hub name is empty".into()));
+            return Err(Error::invalid_input("the event hub name is empty"));
         }
         let host = if namespace.contains('.') || namespace == "localhost" {
             namespace.to_owned()
@@ -279,9 +135,7 @@ impl<R: Runtime> Hub<R> {
     ) -> Result<Self, Error> {
         let cs = ConnectionString::parse(connection_string)?;
         let name = cs.entity_path.clone().ok_or_else(|| {
-            Error::InvalidOption(
-                "the connection string has no EntityPath naming the event hub".into(),
-            )
+            Error::invalid_input("the connection string has no EntityPath naming the event hub")
         })?;
         let provider = SasTokenProvider::from_credentials(cs.require_credentials()?)?;
         if !cs.use_tls() {
@@ -324,10 +178,7 @@ impl<R: Runtime> Hub<R> {
         let credential = crate::identity::DefaultAzureCredential::<R>::from_process_env(
             crate::identity::CredentialOptions::default(),
         )?;
-        let options = HubOptions {
-            environment: env.environment(),
-            ..options
-        };
+        let options = options.with_environment(env.environment());
         Self::start(
             env.fully_qualified_namespace().to_owned(),
             env.hub_name().to_owned(),
@@ -360,9 +211,9 @@ impl<R: Runtime> Hub<R> {
         provider: Arc<dyn TokenProvider>,
         options: HubOptions,
     ) -> Result<Self, Error> {
-        let rt = R::default();
+        let rt: R = options.runtime()?;
         let target = SendTarget::from_partition(options.partitioned_sender.clone())
-            .map_err(|e| Error::InvalidOption(format!("the partitioned sender: {e}")))?;
+            .map_err(|e| Error::invalid_input(format!("the partitioned sender: {e}")))?;
         let mut co = ClientOptions::new(host.clone(), name.clone(), Credential::External);
         co.retry = options.retry;
         co.seed = options.seed.unwrap_or_else(seed_from_clock);
@@ -373,7 +224,7 @@ impl<R: Runtime> Hub<R> {
         let driver = Driver::new(rt.clone(), client, options.transport.clone(), provider, rx);
         let span = info_span!("eventhub", host = %host, hub = %name);
         rt.spawn(Box::pin(driver.instrument(span)))
-            .map_err(Error::Spawn)?;
+            .map_err(Error::Runtime)?;
         Ok(Hub {
             inner: Arc::new(Inner {
                 rt,
@@ -382,6 +233,7 @@ impl<R: Runtime> Hub<R> {
                 target,
                 commands: tx,
                 options,
+                tickets: AtomicU64::new(1),
             }),
         })
     }
@@ -396,8 +248,17 @@ impl<R: Runtime> Hub<R> {
         &self.inner.name
     }
 
+    /// The options the hub was made with.
+    pub fn options(&self) -> &HubOptions {
+        &self.inner.options
+    }
+
     fn deadline(&self, timeout: Option<Duration>) -> Instant {
         Instant::now() + timeout.unwrap_or(self.inner.options.operation_timeout)
+    }
+
+    fn ticket(&self) -> Ticket {
+        self.inner.tickets.fetch_add(1, Ordering::Relaxed)
     }
 
     fn command(&self, c: Command) -> Result<(), Error> {
@@ -407,92 +268,239 @@ impl<R: Runtime> Hub<R> {
             .map_err(|_| Error::Closed)
     }
 
-    /// Sends one event (Go `Hub.Send`): to the partitioned sender's
-    /// partition if set, else routed by its partition key or round-robin.
-    /// Retries until the operation timeout.
+    /// Sends the command `make` builds and waits for its answer; dropping
+    /// the future cancels the request ([`Command::Cancel`]).
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(Ticket, Answer<T>) -> Command,
+    ) -> Result<T, Error> {
+        let ticket = self.ticket();
+        let (tx, rx) = oneshot::channel();
+        self.command(make(ticket, tx))?;
+        let guard = CancelOnDrop {
+            ticket,
+            commands: &self.inner.commands,
+            armed: true,
+        };
+        let answer = rx.await;
+        guard.disarm();
+        answer.map_err(|_| Error::Closed)?
+    }
+
+    /// Where a send with `options` goes, and its events with the options'
+    /// partition key.
+    fn route(&self, events: &mut [EventData], options: &SendOptions) -> Result<SendTarget, Error> {
+        if options.partition_id.is_some() && options.partition_key.is_some() {
+            return Err(Error::invalid_input(
+                "a send cannot name both a partition id and a partition key",
+            ));
+        }
+        if let Some(key) = &options.partition_key {
+            for e in events.iter_mut() {
+                match &e.partition_key {
+                    None => e.partition_key = Some(key.clone()),
+                    Some(k) if k == key => {}
+                    Some(k) => {
+                        return Err(Error::invalid_input(format!(
+                            "an event has partition key {k:?}, the send options {key:?}"
+                        )))
+                    }
+                }
+            }
+            return Ok(SendTarget::Hub);
+        }
+        match &options.partition_id {
+            Some(p) => Ok(SendTarget::partition(p.clone())?),
+            None => Ok(self.inner.target.clone()),
+        }
+    }
+
+    /// Sends one event (Go `Hub.Send`) where the hub sends: to the
+    /// partitioned sender's partition if set, else routed by the event's
+    /// partition key or round-robin. Retries until the operation timeout.
+    ///
+    /// Cancellation: if the future is dropped before the event was handed
+    /// to the connection, the send is cancelled and the event is not
+    /// published. Once it has been handed over, it is delivered in the
+    /// background (or fails by its deadline), and the outcome is dropped.
     pub async fn send(&self, event: EventData) -> Result<(), Error> {
         self.send_with(event, SendOptions::default()).await
     }
 
-    /// Sends one event with options.
-    pub async fn send_with(&self, mut event: EventData, options: SendOptions) -> Result<(), Error> {
-        if let Some(id) = options.message_id {
-            event.message_id = Some(MessageId::String(id.into()));
-        }
-        self.send_events(vec![event], options.timeout).await
+    /// Sends one event with `options`: to a partition or by partition key
+    /// (on the hub's one connection), and with its own timeout.
+    ///
+    /// Cancellation: as [`send`](Self::send).
+    pub async fn send_with(&self, event: EventData, options: SendOptions) -> Result<(), Error> {
+        self.send_batch_with([event], options).await
     }
 
     /// Sends many events in as few transfers as the link allows, grouped
-    /// by partition key (Go `Hub.SendBatch` with a `BatchIterator`).
+    /// by partition key (Go `Hub.SendBatch` with its `BatchIterator`).
+    /// Completes once all are accepted.
+    ///
+    /// Cancellation: if the future is dropped before any of its transfers
+    /// was handed to the connection, none of the events is published. Once
+    /// one has been handed over, every transfer is delivered in the
+    /// background (or fails by the deadline), so that a batch is not cut
+    /// short by a dropped future; the outcome is dropped.
     pub async fn send_batch(
         &self,
         events: impl IntoIterator<Item = EventData>,
     ) -> Result<(), Error> {
-        let events: Vec<EventData> = events.into_iter().collect();
+        self.send_batch_with(events, SendOptions::default()).await
+    }
+
+    /// Sends many events with `options` (partition id, partition key,
+    /// timeout).
+    ///
+    /// Cancellation: as [`send_batch`](Self::send_batch).
+    pub async fn send_batch_with(
+        &self,
+        events: impl IntoIterator<Item = EventData>,
+        options: SendOptions,
+    ) -> Result<(), Error> {
+        let mut events: Vec<EventData> = events.into_iter().collect();
         if events.is_empty() {
             return Ok(());
         }
-        self.send_events(events, None).await
-    }
-
-    async fn send_events(
-        &self,
-        events: Vec<EventData>,
-        timeout: Option<Duration>,
-    ) -> Result<(), Error> {
-        let (reply, rx) = oneshot::channel();
-        self.command(Command::Send {
+        let target = self.route(&mut events, &options)?;
+        let deadline = self.deadline(options.timeout);
+        self.request(|ticket, reply| Command::Send {
+            ticket,
             events,
-            target: self.inner.target.clone(),
-            deadline: self.deadline(timeout),
+            target,
+            deadline,
             reply,
-        })?;
-        rx.await.map_err(|_| Error::Closed)?.map_err(Error::from)
+        })
+        .await
     }
 
-    /// Hub runtime information (Go `GetRuntimeInformation`).
+    /// An empty [`EventDataBatch`] for the destination `options` name (the
+    /// hub's default one otherwise), bounded by the sender link's
+    /// max-message-size: the link is attached first (on the hub's
+    /// connection) to learn it.
+    ///
+    /// Cancellation: dropping the future gives up the wait; the link, once
+    /// attached, stays for later sends.
+    pub async fn create_batch(&self, options: BatchOptions) -> Result<EventDataBatch, Error> {
+        if options.partition_id.is_some() && options.partition_key.is_some() {
+            return Err(Error::invalid_input(
+                "a batch cannot be for both a partition id and a partition key",
+            ));
+        }
+        let target = match (&options.partition_id, &options.partition_key) {
+            (Some(p), _) => SendTarget::partition(p.clone())?,
+            (None, Some(_)) => SendTarget::Hub,
+            (None, None) => self.inner.target.clone(),
+        };
+        let deadline = self.deadline(None);
+        let link_max = self
+            .request(|ticket, reply| Command::OpenSender {
+                ticket,
+                target: target.clone(),
+                deadline,
+                reply,
+            })
+            .await?;
+        let link_max = usize::try_from(link_max).unwrap_or(usize::MAX);
+        let max = options.max_size.map_or(link_max, |m| m.min(link_max));
+        Ok(EventDataBatch::new(target, options.partition_key, max))
+    }
+
+    /// Sends `batch` as one transfer to the destination it was made for.
+    ///
+    /// Cancellation: if the future is dropped before the transfer was
+    /// handed to the connection, nothing is published; after, the batch is
+    /// delivered in the background and the outcome dropped.
+    pub async fn send_event_batch(&self, batch: EventDataBatch) -> Result<(), Error> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let (batch, target) = batch.into_parts();
+        let (payload, format) = batch.encode();
+        let deadline = self.deadline(None);
+        self.request(|ticket, reply| Command::SendEncoded {
+            ticket,
+            payload,
+            format,
+            target,
+            deadline,
+            reply,
+        })
+        .await
+    }
+
+    /// Hub runtime information: partition ids, creation time (Go
+    /// `GetRuntimeInformation`).
+    ///
+    /// Cancellation: dropping the future cancels the request; a response
+    /// that arrives later is ignored.
     pub async fn runtime_information(&self) -> Result<HubRuntimeInformation, Error> {
-        let (reply, rx) = oneshot::channel();
-        self.command(Command::HubInfo {
-            deadline: self.deadline(None),
+        let deadline = self.deadline(None);
+        self.request(|ticket, reply| Command::HubInfo {
+            ticket,
+            deadline,
             reply,
-        })?;
-        rx.await.map_err(|_| Error::Closed)?.map_err(Error::from)
+        })
+        .await
     }
 
-    /// One partition's runtime information (Go
-    /// `GetPartitionInformation`).
+    /// One partition's runtime information: its sequence numbers, last
+    /// offset and time (Go `GetPartitionInformation`).
+    ///
+    /// Cancellation: as [`runtime_information`](Self::runtime_information).
     pub async fn partition_information(
         &self,
         partition_id: &str,
     ) -> Result<PartitionRuntimeInformation, Error> {
-        let (reply, rx) = oneshot::channel();
-        self.command(Command::PartitionInfo {
-            partition: partition_id.to_owned(),
-            deadline: self.deadline(None),
+        let deadline = self.deadline(None);
+        let partition = partition_id.to_owned();
+        self.request(|ticket, reply| Command::PartitionInfo {
+            ticket,
+            partition,
+            deadline,
             reply,
-        })?;
-        rx.await.map_err(|_| Error::Closed)?.map_err(Error::from)
+        })
+        .await
     }
 
-    /// Opens a receiver on `partition_id` as a [`Stream`] of events. Returns
-    /// once the service accepted the receiver.
+    fn checkpoint_target(&self, consumer_group: &str, partition_id: &str) -> CheckpointTarget {
+        CheckpointTarget {
+            persister: self.inner.options.persister.clone(),
+            namespace: self.inner.host.clone(),
+            hub: self.inner.name.clone(),
+            consumer_group: consumer_group.to_owned(),
+            partition_id: partition_id.to_owned(),
+        }
+    }
+
+    /// Opens a receiver on `partition_id` as a [`Stream`](futures_util::Stream)
+    /// of events. Returns once the service has accepted it (its partition,
+    /// consumer group and owner level). Without a start position it
+    /// resumes after the checkpoint persisted for its consumer group and
+    /// partition, or starts at the earliest event.
+    ///
+    /// Cancellation: dropping the future before it returns closes the
+    /// receiver: its link, if attached, is detached.
     pub async fn receiver(
         &self,
         partition_id: &str,
         options: ReceiveOptions,
     ) -> Result<EventStream, Error> {
+        let checkpoints = self.checkpoint_target(&options.consumer_group, partition_id);
         let position = match options.position.clone() {
             Some(p) => Some(p),
-            None => {
-                let persisted = self.inner.options.offset_persister.read(
-                    &self.inner.host,
-                    &self.inner.name,
-                    &options.consumer_group,
-                    partition_id,
-                )?;
-                persisted.map(|c| c.resume_position())
-            }
+            None => checkpoints
+                .persister
+                .read(
+                    &checkpoints.namespace,
+                    &checkpoints.hub,
+                    &checkpoints.consumer_group,
+                    &checkpoints.partition_id,
+                )
+                .await?
+                .map(|c| c.resume_position()),
         };
         let mut ro = ReceiverOptions::new(partition_id)
             .consumer_group(options.consumer_group.clone())
@@ -501,110 +509,79 @@ impl<R: Runtime> Hub<R> {
         if let Some(position) = position {
             ro = ro.position(position);
         }
-        if let Some(epoch) = options.epoch {
-            ro = ro.owner_level(epoch);
+        if let Some(level) = options.owner_level {
+            ro = ro.owner_level(level);
         }
         if let Some(id) = &options.identifier {
             ro = ro.identifier(id.clone());
         }
         let (events, events_rx) = mpsc::unbounded();
         let consumed: Consumed = Arc::new(AtomicU32::new(0));
-        let (reply, rx) = oneshot::channel();
+        let ticket = self.ticket();
         self.command(Command::OpenReceiver {
+            ticket,
             options: ro,
             events,
             consumed: consumed.clone(),
-            reply,
         })?;
-        let id = rx.await.map_err(|_| Error::Closed)??;
+        let rt = self.inner.rt.clone();
+        let sleep: Sleeper = Arc::new(move |d| rt.sleep(d));
+        // From here on, dropping the stream (or this future) closes the
+        // receiver.
         let mut stream = EventStream {
-            id,
+            ticket,
             commands: self.inner.commands.clone(),
             events: events_rx,
             consumed,
             finished: false,
             first: None,
+            checkpoints,
+            sleep,
+            close_timeout: self.inner.options.operation_timeout,
         };
-        // Wait for the attach (or its refusal).
-        match stream.events.next().await {
-            Some(ReceiverMsg::Opened) => Ok(stream),
-            Some(ReceiverMsg::Closed(Some(e))) => Err(e.into()),
-            Some(ReceiverMsg::Closed(None)) | None => Err(Error::Closed),
-            // The core announces a receiver before its first event; should
-            // an event come first all the same, it is kept, not lost.
-            Some(ReceiverMsg::Event(e)) => {
-                stream.first = Some(e);
-                Ok(stream)
-            }
-        }
+        stream.opened().await?;
+        Ok(stream)
     }
 
     /// Receives from `partition_id`, calling `handler` for each event in
-    /// order (Go `Hub.Receive`). After the handler succeeds, the event's
-    /// checkpoint is written to the offset persister, so a later receive
-    /// without a start position resumes after it. The listener stops when
-    /// the handler fails, the receiver fails, or the handle is closed.
+    /// order (Go `Hub.Receive`). Returns once the receiver is open.
+    ///
+    /// Checkpoints of handled events go to the hub's persister at the
+    /// options' [`CheckpointCadence`](crate::CheckpointCadence) (by
+    /// default every 1,000 events or 5 s), written by a task of their own
+    /// while the handler goes on, and always when the listener stops, so a
+    /// later receive without a start position resumes after the last event
+    /// handled.
+    ///
+    /// The listener stops when the handler fails (its error is kept,
+    /// downcastable, as [`Error::Handler`]), when the receiver fails, when
+    /// a checkpoint cannot be written, when the handle is closed or when
+    /// the hub closes.
+    ///
+    /// Cancellation: dropping the future before it returns closes the
+    /// receiver (its link is detached); no listener is started.
     pub async fn receive<H, F, E>(
         &self,
         partition_id: &str,
-        mut handler: H,
+        handler: H,
         options: ReceiveOptions,
     ) -> Result<ListenerHandle, Error>
     where
         H: FnMut(ReceivedEvent) -> F + Send + 'static,
         F: Future<Output = Result<(), E>> + Send + 'static,
-        E: std::fmt::Display + Send + 'static,
+        E: Into<BoxError> + 'static,
     {
-        let group = options.consumer_group.clone();
-        let mut stream = self.receiver(partition_id, options).await?;
-        let persister = self.inner.options.offset_persister.clone();
-        let (host, name, partition) = (
-            self.inner.host.clone(),
-            self.inner.name.clone(),
-            partition_id.to_owned(),
-        );
-        let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
-        let (done_tx, done_rx) = oneshot::channel::<()>();
-        let err = Arc::new(Mutex::new(None));
-        let err2 = err.clone();
-        let task = async move {
-            let result: Result<(), Error> = loop {
-                let next = futures_util::future::select(stream.next(), &mut stop_rx).await;
-                let item = match next {
-                    futures_util::future::Either::Left((item, _)) => item,
-                    futures_util::future::Either::Right(_) => break Ok(()),
-                };
-                match item {
-                    None => break Ok(()),
-                    Some(Err(e)) => break Err(e),
-                    Some(Ok(event)) => {
-                        let cp = checkpoint_of(&event);
-                        if let Err(e) = handler(event).await {
-                            break Err(Error::Handler(e.to_string()));
-                        }
-                        if let Err(e) = persister.write(&host, &name, &group, &partition, &cp) {
-                            break Err(e.into());
-                        }
-                    }
-                }
-            };
-            if let Err(e) = result {
-                debug!(error = %e, "listener stopped");
-                *err2.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-            }
-            drop(stream);
-            let _ = done_tx.send(());
-        };
-        self.inner.rt.spawn(Box::pin(task)).map_err(Error::Spawn)?;
-        Ok(ListenerHandle {
-            stop: Mutex::new(Some(stop_tx)),
-            done: futures_util::future::FutureExt::shared(done_rx),
-            err,
-        })
+        let cadence = options.cadence;
+        let stream = self.receiver(partition_id, options).await?;
+        listener::spawn(&self.inner.rt, stream, handler, cadence)
     }
 
     /// Closes the hub (Go `Hub.Close`): receivers stop, sends in progress
     /// finish (until the operation timeout), then the connection closes.
+    /// Every clone of the hub is closed.
+    ///
+    /// Cancellation: dropping the future before it completes still closes
+    /// the hub; only the wait is given up.
     pub async fn close(&self) -> Result<(), Error> {
         let (reply, rx) = oneshot::channel();
         if self
@@ -621,123 +598,46 @@ impl<R: Runtime> Hub<R> {
     }
 }
 
-/// The events of one partition receiver, as a [`Stream`]. Dropping it
-/// closes the receiver. Each event taken is reported to the client core,
-/// which decides when to give the service credit for more.
-pub struct EventStream {
-    id: ReceiverId,
-    commands: mpsc::UnboundedSender<Command>,
-    events: mpsc::UnboundedReceiver<ReceiverMsg>,
-    /// Events taken that the driver has not collected yet.
-    consumed: Consumed,
-    finished: bool,
-    /// An event that arrived while waiting for the attach.
-    first: Option<Box<ReceivedEvent>>,
-}
-
-impl std::fmt::Debug for EventStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventStream")
-            .field("receiver", &self.id.0)
-            .finish_non_exhaustive()
+/// Compile-time checks: the handles and the futures of their methods can
+/// move between threads, and the shared handles can be shared.
+#[allow(dead_code, clippy::extra_unused_type_parameters)]
+fn send_and_sync<R: Runtime>(hub: &Hub<R>, stream: &EventStream, handle: &ListenerHandle) {
+    fn send<T: Send>(_: &T) {}
+    fn sync<T: Sync>(_: &T) {}
+    fn both<T: Send + Sync>(_: &T) {}
+    both(hub);
+    both(handle);
+    send(stream);
+    both(&HubOptions::new());
+    both(&ReceiveOptions::new());
+    both(&SendOptions::new());
+    send(&hub.send(EventData::new("")));
+    send(&hub.send_with(EventData::new(""), SendOptions::new()));
+    send(&hub.send_batch(Vec::new()));
+    send(&hub.send_batch_with(Vec::new(), SendOptions::new()));
+    send(&hub.create_batch(BatchOptions::new()));
+    send(&hub.runtime_information());
+    send(&hub.partition_information("0"));
+    send(&hub.receiver("0", ReceiveOptions::new()));
+    send(&hub.receive(
+        "0",
+        |_| async { Ok::<(), std::io::Error>(()) },
+        ReceiveOptions::new(),
+    ));
+    send(&hub.close());
+    send(&handle.close());
+    send(&handle.done());
+    sync(&handle.done());
+    send(&stream.checkpoint(&ReceivedEvent::default()));
+    fn batch(b: &EventDataBatch) {
+        both(b);
     }
-}
-
-impl EventStream {
-    /// Counts one event taken; the driver hears of it when the count
-    /// leaves zero, and collects the count when it runs.
-    fn took_one(&self) {
-        if self.consumed.fetch_add(1, Ordering::AcqRel) == 0 {
-            let _ = self
-                .commands
-                .unbounded_send(Command::Consumed { receiver: self.id });
-        }
+    let _ = batch;
+    fn stream_close(s: EventStream) {
+        send(&s.close());
     }
-}
-
-impl Stream for EventStream {
-    type Item = Result<ReceivedEvent, Error>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if let Some(e) = self.first.take() {
-            self.took_one();
-            return Poll::Ready(Some(Ok(*e)));
-        }
-        loop {
-            if self.finished {
-                return Poll::Ready(None);
-            }
-            match self.events.poll_next_unpin(cx) {
-                Poll::Ready(Some(ReceiverMsg::Event(e))) => {
-                    self.took_one();
-                    return Poll::Ready(Some(Ok(*e)));
-                }
-                Poll::Ready(Some(ReceiverMsg::Opened)) => continue,
-                Poll::Ready(Some(ReceiverMsg::Closed(e))) => {
-                    self.finished = true;
-                    return Poll::Ready(e.map(|e| Err(e.into())));
-                }
-                Poll::Ready(None) => {
-                    self.finished = true;
-                    return Poll::Ready(None);
-                }
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-    }
-}
-
-impl Drop for EventStream {
-    fn drop(&mut self) {
-        if !self.finished {
-            let _ = self
-                .commands
-                .unbounded_send(Command::CloseReceiver { receiver: self.id });
-        }
-    }
-}
-
-/// Controls a listener started by [`Hub::receive`] (Go `ListenerHandle`).
-pub struct ListenerHandle {
-    stop: Mutex<Option<oneshot::Sender<()>>>,
-    done: futures_util::future::Shared<oneshot::Receiver<()>>,
-    err: Arc<Mutex<Option<Error>>>,
-}
-
-impl std::fmt::Debug for ListenerHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ListenerHandle").finish_non_exhaustive()
-    }
-}
-
-impl ListenerHandle {
-    /// Stops the listener and waits until it has stopped; returns the
-    /// error that stopped it earlier, if any.
-    pub async fn close(&self) -> Result<(), Error> {
-        if let Some(s) = self.stop.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = s.send(());
-        }
-        let _ = self.done.clone().await;
-        match self.err.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-
-    /// Completes when the listener has stopped, for whatever reason.
-    pub fn done(&self) -> impl Future<Output = ()> + Send + 'static {
-        let d = self.done.clone();
-        async move {
-            let _ = d.await;
-        }
-    }
-
-    /// The error that stopped the listener, once it has stopped with one.
-    pub fn err(&self) -> Option<String> {
-        self.err
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(ToString::to_string)
-    }
+    let _ = stream_close;
+    let _ = Error::Closed;
+    send(&Error::Closed);
+    sync(&Error::Closed);
 }

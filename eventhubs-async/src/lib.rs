@@ -25,6 +25,9 @@
 //! - [`checkpoint_store`]: the [`CheckpointStore`] trait of processors, on
 //!   Blob Storage in the layout all Event Hubs SDKs share
 //!   ([`BlobCheckpointStore`]) or in memory ([`MemoryCheckpointStore`]).
+//! - [`processor`]: the event processor ([`Processor`], the Go library's
+//!   Event Processor Host): load-balanced, checkpointed consumption
+//!   across processes, a pump over the core's `processor::Processor`.
 //!
 //! This crate depends on no runtime: it never spawns, and its only clock
 //! reads are the wall-clock second a token or a storage request is signed
@@ -34,37 +37,72 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+mod batch;
 pub mod checkpoint_store;
 pub mod credentials;
 mod driver;
 pub mod error;
 pub mod http;
-pub mod hub;
+mod hub;
 pub mod identity;
+mod listener;
 pub mod management;
+mod options;
 pub mod persist;
+pub mod processor;
 pub mod runtime;
 pub mod storage;
+mod stream;
 pub mod transport;
 
-pub use crate::http::{HttpClient, HttpClientError, HttpOptions};
+// The client.
+pub use batch::{EventDataBatch, TryAddError, TryAddReason};
+pub use error::{BoxError, Condition, Error, ServiceError, TransportFailure, TransportFailureKind};
+pub use hub::Hub;
+pub use listener::ListenerHandle;
+pub use options::{BatchOptions, CheckpointCadence, HubOptions, ReceiveOptions, SendOptions};
+pub use stream::{checkpoint_of, EventCheckpoint, EventStream};
+
+// Events and what they carry.
+pub use bytes::Bytes;
+pub use eventhubs_proto::client::{
+    BatchError, EventData, HubRuntimeInformation, LastEnqueuedEventProperties,
+    PartitionRuntimeInformation, ReceivedEvent, SystemProperties,
+};
+pub use eventhubs_proto::codec::messaging::{
+    AnnotationKey, Annotations, ApplicationProperties, MessageId,
+};
+pub use eventhubs_proto::codec::{Map, Symbol, Timestamp, Uuid, Value};
+
+// Positions, retries, clouds.
+pub use eventhubs_proto::eventhubs::connection_string::{
+    ConnectionString, ConnectionStringError, Environment, EnvironmentError,
+};
+pub use eventhubs_proto::eventhubs::{EventPosition, FilterError, RetryMode, RetryPolicy};
+
+// Checkpoints.
 pub use checkpoint_store::{
     BlobCheckpointStore, CheckpointStore, MemoryCheckpointStore, PartitionCheckpoint,
     PartitionOwnership, StoreError,
 };
-pub use credentials::{HubEnvironment, SasTokenProvider, SyncAdapter, TokenFuture, TokenProvider};
-pub use error::Error;
-pub use eventhubs_proto::client::{
-    split_into_batches, BatchError, EventBatch, EventData as Event, HubRuntimeInformation,
-    LastEnqueuedEventProperties, PartitionRuntimeInformation, ReceivedEvent, SystemProperties,
+pub use persist::{
+    Checkpoint, CheckpointPersister, FilePersister, MemoryPersister, PersistError, PersistFuture,
+    StorePersister,
 };
-pub use hub::{
-    checkpoint_of, EventCheckpoint, EventStream, Hub, HubOptions, ListenerHandle, ReceiveOptions,
-    SendOptions,
+
+// Credentials.
+pub use credentials::{
+    CredentialsError, EnvError, HubEnvironment, SasTokenProvider, SyncAdapter, SyncTokenProvider,
+    Token, TokenError, TokenFuture, TokenProvider, TokenType,
 };
+
+// HTTP, Blob Storage, transports, runtimes.
+pub use crate::http::{HttpClient, HttpClientError, HttpOptions};
 pub use management::{HubManager, HubManagerError, ManagementCredential};
-pub use persist::{Checkpoint, CheckpointPersister, FilePersister, MemoryPersister, PersistError};
-pub use runtime::{BoxFuture, ResolveError, Runtime};
+pub use processor::{
+    handler_fn, Handler, HandlerId, PartitionContext, Processor, ProcessorOptions,
+};
+pub use runtime::{BlockingJob, BoxFuture, ResolveError, Runtime};
 pub use storage::{BlobClient, BlobError, StorageCredential};
 pub use transport::{
     establish, AmqpStream, BoxedStream, Endpoint, TransportError, TransportKind, TransportOptions,

@@ -39,14 +39,14 @@ use eventhubs_proto::eventhubs::{ConnectionString, Environment, EnvironmentError
 use eventhubs_proto::management::{
     authorize, consumer_group_from_response, consumer_groups_from_response, deleted_from_response,
     hub_from_response, hubs_from_response, optional_consumer_group_from_response,
-    optional_hub_from_response, sas_audience, ManagementEndpoint, PutMode,
+    optional_hub_from_response, sas_audience, PutMode,
 };
 use http::{Method, Request, Response};
 use tracing::debug;
 
 pub use eventhubs_proto::management::{
     ConsumerGroupDescription, ConsumerGroupEntity, EntityStatus, HubDescription, HubEntity,
-    ManagementError, ServiceError,
+    ManagementEndpoint, ManagementError, ServiceError,
 };
 
 use crate::credentials::{SasTokenProvider, TokenProvider};
@@ -136,6 +136,11 @@ impl HubManagerError {
 }
 
 /// Manages the event hubs of one namespace (Go `HubManager`).
+///
+/// Cancellation, for every async method: dropping the future abandons
+/// the HTTP exchange and its connection. A request already written may
+/// still take effect at the service (a hub created, updated or deleted);
+/// read it back with [`get`](Self::get) to know.
 pub struct HubManager<R: Runtime> {
     http: HttpClient<R>,
     endpoint: ManagementEndpoint,

@@ -10,19 +10,37 @@
 //! - [`FilePersister`]: one small JSON file per partition in a directory,
 //!   replaced atomically; a file that cannot be read or parsed is an error
 //!   naming it, never a silent restart from the beginning of the stream.
+//!   Its file I/O runs through [`Runtime::spawn_blocking`], never on the
+//!   executor.
+//! - [`StorePersister`]: checkpoints in a [`CheckpointStore`] such as
+//!   [`BlobCheckpointStore`](crate::BlobCheckpointStore) (Azure Blob
+//!   Storage, in the layout every Event Hubs SDK shares: the Go library's
+//!   `CheckpointPersister` over Blob Storage).
+//!
+//! The trait is async and dyn-compatible: its methods return boxed
+//! futures, so a hub holds any persister as `Arc<dyn CheckpointPersister>`.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::fs;
+use std::future::Future;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use eventhubs_proto::checkpoint::PartitionCheckpoint;
 use eventhubs_proto::eventhubs::EventPosition;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::checkpoint_store::{CheckpointStore, StoreError};
+use crate::runtime::{blocking, Runtime};
+
+/// What a [`CheckpointPersister`] method returns.
+pub type PersistFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, PersistError>> + Send + 'a>>;
 
 /// The offset before the first event of a partition (Go `StartOfStream`).
 pub const START_OF_STREAM: &str = "-1";
@@ -158,60 +176,81 @@ pub enum PersistError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A checkpoint store ([`StorePersister`]) failed.
+    #[error("checkpoint store failed: {0}")]
+    Store(#[source] StoreError),
+    /// The runtime could not run the blocking file I/O.
+    #[error("cannot run checkpoint file I/O: {0}")]
+    Runtime(#[source] io::Error),
     /// A failure of a caller-defined store.
     #[error("checkpoint store failed: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Stores checkpoints by namespace, hub, consumer group and partition
-/// (Go `persist.CheckpointPersister`).
+/// (Go `persist.CheckpointPersister`, whose `Write` and `Read` it keeps).
 ///
-/// Calls are synchronous and short (a small file or a map); an adapter
-/// that must not block its executor runs them on a blocking thread.
+/// The methods return boxed futures, so the trait is dyn-compatible and a
+/// hub holds any persister as `Arc<dyn CheckpointPersister>`. An
+/// implementation MUST NOT block in its futures: blocking work (files, a
+/// synchronous database client) goes through
+/// [`Runtime::spawn_blocking`], as [`FilePersister`] does.
+///
+/// ```
+/// use eventhubs_async::{Checkpoint, CheckpointPersister, MemoryPersister};
+///
+/// # futures_util::FutureExt::now_or_never(async {
+/// let p = MemoryPersister::new();
+/// p.write("ns", "hub", "$Default", "0", &Checkpoint::new("4096", 12, None)).await?;
+/// let cp = p.read("ns", "hub", "$Default", "0").await?.expect("written");
+/// assert_eq!(cp.sequence_number, 12);
+/// # Ok::<(), eventhubs_async::PersistError>(())
+/// # }).unwrap().unwrap();
+/// ```
 pub trait CheckpointPersister: Send + Sync {
     /// Records `checkpoint` for the partition, replacing any earlier one.
-    fn write(
-        &self,
-        namespace: &str,
-        hub: &str,
-        consumer_group: &str,
-        partition_id: &str,
-        checkpoint: &Checkpoint,
-    ) -> Result<(), PersistError>;
+    fn write<'a>(
+        &'a self,
+        namespace: &'a str,
+        hub: &'a str,
+        consumer_group: &'a str,
+        partition_id: &'a str,
+        checkpoint: &'a Checkpoint,
+    ) -> PersistFuture<'a, ()>;
 
     /// The last checkpoint written for the partition, `None` when there is
     /// none.
-    fn read(
-        &self,
-        namespace: &str,
-        hub: &str,
-        consumer_group: &str,
-        partition_id: &str,
-    ) -> Result<Option<Checkpoint>, PersistError>;
+    fn read<'a>(
+        &'a self,
+        namespace: &'a str,
+        hub: &'a str,
+        consumer_group: &'a str,
+        partition_id: &'a str,
+    ) -> PersistFuture<'a, Option<Checkpoint>>;
 }
 
 /// Persisters behind a smart pointer are persisters.
 macro_rules! forward_persister {
     ($($ptr:ident),*) => {$(
         impl<P: CheckpointPersister + ?Sized> CheckpointPersister for $ptr<P> {
-            fn write(
-                &self,
-                namespace: &str,
-                hub: &str,
-                consumer_group: &str,
-                partition_id: &str,
-                checkpoint: &Checkpoint,
-            ) -> Result<(), PersistError> {
+            fn write<'a>(
+                &'a self,
+                namespace: &'a str,
+                hub: &'a str,
+                consumer_group: &'a str,
+                partition_id: &'a str,
+                checkpoint: &'a Checkpoint,
+            ) -> PersistFuture<'a, ()> {
                 (**self).write(namespace, hub, consumer_group, partition_id, checkpoint)
             }
 
-            fn read(
-                &self,
-                namespace: &str,
-                hub: &str,
-                consumer_group: &str,
-                partition_id: &str,
-            ) -> Result<Option<Checkpoint>, PersistError> {
+            fn read<'a>(
+                &'a self,
+                namespace: &'a str,
+                hub: &'a str,
+                consumer_group: &'a str,
+                partition_id: &'a str,
+            ) -> PersistFuture<'a, Option<Checkpoint>> {
                 (**self).read(namespace, hub, consumer_group, partition_id)
             }
         }
@@ -244,15 +283,8 @@ impl MemoryPersister {
     }
 }
 
-impl CheckpointPersister for MemoryPersister {
-    fn write(
-        &self,
-        namespace: &str,
-        hub: &str,
-        consumer_group: &str,
-        partition_id: &str,
-        checkpoint: &Checkpoint,
-    ) -> Result<(), PersistError> {
+impl MemoryPersister {
+    fn write_now(&self, key: Key, checkpoint: &Checkpoint) -> Result<(), PersistError> {
         checkpoint
             .validate()
             .map_err(|reason| PersistError::InvalidCheckpoint { reason })?;
@@ -260,26 +292,41 @@ impl CheckpointPersister for MemoryPersister {
         self.values
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(
-                key(namespace, hub, consumer_group, partition_id),
-                checkpoint.clone(),
-            );
+            .insert(key, checkpoint.clone());
         Ok(())
     }
+}
 
-    fn read(
-        &self,
-        namespace: &str,
-        hub: &str,
-        consumer_group: &str,
-        partition_id: &str,
-    ) -> Result<Option<Checkpoint>, PersistError> {
-        Ok(self
+impl CheckpointPersister for MemoryPersister {
+    fn write<'a>(
+        &'a self,
+        namespace: &'a str,
+        hub: &'a str,
+        consumer_group: &'a str,
+        partition_id: &'a str,
+        checkpoint: &'a Checkpoint,
+    ) -> PersistFuture<'a, ()> {
+        let r = self.write_now(
+            key(namespace, hub, consumer_group, partition_id),
+            checkpoint,
+        );
+        Box::pin(std::future::ready(r))
+    }
+
+    fn read<'a>(
+        &'a self,
+        namespace: &'a str,
+        hub: &'a str,
+        consumer_group: &'a str,
+        partition_id: &'a str,
+    ) -> PersistFuture<'a, Option<Checkpoint>> {
+        let found = self
             .values
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&key(namespace, hub, consumer_group, partition_id))
-            .cloned())
+            .cloned();
+        Box::pin(std::future::ready(Ok(found)))
     }
 }
 
@@ -307,6 +354,11 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Checkpoints as files in a directory (Go `persist.NewFilePersister`).
 ///
+/// Reads and writes run through the runtime's
+/// [`spawn_blocking`](Runtime::spawn_blocking): the `fsync`s never hold up
+/// the executor. The adapters name it for their runtime
+/// (`eventhubs_tokio::FilePersister`).
+///
 /// Each partition's checkpoint is one JSON file, named by a readable
 /// prefix (the key with unsafe characters replaced) and a SHA-256 hash of
 /// the exact key, so any consumer group name is safe, even on
@@ -315,29 +367,75 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// the directory: a crash leaves the old checkpoint or the new one, never
 /// a torn file. Several writers (threads or processes) may share the
 /// directory; the last rename wins.
-#[derive(Debug, Clone)]
-pub struct FilePersister {
+pub struct FilePersister<R: Runtime> {
+    files: Arc<Files>,
+    rt: R,
+}
+
+impl<R: Runtime> Clone for FilePersister<R> {
+    fn clone(&self) -> Self {
+        FilePersister {
+            files: self.files.clone(),
+            rt: self.rt.clone(),
+        }
+    }
+}
+
+impl<R: Runtime> fmt::Debug for FilePersister<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FilePersister")
+            .field("dir", &self.files.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The directory and the blocking file operations.
+#[derive(Debug)]
+struct Files {
     dir: PathBuf,
 }
 
-impl FilePersister {
-    /// A persister writing into `dir`, created if missing.
+impl<R: Runtime> FilePersister<R> {
+    /// A persister writing into `dir`, created if missing (at once, on
+    /// this thread: call it while setting up), on the ambient runtime.
     pub fn new(dir: impl Into<PathBuf>) -> Result<Self, PersistError> {
+        Self::with_runtime(dir, R::default())
+    }
+
+    /// A persister writing into `dir` whose file I/O runs on `rt`.
+    pub fn with_runtime(dir: impl Into<PathBuf>, rt: R) -> Result<Self, PersistError> {
         let dir = dir.into();
         fs::create_dir_all(&dir).map_err(|source| PersistError::CreateDir {
             path: dir.clone(),
             source,
         })?;
-        Ok(FilePersister { dir })
+        Ok(FilePersister {
+            files: Arc::new(Files { dir }),
+            rt,
+        })
     }
 
     /// The directory.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.files.dir
     }
 
     /// The file holding this partition's checkpoint.
     pub fn path_for(
+        &self,
+        namespace: &str,
+        hub: &str,
+        consumer_group: &str,
+        partition_id: &str,
+    ) -> PathBuf {
+        self.files
+            .dir
+            .join(file_name(namespace, hub, consumer_group, partition_id))
+    }
+}
+
+impl Files {
+    fn path_for(
         &self,
         namespace: &str,
         hub: &str,
@@ -386,7 +484,51 @@ fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-impl CheckpointPersister for FilePersister {
+impl<R: Runtime> CheckpointPersister for FilePersister<R> {
+    fn write<'a>(
+        &'a self,
+        namespace: &'a str,
+        hub: &'a str,
+        consumer_group: &'a str,
+        partition_id: &'a str,
+        checkpoint: &'a Checkpoint,
+    ) -> PersistFuture<'a, ()> {
+        let files = self.files.clone();
+        let key = key(namespace, hub, consumer_group, partition_id);
+        let checkpoint = checkpoint.clone();
+        Box::pin(async move {
+            blocking(&self.rt, move || {
+                let (ns, hub, cg, p) = &key;
+                files.write(ns, hub, cg, p, &checkpoint)
+            })
+            .await
+            .map_err(PersistError::Runtime)?
+        })
+    }
+
+    fn read<'a>(
+        &'a self,
+        namespace: &'a str,
+        hub: &'a str,
+        consumer_group: &'a str,
+        partition_id: &'a str,
+    ) -> PersistFuture<'a, Option<Checkpoint>> {
+        let files = self.files.clone();
+        let key = key(namespace, hub, consumer_group, partition_id);
+        Box::pin(async move {
+            blocking(&self.rt, move || {
+                let (ns, hub, cg, p) = &key;
+                files.read(ns, hub, cg, p)
+            })
+            .await
+            .map_err(PersistError::Runtime)?
+        })
+    }
+}
+
+impl Files {
+    /// Writes the file: a temporary file, flushed, renamed over the old
+    /// one, then the directory flushed. Blocks.
     fn write(
         &self,
         namespace: &str,
@@ -439,6 +581,7 @@ impl CheckpointPersister for FilePersister {
         Ok(())
     }
 
+    /// Reads and checks the file. Blocks.
     fn read(
         &self,
         namespace: &str,
@@ -498,10 +641,169 @@ impl fmt::Display for KeyDisplay<'_> {
     }
 }
 
+/// Checkpoints in a [`CheckpointStore`]: on Azure Blob Storage with
+/// [`BlobCheckpointStore`](crate::BlobCheckpointStore), in the layout every
+/// Event Hubs SDK shares (`<namespace>/<hub>/<group>/checkpoint/<partition>`
+/// blobs with `offset` and `sequencenumber` metadata), so a processor of
+/// any SDK resumes where [`Hub::receive`](crate::Hub::receive) stopped, and
+/// the other way round. This is the Go library's `CheckpointPersister`
+/// over Blob Storage.
+///
+/// The namespace is the hub's host name (`ns.servicebus.windows.net`).
+/// The blob layout has no enqueued time: a checkpoint read back has none.
+///
+/// ```
+/// use std::sync::Arc;
+/// use eventhubs_async::{BlobCheckpointStore, HubOptions, Runtime, StorePersister};
+///
+/// fn options<R: Runtime>(store: BlobCheckpointStore<R>) -> HubOptions {
+///     HubOptions::new().with_checkpoint_persister(Arc::new(StorePersister::new(store)))
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct StorePersister<S> {
+    store: S,
+}
+
+impl<S: CheckpointStore> StorePersister<S> {
+    /// A persister writing into `store`.
+    pub fn new(store: S) -> Self {
+        StorePersister { store }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+}
+
+impl<S: CheckpointStore> CheckpointPersister for StorePersister<S> {
+    fn write<'a>(
+        &'a self,
+        namespace: &'a str,
+        hub: &'a str,
+        consumer_group: &'a str,
+        partition_id: &'a str,
+        checkpoint: &'a Checkpoint,
+    ) -> PersistFuture<'a, ()> {
+        Box::pin(async move {
+            checkpoint
+                .validate()
+                .map_err(|reason| PersistError::InvalidCheckpoint { reason })?;
+            let record = PartitionCheckpoint::new(
+                namespace,
+                hub,
+                consumer_group,
+                partition_id,
+                checkpoint.offset.clone(),
+                checkpoint.sequence_number,
+            );
+            self.store
+                .update_checkpoint(&record)
+                .await
+                .map_err(PersistError::Store)
+        })
+    }
+
+    fn read<'a>(
+        &'a self,
+        namespace: &'a str,
+        hub: &'a str,
+        consumer_group: &'a str,
+        partition_id: &'a str,
+    ) -> PersistFuture<'a, Option<Checkpoint>> {
+        Box::pin(async move {
+            let all = self
+                .store
+                .list_checkpoints(namespace, hub, consumer_group)
+                .await
+                .map_err(PersistError::Store)?;
+            Ok(all
+                .into_iter()
+                .find(|c| c.partition_id == partition_id)
+                .and_then(|c| Some(Checkpoint::new(c.offset?, c.sequence_number?, None))))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    /// tokio's blocking pool, for the tests.
+    #[derive(Clone, Copy, Debug, Default)]
+    struct TestRt;
+
+    impl Runtime for TestRt {
+        type Tcp = futures_util::io::Cursor<Vec<u8>>;
+        fn connect_tcp(&self, _: String, _: u16) -> crate::BoxFuture<io::Result<Self::Tcp>> {
+            Box::pin(async { Err(io::Error::other("no network in these tests")) })
+        }
+        fn sleep(&self, _: Duration) -> crate::BoxFuture<()> {
+            Box::pin(std::future::pending())
+        }
+        fn spawn(&self, _: crate::BoxFuture<()>) -> io::Result<()> {
+            Err(io::Error::other("no spawning in these tests"))
+        }
+        fn spawn_blocking(
+            &self,
+            job: crate::runtime::BlockingJob,
+        ) -> crate::BoxFuture<io::Result<()>> {
+            let task = tokio::task::spawn_blocking(job);
+            Box::pin(async move { task.await.map_err(io::Error::other) })
+        }
+    }
+
+    type FilePersister = super::FilePersister<TestRt>;
+
+    fn run<T>(f: impl Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    /// The async calls, run to completion, for the tests.
+    trait Blocking {
+        fn write_blocking(
+            &self,
+            n: &str,
+            h: &str,
+            g: &str,
+            p: &str,
+            c: &Checkpoint,
+        ) -> Result<(), PersistError>;
+        fn read_blocking(
+            &self,
+            n: &str,
+            h: &str,
+            g: &str,
+            p: &str,
+        ) -> Result<Option<Checkpoint>, PersistError>;
+    }
+
+    impl<P: CheckpointPersister + ?Sized> Blocking for P {
+        fn write_blocking(
+            &self,
+            n: &str,
+            h: &str,
+            g: &str,
+            p: &str,
+            c: &Checkpoint,
+        ) -> Result<(), PersistError> {
+            run(self.write(n, h, g, p, c))
+        }
+        fn read_blocking(
+            &self,
+            n: &str,
+            h: &str,
+            g: &str,
+            p: &str,
+        ) -> Result<Option<Checkpoint>, PersistError> {
+            run(self.read(n, h, g, p))
+        }
+    }
 
     /// A fresh directory under the target's temp dir, removed on drop.
     struct TempDir(PathBuf);
@@ -529,31 +831,38 @@ mod tests {
     }
 
     fn round_trip(p: &dyn CheckpointPersister) {
-        assert_eq!(p.read("ns", "hub", "$Default", "0").expect("read"), None);
-        p.write("ns", "hub", "$Default", "0", &cp("100", 1))
+        assert_eq!(
+            p.read_blocking("ns", "hub", "$Default", "0").expect("read"),
+            None
+        );
+        p.write_blocking("ns", "hub", "$Default", "0", &cp("100", 1))
             .expect("write");
-        p.write("ns", "hub", "$Default", "1", &cp("200", 2))
+        p.write_blocking("ns", "hub", "$Default", "1", &cp("200", 2))
             .expect("write");
-        p.write("ns", "hub", "$default", "0", &cp("300", 3))
+        p.write_blocking("ns", "hub", "$default", "0", &cp("300", 3))
             .expect("write");
-        p.write("ns", "hub", "$Default", "0", &cp("150", 4))
+        p.write_blocking("ns", "hub", "$Default", "0", &cp("150", 4))
             .expect("overwrite");
         assert_eq!(
-            p.read("ns", "hub", "$Default", "0").expect("read"),
+            p.read_blocking("ns", "hub", "$Default", "0").expect("read"),
             Some(cp("150", 4))
         );
         assert_eq!(
-            p.read("ns", "hub", "$Default", "1").expect("read"),
+            p.read_blocking("ns", "hub", "$Default", "1").expect("read"),
             Some(cp("200", 2))
         );
         assert_eq!(
-            p.read("ns", "hub", "$default", "0").expect("read"),
+            p.read_blocking("ns", "hub", "$default", "0").expect("read"),
             Some(cp("300", 3)),
             "consumer groups differing only in case are kept apart"
         );
-        assert_eq!(p.read("ns", "other", "$Default", "0").expect("read"), None);
+        assert_eq!(
+            p.read_blocking("ns", "other", "$Default", "0")
+                .expect("read"),
+            None
+        );
         assert!(matches!(
-            p.write("ns", "hub", "cg", "0", &Checkpoint::new("", 1, None)),
+            p.write_blocking("ns", "hub", "cg", "0", &Checkpoint::new("", 1, None)),
             Err(PersistError::InvalidCheckpoint { .. })
         ));
     }
@@ -570,7 +879,9 @@ mod tests {
         round_trip(&p);
         let reopened = FilePersister::new(p.dir()).expect("opens");
         assert_eq!(
-            reopened.read("ns", "hub", "$Default", "1").expect("read"),
+            reopened
+                .read_blocking("ns", "hub", "$Default", "1")
+                .expect("read"),
             Some(cp("200", 2))
         );
         // Only the three checkpoint files, no temporary files left behind.
@@ -620,12 +931,12 @@ mod tests {
         let dir = TempDir::new("hostile");
         let p = FilePersister::new(&dir.0).expect("dir");
         for (i, cg) in hostile.iter().enumerate() {
-            p.write("ns", "hub", cg, "0", &cp(&i.to_string(), i as i64))
+            p.write_blocking("ns", "hub", cg, "0", &cp(&i.to_string(), i as i64))
                 .expect("write");
         }
         for (i, cg) in hostile.iter().enumerate() {
             assert_eq!(
-                p.read("ns", "hub", cg, "0").expect("read"),
+                p.read_blocking("ns", "hub", cg, "0").expect("read"),
                 Some(cp(&i.to_string(), i as i64)),
                 "{cg:?}"
             );
@@ -637,7 +948,7 @@ mod tests {
     fn corrupt_files_are_errors_naming_the_file() {
         let dir = TempDir::new("corrupt");
         let p = FilePersister::new(&dir.0).expect("dir");
-        p.write("ns", "hub", "cg", "0", &cp("42", 7))
+        p.write_blocking("ns", "hub", "cg", "0", &cp("42", 7))
             .expect("write");
         let path = p.path_for("ns", "hub", "cg", "0");
         let good = fs::read(&path).expect("file");
@@ -679,7 +990,7 @@ mod tests {
         for (what, bytes) in cases {
             assert_ne!(bytes, good, "{what}: the case must change the file");
             fs::write(&path, &bytes).expect("corrupt it");
-            match p.read("ns", "hub", "cg", "0") {
+            match p.read_blocking("ns", "hub", "cg", "0") {
                 Err(e @ PersistError::Corrupt { .. }) => {
                     let msg = e.to_string();
                     assert!(msg.contains(&path.display().to_string()), "{what}: {msg}");
@@ -688,10 +999,10 @@ mod tests {
             }
         }
         // A later write repairs it.
-        p.write("ns", "hub", "cg", "0", &cp("43", 8))
+        p.write_blocking("ns", "hub", "cg", "0", &cp("43", 8))
             .expect("write");
         assert_eq!(
-            p.read("ns", "hub", "cg", "0").expect("read"),
+            p.read_blocking("ns", "hub", "cg", "0").expect("read"),
             Some(cp("43", 8))
         );
     }
@@ -703,13 +1014,13 @@ mod tests {
         let path = p.path_for("ns", "hub", "cg", "0");
         // A directory where the file should be: reading fails even as root.
         fs::create_dir(&path).expect("mkdir");
-        match p.read("ns", "hub", "cg", "0") {
+        match p.read_blocking("ns", "hub", "cg", "0") {
             Err(e @ PersistError::Read { .. }) => {
                 assert!(e.to_string().contains(&path.display().to_string()), "{e}")
             }
             other => panic!("expected Read, got {other:?}"),
         }
-        match p.write("ns", "hub", "cg", "0", &cp("1", 1)) {
+        match p.write_blocking("ns", "hub", "cg", "0", &cp("1", 1)) {
             Err(e @ PersistError::Write { .. }) => {
                 assert!(e.to_string().contains(&path.display().to_string()), "{e}")
             }
@@ -746,7 +1057,7 @@ mod tests {
             std::thread::spawn(move || {
                 let mut reads = 0u32;
                 while !stop.load(Ordering::Relaxed) {
-                    match p.read("ns", "hub", "cg", "0") {
+                    match p.read_blocking("ns", "hub", "cg", "0") {
                         Ok(None) => {}
                         Ok(Some(c)) => {
                             assert_eq!(c, cp(&c.sequence_number.to_string(), c.sequence_number));
@@ -769,7 +1080,7 @@ mod tests {
                 std::thread::spawn(move || {
                     for i in 0..WRITES {
                         let seq = w * 1000 + i;
-                        p.write("ns", "hub", "cg", "0", &cp(&seq.to_string(), seq))
+                        p.write_blocking("ns", "hub", "cg", "0", &cp(&seq.to_string(), seq))
                             .expect("write");
                     }
                 })
@@ -781,7 +1092,7 @@ mod tests {
         stop.store(true, Ordering::Relaxed);
         let reads = reader.join().expect("reader never saw a bad file");
         let last = shared
-            .read("ns", "hub", "cg", "0")
+            .read_blocking("ns", "hub", "cg", "0")
             .expect("read")
             .expect("some");
         // The last rename is some writer's last write.
@@ -826,15 +1137,18 @@ mod tests {
     #[test]
     fn persisters_behind_pointers() {
         let boxed: Box<dyn CheckpointPersister> = Box::new(MemoryPersister::new());
-        boxed.write("n", "h", "c", "0", &cp("5", 5)).expect("write");
+        boxed
+            .write_blocking("n", "h", "c", "0", &cp("5", 5))
+            .expect("write");
         assert_eq!(
-            boxed.read("n", "h", "c", "0").expect("read"),
+            boxed.read_blocking("n", "h", "c", "0").expect("read"),
             Some(cp("5", 5))
         );
         let arc: Arc<MemoryPersister> = Arc::new(MemoryPersister::new());
-        arc.write("n", "h", "c", "0", &cp("6", 6)).expect("write");
+        arc.write_blocking("n", "h", "c", "0", &cp("6", 6))
+            .expect("write");
         assert_eq!(
-            arc.read("n", "h", "c", "0").expect("read"),
+            arc.read_blocking("n", "h", "c", "0").expect("read"),
             Some(cp("6", 6))
         );
     }

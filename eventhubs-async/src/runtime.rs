@@ -1,6 +1,6 @@
-//! What a runtime adapter provides: TCP connects, sleeping and spawning.
-//! Everything else (the driver, the Hub API, transports, persistence) is
-//! shared by the adapters.
+//! What a runtime adapter provides: TCP connects, sleeping, spawning, and
+//! running blocking work off the executor. Everything else (the driver,
+//! the Hub API, transports, persistence) is shared by the adapters.
 
 use std::future::Future;
 use std::io;
@@ -12,7 +12,11 @@ use futures_io::{AsyncRead, AsyncWrite};
 /// A boxed, sendable future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
-/// An async runtime, as the client needs it.
+/// A piece of blocking work for [`Runtime::spawn_blocking`].
+pub type BlockingJob = Box<dyn FnOnce() + Send + 'static>;
+
+/// An async runtime, as the client needs it. `Default` is the ambient
+/// runtime (the one the calling task runs on).
 pub trait Runtime: Clone + Default + Send + Sync + 'static {
     /// A connected TCP stream.
     type Tcp: AsyncRead + AsyncWrite + Unpin + Send + 'static;
@@ -24,8 +28,31 @@ pub trait Runtime: Clone + Default + Send + Sync + 'static {
     fn sleep(&self, duration: Duration) -> BoxFuture<()>;
 
     /// Runs `future` in the background. Fails when there is no runtime to
-    /// run it on (e.g. called outside a tokio runtime).
+    /// run it on (e.g. called outside a tokio runtime), with an error that
+    /// says so.
     fn spawn(&self, future: BoxFuture<()>) -> io::Result<()>;
+
+    /// Runs `job`, which may block (file I/O, `fsync`), on a thread where
+    /// blocking does not hold up other tasks; the future completes when it
+    /// has run. Fails when there is no runtime to run it on.
+    fn spawn_blocking(&self, job: BlockingJob) -> BoxFuture<io::Result<()>>;
+}
+
+/// Runs `f` through [`Runtime::spawn_blocking`] and returns its result.
+///
+/// Dropping the future does not stop `f` once it has started; its result
+/// is then dropped.
+pub async fn blocking<R: Runtime, T: Send + 'static>(
+    rt: &R,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> io::Result<T> {
+    let (tx, rx) = futures_channel::oneshot::channel();
+    rt.spawn_blocking(Box::new(move || {
+        let _ = tx.send(f());
+    }))
+    .await?;
+    rx.await
+        .map_err(|_| io::Error::other("the blocking job did not complete (it panicked?)"))
 }
 
 /// A host name that did not resolve. Adapters return it from

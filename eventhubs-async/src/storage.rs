@@ -15,13 +15,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use eventhubs_proto::eventhubs::sas::{Token, TokenError};
-use eventhubs_proto::storage::{
-    authorize, parse_list_blobs, Authorization, BlobEndpoint, BlobItem, BlobProperties,
-    BlobService, BlobVersion, Condition, ListBlobs, ListBlobsPage, SasToken, ServiceError,
-    SharedKeyCredential, StorageConnectionString, StorageConnectionStringError, StorageCredentials,
-    StorageError, StorageErrorCode, XmlError,
-};
+use eventhubs_proto::storage::{authorize, parse_list_blobs, Authorization, BlobService};
 use http::{Request, Response};
+
+/// The Blob Storage types in this module's signatures (credentials,
+/// endpoints, conditions, listings, errors), from the client core.
+pub use eventhubs_proto::storage::{
+    unquote_etag, AccountSas, BlobEndpoint, BlobItem, BlobProperties, BlobVersion, Condition,
+    ContainerSas, InvalidAccountKey, ListBlobs, ListBlobsPage, SasToken, ServiceError,
+    SharedKeyCredential, StorageConnectionString, StorageConnectionStringError, StorageCredentials,
+    StorageError, StorageErrorCode, XmlError, DEVELOPMENT_ACCOUNT, DEVELOPMENT_BLOB_ENDPOINT,
+    DEVELOPMENT_KEY,
+};
 use tracing::debug;
 
 use crate::credentials::{unix_now, TokenProvider};
@@ -106,6 +111,10 @@ impl BlobError {
 }
 
 /// A Blob service client for one account.
+///
+/// Cancellation, for every async method: as [`HttpClient::send`]: the
+/// exchange and its connection are abandoned, and a request already
+/// written may still take effect.
 pub struct BlobClient<R: Runtime> {
     runtime: R,
     http: HttpClient<R>,

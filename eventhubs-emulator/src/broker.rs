@@ -299,6 +299,21 @@ pub struct Stats {
     pub throttled: u64,
     /// Links detached by [`Broker::detach_links`].
     pub links_detached: u64,
+    /// Connections accepted ([`Broker::connect`]) since the start.
+    pub connections_accepted: u64,
+}
+
+/// A publishing or consuming link attached now, as [`Broker::links`]
+/// lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkInfo {
+    /// The connection it is on.
+    pub connection: ConnId,
+    /// `sender` (the client publishes) or `receiver` (it consumes).
+    pub role: &'static str,
+    /// The entity path, in lower case: `eh1`, `eh1/partitions/0`,
+    /// `eh1/consumergroups/$default/partitions/1`.
+    pub entity: String,
 }
 
 /// Which links [`Broker::detach_links`] detaches. Only links that publish
@@ -537,10 +552,32 @@ impl Broker {
         self.stats
     }
 
+    /// The publishing and consuming links attached now, on every
+    /// connection (`$cbs` and `$management` links are not listed).
+    pub fn links(&self) -> Vec<LinkInfo> {
+        let mut out = Vec::new();
+        for (id, conn) in &self.conns {
+            for kind in conn.links.values() {
+                let (role, entity) = match kind {
+                    LinkKind::Publisher { path, .. } => ("sender", path.clone()),
+                    LinkKind::Consumer(c) => ("receiver", consumer_path(&self.hubs, c)),
+                    _ => continue,
+                };
+                out.push(LinkInfo {
+                    connection: *id,
+                    role,
+                    entity,
+                });
+            }
+        }
+        out
+    }
+
     /// Accepts a new connection.
     pub fn connect(&mut self, now: Now) -> ConnId {
         let id = ConnId(self.next_conn);
         self.next_conn += 1;
+        self.stats.connections_accepted += 1;
         let mut c =
             ConnectionConfig::new(Side::Server, format!("{}-{}", self.config.namespace, id.0));
         // The official Python SDK reads fields by position: send them all.

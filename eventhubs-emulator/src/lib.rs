@@ -34,8 +34,8 @@ pub mod server;
 pub mod store;
 
 pub use broker::{
-    Appended, Broker, ConnId, ConsumerGroupState, EntityError, HubState, LinkSelector, Now,
-    RestoreError,
+    Appended, Broker, ConnId, ConsumerGroupState, EntityError, HubState, LinkInfo, LinkSelector,
+    Now, RestoreError, Stats,
 };
 pub use config::EmulatorConfig;
 pub use quirks::LATE_OUTCOME_DELAY;

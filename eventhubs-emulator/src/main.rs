@@ -157,17 +157,25 @@ fn main() -> ExitCode {
         };
         let listen = listener.local_addr().unwrap_or(listen);
         tracing::info!(%listen, %namespace, hubs = ?hubs, %data_dir, "eventhubs-emulator listening");
-        println!("LISTENING {}", listen.port());
+        // One write for every line, errors ignored: a parent that reads the
+        // first line and closes the pipe must not take the broker down (a
+        // failed `println!` panics).
+        let mut announce = format!("LISTENING {}\n", listen.port());
         let addrs = listeners.addrs();
         for (name, addr) in [("TLS", addrs.tls), ("WS", addrs.ws), ("WSS", addrs.wss)] {
             if let Some(addr) = addr {
                 tracing::info!(%addr, "also listening for AMQP over {name}");
-                println!("LISTENING-{name} {}", addr.port());
+                announce.push_str(&format!("LISTENING-{name} {}\n", addr.port()));
             }
         }
         if let Some(addr) = addrs.http {
             tracing::info!(%addr, "management API and health check on http://{addr}");
-            println!("LISTENING-HTTP {}", addr.port());
+            announce.push_str(&format!("LISTENING-HTTP {}\n", addr.port()));
+        }
+        {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(announce.as_bytes()).and_then(|()| out.flush());
         }
         match server.serve_with(listener, listeners).await {
             Ok(()) => ExitCode::SUCCESS,

@@ -441,6 +441,17 @@ impl Emulator {
         })
     }
 
+    /// The broker's counters: connections accepted, events in and out,
+    /// refusals and faults.
+    pub fn stats(&self) -> Result<crate::broker::Stats, EmulatorStopped> {
+        self.with_broker(|b, _| b.stats())
+    }
+
+    /// The publishing and consuming links attached now.
+    pub fn links(&self) -> Result<Vec<crate::broker::LinkInfo>, EmulatorStopped> {
+        self.with_broker(|b, _| b.links())
+    }
+
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr

@@ -351,6 +351,30 @@ fn broker_faults() {
     s.finish("broker_faults");
 }
 
+/// Sender links opened for their max-message-size; operations cancelled
+/// (an information request before its answer, a send as it goes out).
+#[test]
+fn senders_opened_and_cancels() {
+    let mut s = Session::new(Scenario::FULL, Chunks::Whole);
+    s.until(MINUTE, |r| r.sends_ok >= 1 && r.hub_ok >= 1);
+    s.command(tag::OPEN_SENDER, 1);
+    s.command(tag::OPEN_SENDER, 9);
+    s.until(MINUTE, |r| r.senders_opened >= 2);
+    // Answers held back: the request is pending when it is cancelled, and
+    // its late answer is ignored.
+    s.broker.set_response_delay(Duration::from_secs(5));
+    s.command(tag::HUB, 0);
+    s.command(tag::CANCEL, 0);
+    s.command(tag::SEND, 1);
+    s.command(tag::CANCEL, 0);
+    s.until(MINUTE, |r| r.cancelled >= 1);
+    s.broker.set_response_delay(Duration::ZERO);
+    s.pass(MINUTE);
+    s.command(tag::CLOSE, 10);
+    s.until(MINUTE, |r| r.closed);
+    s.finish("senders_and_cancels");
+}
+
 /// Replies held back: operations time out, late replies arrive for them.
 #[test]
 fn late_replies() {

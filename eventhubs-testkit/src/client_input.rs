@@ -54,7 +54,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use eventhubs_proto::client::{
-    Client, ClientError, ClientEvent, ClientOptions, ConnectFailure, ConnectFailureKind,
+    Cancelled, Client, ClientError, ClientEvent, ClientOptions, ConnectFailure, ConnectFailureKind,
     Credential, EventData, Now, OpId, ReceiverId, ReceiverOptions, SendTarget, TransportId,
 };
 use eventhubs_proto::eventhubs::sas::{SasKeyProvider, SyncTokenProvider};
@@ -112,6 +112,10 @@ pub mod tag {
     /// byte: `n` in the low 7 bits; the high bit makes the failure
     /// permanent (a rejected certificate), else the connection is refused.
     pub const FAIL_CONNECTS: u8 = 0xF8;
+    /// `open_sender` of partition `arg % 4`, or the hub for `arg >= 4`.
+    pub const OPEN_SENDER: u8 = 0xF9;
+    /// `cancel` of the pending operation `arg % pending`.
+    pub const CANCEL: u8 = 0xFA;
 }
 
 /// The first input byte.
@@ -153,12 +157,14 @@ enum OpKind {
     Send,
     Hub,
     Partition,
+    OpenSender,
 }
 
 #[derive(Default, Debug)]
 struct Recv {
     opened: bool,
     closed: bool,
+    detached: bool,
     last_seq: Option<i64>,
 }
 
@@ -168,6 +174,10 @@ struct Recv {
 pub struct Report {
     /// Sends completed successfully.
     pub sends_ok: u32,
+    /// Sender links reported open by `open_sender`.
+    pub senders_opened: u32,
+    /// Operations `cancel` removed.
+    pub cancelled: u32,
     /// Sends failed.
     pub sends_failed: u32,
     /// Hub information received.
@@ -435,6 +445,32 @@ impl Harness {
                 }
             }
             tag::FAIL_CONNECTS => self.fail_connects = arg,
+            tag::OPEN_SENDER => {
+                let target = match arg {
+                    0..=3 => SendTarget::Partition(arg.to_string()),
+                    _ => SendTarget::Hub,
+                };
+                let deadline = now.instant + OP_DEADLINE;
+                if let Ok(op) = self.client.open_sender(now, target, deadline) {
+                    self.ops.insert(op, (OpKind::OpenSender, deadline));
+                }
+            }
+            tag::CANCEL => {
+                let pending: Vec<OpId> = self.ops.keys().copied().collect();
+                if !pending.is_empty() {
+                    let op = pending[usize::from(arg) % pending.len()];
+                    match self.client.cancel(now, op) {
+                        Cancelled::Removed => {
+                            // Forgotten: no event may report it.
+                            self.ops.remove(&op);
+                            self.done.insert(op);
+                            self.report.cancelled += 1;
+                        }
+                        Cancelled::Continuing => {}
+                        Cancelled::Unknown => panic!("a pending {op:?} is unknown to cancel"),
+                    }
+                }
+            }
             _ => return,
         }
         self.settle();
@@ -450,6 +486,8 @@ impl Harness {
                 | tag::OPEN_RECEIVER
                 | tag::CLOSE
                 | tag::FAIL_CONNECTS
+                | tag::OPEN_SENDER
+                | tag::CANCEL
         )
     }
 
@@ -665,6 +703,25 @@ impl Harness {
                     self.report.receivers_failed += 1;
                 }
             }
+            ClientEvent::SenderOpened { op, result } => {
+                self.complete(op, OpKind::OpenSender, result.as_ref().err());
+                if let Ok(max) = result {
+                    assert!(max > 0, "a sender opened with max-message-size 0");
+                    self.report.senders_opened += 1;
+                }
+            }
+            ClientEvent::ReceiverDetached { receiver } => {
+                let r = self
+                    .receivers
+                    .get_mut(&receiver)
+                    .unwrap_or_else(|| panic!("ReceiverDetached for unknown {receiver:?}"));
+                assert!(
+                    r.closed,
+                    "ReceiverDetached before ReceiverClosed for {receiver:?}"
+                );
+                assert!(!r.detached, "ReceiverDetached twice for {receiver:?}");
+                r.detached = true;
+            }
             ClientEvent::Closed => {
                 self.closed = true;
                 self.report.closed = true;
@@ -718,6 +775,10 @@ impl Harness {
             assert!(
                 self.receivers.values().all(|r| r.closed),
                 "Closed with a receiver open"
+            );
+            assert!(
+                self.receivers.values().all(|r| r.detached),
+                "Closed with a receiver's detach unreported"
             );
             assert!(timer.is_none(), "a timer after Closed");
             assert!(self.client.is_closed());

@@ -11,6 +11,11 @@
 //!   Each iteration opens a receiver and waits for its first event
 //!   untimed; the clock runs over the 1000 events after it (steady state,
 //!   without link set-up).
+//! - `receive_handler_file_checkpoints`: `Hub::receive` with a handler
+//!   that counts events and a `FilePersister` (checkpoints as files,
+//!   flushed to disk) at the hub's default checkpoint cadence, prefetch
+//!   300, timed like `receive_prefetch` over the 1000 events after the
+//!   first.
 //!
 //! The Python SDK does the same before the criterion groups
 //! (`python_throughput.py`: batches of 100 built with
@@ -33,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput};
 use eventhubs_emulator::{Emulator, EmulatorConfig};
-use eventhubs_tokio::{Event, Hub, HubOptions, ReceiveOptions};
+use eventhubs_tokio::{EventData, EventPosition, FilePersister, Hub, HubOptions, ReceiveOptions};
 use futures_util::StreamExt;
 
 const EVENT_SIZE: usize = 1024;
@@ -51,6 +56,7 @@ const PYTHON_PARTITION: &str = "1";
 /// Timed events and time per workload, for the summary.
 static SEND: Mutex<(u64, Duration)> = Mutex::new((0, Duration::ZERO));
 static RECEIVE: Mutex<(u64, Duration)> = Mutex::new((0, Duration::ZERO));
+static HANDLER: Mutex<(u64, Duration)> = Mutex::new((0, Duration::ZERO));
 
 fn record(total: &Mutex<(u64, Duration)>, events: u64, took: Duration) {
     let mut t = total.lock().unwrap();
@@ -141,8 +147,8 @@ fn python_baseline(connection_string: &str) -> Python {
 }
 
 /// One batch; cloning it shares the bodies.
-fn events() -> Vec<Event> {
-    let event = Event::new(vec![b'x'; EVENT_SIZE]);
+fn events() -> Vec<EventData> {
+    let event = EventData::new(vec![b'x'; EVENT_SIZE]);
     vec![event; BATCH]
 }
 
@@ -172,14 +178,8 @@ fn main() {
 
     let hub = {
         let _guard = rt.enter();
-        Hub::from_connection_string(
-            &cs,
-            HubOptions {
-                partitioned_sender: Some(PARTITION.into()),
-                ..HubOptions::default()
-            },
-        )
-        .expect("hub")
+        Hub::from_connection_string(&cs, HubOptions::new().with_partitioned_sender(PARTITION))
+            .expect("hub")
     };
     let batch = events();
     let send_batches = |n: usize| {
@@ -239,9 +239,9 @@ fn main() {
                     let mut stream = hub
                         .receiver(
                             PARTITION,
-                            ReceiveOptions::default()
-                                .sequence_number(from, true)
-                                .prefetch(PREFETCH),
+                            ReceiveOptions::new()
+                                .with_start_position(EventPosition::sequence_number(from, true))
+                                .with_prefetch(PREFETCH),
                         )
                         .await
                         .expect("receiver");
@@ -262,10 +262,70 @@ fn main() {
             })
         })
     });
+    // The same reads through `Hub::receive`, checkpointing to files.
+    let dir = std::env::temp_dir().join(format!(
+        "eventhubs-bench-checkpoints-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let checkpointing = {
+        let _guard = rt.enter();
+        Hub::from_connection_string(
+            &cs,
+            HubOptions::new().with_checkpoint_persister(std::sync::Arc::new(
+                FilePersister::new(&dir).expect("dir"),
+            )),
+        )
+        .expect("hub")
+    };
+    group.bench_function("receive_handler_file_checkpoints", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let mut took = Duration::ZERO;
+                for _ in 0..iters {
+                    let from = cursor.get();
+                    let needed = from + EVENTS_PER_ITER as i64; // inclusive
+                    loop {
+                        let info = hub.partition_information(PARTITION).await.expect("info");
+                        if info.last_sequence_number >= needed {
+                            break;
+                        }
+                        send_batches(BATCHES_PER_ITER).await;
+                    }
+                    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<i64>();
+                    let handle = checkpointing
+                        .receive(
+                            PARTITION,
+                            move |e| {
+                                let _ = tx.send(e.system.sequence_number);
+                                async { Ok::<(), std::convert::Infallible>(()) }
+                            },
+                            ReceiveOptions::new()
+                                .with_start_position(EventPosition::sequence_number(from, true))
+                                .with_prefetch(PREFETCH),
+                        )
+                        .await
+                        .expect("receive");
+                    assert_eq!(rx.recv().await, Some(from));
+                    let start = Instant::now();
+                    for i in 1..=EVENTS_PER_ITER as i64 {
+                        assert_eq!(rx.recv().await, Some(from + i));
+                    }
+                    took += start.elapsed();
+                    handle.close().await.expect("listener");
+                    cursor.set(needed + 1);
+                }
+                record(&HANDLER, iters * EVENTS_PER_ITER, took);
+                took
+            })
+        })
+    });
     group.finish();
     criterion.final_summary();
 
     rt.block_on(hub.close()).expect("close");
+    rt.block_on(checkpointing.close()).expect("close");
+    let _ = std::fs::remove_dir_all(&dir);
     drop(emulator);
 
     summary(&python);
@@ -299,6 +359,7 @@ fn summary(python: &Python) {
                 Python::Skipped(_) => None,
             },
         ),
+        ("receive+ckpt", rate(&HANDLER), None),
     ] {
         let Some(ours) = ours else {
             println!("  {name:<11} not run");

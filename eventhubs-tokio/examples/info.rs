@@ -11,26 +11,25 @@ mod common;
 
 use std::process::ExitCode;
 
+use clap::Parser;
 use eventhubs_tokio::HubOptions;
 
-const USAGE: &str = "\
-Prints an event hub's runtime information and every partition's.
-
-Usage: info [-h | --help]
-
-The hub is EVENTHUB_CONNECTION_STRING's (with EntityPath); when that is not
-set, an embedded emulator is started, its hub eh1 is used, and a few sample
-events are sent to it first.
-";
+/// Prints an event hub's runtime information and every partition's.
+#[derive(Debug, Parser)]
+#[command(
+    name = "info",
+    after_help = "The hub is EVENTHUB_CONNECTION_STRING's (with EntityPath); when that is not\n\
+                  set, an embedded emulator is started, its hub eh1 is used, and a few sample\n\
+                  events are sent to it first."
+)]
+struct Options {}
 
 /// Sample events sent to the embedded emulator.
 const SAMPLES: usize = 5;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    if let Err(code) = common::parse_args(USAGE, &[]) {
-        return code;
-    }
+    let Options {} = Options::parse();
     common::init_tracing();
     match run().await {
         Ok(()) => ExitCode::SUCCESS,

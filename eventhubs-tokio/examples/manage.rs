@@ -14,125 +14,94 @@ mod common;
 
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand};
 use eventhubs_emulator::{Emulator, EmulatorConfig};
-use eventhubs_proto::management::ManagementEndpoint;
-use eventhubs_tokio::management::{EntityStatus, HubDescription, HubEntity};
+use eventhubs_tokio::management::{EntityStatus, HubDescription, HubEntity, ManagementEndpoint};
 use eventhubs_tokio::HubManager;
 
-const USAGE: &str = "\
-Creates, shows, lists, updates and deletes event hubs (the hub manager).
-
-Usage: manage create NAME [--partitions N] [--retention-days D] [--user-metadata TEXT]
-       manage update NAME [--retention-days D] [--status STATUS] [--user-metadata TEXT]
-       manage get NAME
-       manage list
-       manage delete NAME
-Options of every command:
-       --endpoint URL   the management endpoint (e.g. http://127.0.0.1:5300 for
-                        an emulator started elsewhere), instead of the
-                        connection string's namespace
-
-The namespace and its key are EVENTHUB_CONNECTION_STRING's (a policy with
-Manage rights; EntityPath is ignored). When it is not set, an embedded
-emulator is started with its management API; it lives only as long as the
-command, with its configured hub eh1. An update resets the properties it is
-not given to the service's defaults, as the service does.
-";
-
-#[derive(Debug, PartialEq, Eq)]
-enum Command {
-    Create(String, HubDescription),
-    Update(String, HubDescription),
-    Get(String),
-    List,
-    Delete(String),
+/// Creates, shows, lists, updates and deletes event hubs (the hub manager).
+#[derive(Debug, Parser)]
+#[command(
+    name = "manage",
+    after_help = "The namespace and its key are EVENTHUB_CONNECTION_STRING's (a policy with\n\
+                  Manage rights; EntityPath is ignored). When it is not set, an embedded\n\
+                  emulator is started with its management API; it lives only as long as the\n\
+                  command, with its configured hub eh1. An update resets the properties it is\n\
+                  not given to the service's defaults, as the service does."
+)]
+struct Options {
+    /// The management endpoint (e.g. http://127.0.0.1:5300 for an emulator
+    /// started elsewhere), instead of the connection string's namespace
+    #[arg(long, value_name = "URL", global = true)]
+    endpoint: Option<String>,
+    #[command(subcommand)]
+    command: Command,
 }
 
-fn parse(args: Vec<String>) -> Result<(Command, Option<String>), common::ArgError> {
-    use common::ArgError;
-    let mut it = args.into_iter();
-    let verb = match it.next() {
-        Some(v) if v == "-h" || v == "--help" => return Err(ArgError::Help),
-        Some(v) => v,
-        None => {
-            return Err(ArgError::Invalid {
-                flag: "command",
-                value: String::new(),
-                reason: "give one of create, update, get, list and delete".into(),
-            })
+#[derive(Debug, PartialEq, Eq, Subcommand)]
+enum Command {
+    /// Creates an event hub
+    Create {
+        /// The event hub
+        name: String,
+        /// Partitions
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        partitions: Option<u32>,
+        #[command(flatten)]
+        common: Properties,
+    },
+    /// Updates an event hub
+    Update {
+        /// The event hub
+        name: String,
+        /// Active, Disabled, SendDisabled or ReceiveDisabled
+        #[arg(long, value_name = "STATUS")]
+        status: Option<EntityStatus>,
+        #[command(flatten)]
+        common: Properties,
+    },
+    /// Shows an event hub
+    Get {
+        /// The event hub
+        name: String,
+    },
+    /// Lists the event hubs
+    List,
+    /// Deletes an event hub
+    Delete {
+        /// The event hub
+        name: String,
+    },
+}
+
+/// What create and update both set.
+#[derive(Debug, PartialEq, Eq, clap::Args)]
+struct Properties {
+    /// Days events are kept
+    #[arg(long, value_name = "D", value_parser = clap::value_parser!(u32).range(1..))]
+    retention_days: Option<u32>,
+    /// Free text kept with the hub
+    #[arg(long, value_name = "TEXT")]
+    user_metadata: Option<String>,
+}
+
+impl Properties {
+    fn describe(&self, mut d: HubDescription) -> HubDescription {
+        if let Some(n) = self.retention_days {
+            d = d.with_message_retention_in_days(n);
         }
-    };
-    let rest: Vec<String> = it.collect();
-    let (name, flags) = match verb.as_str() {
-        "list" => (None, rest),
-        "create" | "update" | "get" | "delete" => match rest.split_first() {
-            Some((n, tail)) if !n.starts_with("--") => (Some(n.clone()), tail.to_vec()),
-            _ => {
-                return Err(ArgError::Invalid {
-                    flag: "NAME",
-                    value: String::new(),
-                    reason: format!("{verb} needs the event hub's name"),
-                })
-            }
-        },
-        other => {
-            return Err(ArgError::Invalid {
-                flag: "command",
-                value: other.to_owned(),
-                reason: "not one of create, update, get, list and delete".into(),
-            })
+        if let Some(m) = &self.user_metadata {
+            d = d.with_user_metadata(m);
         }
-    };
-    let allowed: &[&'static str] = match verb.as_str() {
-        "create" => &[
-            "--endpoint",
-            "--partitions",
-            "--retention-days",
-            "--user-metadata",
-        ],
-        "update" => &[
-            "--endpoint",
-            "--retention-days",
-            "--status",
-            "--user-metadata",
-        ],
-        _ => &["--endpoint"],
-    };
-    let a = common::Args::parse(allowed, flags)?;
-    let mut d = HubDescription::new();
-    if let Some(n) = a.number("--partitions", 1)? {
-        d = d.with_partition_count(u32::try_from(n).unwrap_or(u32::MAX));
+        d
     }
-    if let Some(n) = a.number("--retention-days", 1)? {
-        d = d.with_message_retention_in_days(u32::try_from(n).unwrap_or(u32::MAX));
-    }
-    if let Some(s) = a.parse_value::<EntityStatus>("--status")? {
-        d = d.with_status(s);
-    }
-    if let Some(m) = a.get("--user-metadata") {
-        d = d.with_user_metadata(m);
-    }
-    let endpoint = a.get("--endpoint").map(str::to_owned);
-    let name = name.unwrap_or_default();
-    let command = match verb.as_str() {
-        "create" => Command::Create(name, d),
-        "update" => Command::Update(name, d),
-        "get" => Command::Get(name),
-        "delete" => Command::Delete(name),
-        _ => Command::List,
-    };
-    Ok((command, endpoint))
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let (command, endpoint) =
-        match common::check_args(USAGE, parse(std::env::args().skip(1).collect())) {
-            Ok(c) => c,
-            Err(code) => return code,
-        };
+    let options = Options::parse();
     common::init_tracing();
-    match run(command, endpoint).await {
+    match run(options.command, options.endpoint).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("manage: error: {e}");
@@ -176,17 +145,33 @@ async fn run(
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let (m, _emulator) = manager(endpoint)?;
     match command {
-        Command::Create(name, d) => {
-            let hub = m.put(&name, &d).await?;
+        Command::Create {
+            name,
+            partitions,
+            common,
+        } => {
+            let mut d = HubDescription::new();
+            if let Some(n) = partitions {
+                d = d.with_partition_count(n);
+            }
+            let hub = m.put(&name, &common.describe(d)).await?;
             println!("created");
             print_hub(&hub);
         }
-        Command::Update(name, d) => {
-            let hub = m.update(&name, &d).await?;
+        Command::Update {
+            name,
+            status,
+            common,
+        } => {
+            let mut d = HubDescription::new();
+            if let Some(s) = status {
+                d = d.with_status(s);
+            }
+            let hub = m.update(&name, &common.describe(d)).await?;
             println!("updated");
             print_hub(&hub);
         }
-        Command::Get(name) => match m.get(&name).await? {
+        Command::Get { name } => match m.get(&name).await? {
             Some(hub) => print_hub(&hub),
             None => {
                 eprintln!("manage: no event hub {name:?}");
@@ -208,7 +193,7 @@ async fn run(
                 );
             }
         }
-        Command::Delete(name) => {
+        Command::Delete { name } => {
             m.delete(&name).await?;
             println!("deleted {name}");
         }
@@ -253,51 +238,47 @@ fn print_hub(h: &HubEntity) {
 mod tests {
     use super::*;
 
-    fn args(a: &[&str]) -> Result<(Command, Option<String>), common::ArgError> {
-        parse(a.iter().map(|s| s.to_string()).collect())
+    fn args(a: &[&str]) -> Result<Options, clap::Error> {
+        Options::try_parse_from(std::iter::once("manage").chain(a.iter().copied()))
     }
 
     #[test]
     fn commands() {
+        let o = args(&["create", "t", "--partitions", "5", "--retention-days=3"]).unwrap();
         assert_eq!(
-            args(&["create", "t", "--partitions", "5", "--retention-days=3"]).unwrap(),
-            (
-                Command::Create(
-                    "t".into(),
-                    HubDescription::new()
-                        .with_partition_count(5)
-                        .with_message_retention_in_days(3)
-                ),
-                None
-            )
+            o.command,
+            Command::Create {
+                name: "t".into(),
+                partitions: Some(5),
+                common: Properties {
+                    retention_days: Some(3),
+                    user_metadata: None
+                }
+            }
         );
-        assert_eq!(
-            args(&[
-                "update",
-                "t",
-                "--status",
-                "Disabled",
-                "--endpoint",
-                "http://x"
-            ])
-            .unwrap(),
-            (
-                Command::Update(
-                    "t".into(),
-                    HubDescription::new().with_status(EntityStatus::Disabled)
-                ),
-                Some("http://x".into())
-            )
-        );
-        assert_eq!(args(&["list"]).unwrap().0, Command::List);
-        assert_eq!(args(&["get", "t"]).unwrap().0, Command::Get("t".into()));
+        let o = args(&[
+            "update",
+            "t",
+            "--status",
+            "Disabled",
+            "--endpoint",
+            "http://x",
+        ])
+        .unwrap();
+        assert_eq!(o.endpoint.as_deref(), Some("http://x"));
+        assert!(matches!(
+            o.command,
+            Command::Update {
+                status: Some(EntityStatus::Disabled),
+                ..
+            }
+        ));
+        assert_eq!(args(&["list"]).unwrap().command, Command::List);
         assert!(args(&[]).is_err());
         assert!(args(&["get"]).is_err());
-        assert!(args(&["get", "--endpoint", "x"]).is_err());
         assert!(args(&["frob"]).is_err());
         assert!(args(&["get", "t", "--partitions", "2"]).is_err());
         assert!(args(&["create", "t", "--partitions", "0"]).is_err());
         assert!(args(&["update", "t", "--status", "Sleeping"]).is_err());
-        assert_eq!(args(&["--help"]).unwrap_err(), common::ArgError::Help);
     }
 }

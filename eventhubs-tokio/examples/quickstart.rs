@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use eventhubs_emulator::{Emulator, EmulatorConfig};
-use eventhubs_tokio::{Event, Hub, HubOptions, ReceiveOptions};
+use eventhubs_tokio::{EventData, EventPosition, Hub, HubOptions, ReceiveOptions};
 use futures_util::StreamExt;
 
 #[tokio::main]
@@ -39,12 +39,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut streams = Vec::new();
     for id in &info.partition_ids {
         let p = hub.partition_information(id).await?;
-        let options = ReceiveOptions::default().sequence_number(p.last_sequence_number, false);
+        let options = ReceiveOptions::new().with_start_position(EventPosition::sequence_number(
+            p.last_sequence_number,
+            false,
+        ));
         streams.push(hub.receiver(id, options).await?);
     }
 
     let text = format!("hello, world! ({})", std::process::id());
-    hub.send(Event::new(text.clone())).await?;
+    hub.send(EventData::new(text.clone()).with_property("example", "quickstart"))
+        .await?;
     println!("sent: {text}");
 
     let mut all = futures_util::stream::select_all(streams);

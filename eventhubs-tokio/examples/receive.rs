@@ -13,44 +13,45 @@ mod common;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use common::{ArgError, Args};
-use eventhubs_proto::eventhubs::EventPosition;
-use eventhubs_tokio::{HubOptions, ReceiveOptions};
+use clap::Parser;
+use eventhubs_tokio::{EventPosition, HubOptions, ReceiveOptions, Timestamp};
 use futures_util::StreamExt;
 
-const USAGE: &str = "\
-Receives events from an event hub and prints them.
-
-Usage: receive [OPTIONS]
-
-Options:
-  --partition ID        the partition to read (default: every partition)
-  --start POSITION      where to start (default earliest):
-                          earliest        the first event retained
-                          latest          only events sent from now on
-                          offset:X        after the event at offset X
-                          seq:N           from sequence number N, inclusive
-                          time:UNIX_MS    events enqueued after this instant
-  --count N             stop after N events (default: until Ctrl-C)
-  --idle SECS           stop after SECS seconds without an event; 0 never
-                        (default: 2 on the embedded emulator, else never)
-  --consumer-group G    the consumer group (default $Default)
-  --epoch N             receive with owner level N
-  -h, --help            this help
-
-The hub is EVENTHUB_CONNECTION_STRING's (with EntityPath); when that is not
-set, an embedded emulator is started, its hub eh1 is used, and a few sample
-events are sent once the receivers are open.
-";
-
-const FLAGS: &[&str] = &[
-    "--partition",
-    "--start",
-    "--count",
-    "--idle",
-    "--consumer-group",
-    "--epoch",
-];
+/// Receives events from an event hub and prints them.
+#[derive(Debug, Parser)]
+#[command(
+    name = "receive",
+    after_help = "The hub is EVENTHUB_CONNECTION_STRING's (with EntityPath); when that is not\n\
+                  set, an embedded emulator is started, its hub eh1 is used, and a few sample\n\
+                  events are sent once the receivers are open."
+)]
+struct Options {
+    /// The partition to read (default: every partition)
+    #[arg(long, value_name = "ID", value_parser = common::non_empty)]
+    partition: Option<String>,
+    /// Where to start: earliest (the first event retained), latest (only
+    /// events sent from now on), offset:X (after the event at offset X),
+    /// seq:N (from sequence number N, inclusive), time:UNIX_MS (events
+    /// enqueued after this instant)
+    #[arg(long, value_name = "POSITION", default_value = "earliest", value_parser = parse_start)]
+    start: EventPosition,
+    /// Stop after N events (default: until Ctrl-C)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    count: Option<u64>,
+    /// Stop after SECS seconds without an event; 0 never (default: 2 on the
+    /// embedded emulator, else never)
+    #[arg(long, value_name = "SECS")]
+    idle: Option<u64>,
+    /// The consumer group
+    #[arg(long, value_name = "G", default_value = "$Default")]
+    consumer_group: String,
+    /// Receive with owner level (epoch) N
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = parse_epoch)]
+    epoch: Option<i64>,
+    /// No progress line on stderr
+    #[arg(long, short)]
+    quiet: bool,
+}
 
 /// Characters of a body shown per event.
 const BODY_CHARS: usize = 60;
@@ -59,25 +60,10 @@ const SAMPLES: usize = 6;
 /// Idle time after which a receive from the embedded emulator stops.
 const EMBEDDED_IDLE: Duration = Duration::from_secs(2);
 
-#[derive(Debug)]
-struct Options {
-    partition: Option<String>,
-    start: EventPosition,
-    count: Option<u64>,
-    idle: Option<Duration>,
-    consumer_group: Option<String>,
-    epoch: Option<i64>,
-}
-
-fn parse_start(v: &str) -> Result<EventPosition, ArgError> {
-    let invalid = |reason: String| ArgError::Invalid {
-        flag: "--start",
-        value: v.to_owned(),
-        reason,
-    };
+fn parse_start(v: &str) -> Result<EventPosition, String> {
     let number = |n: &str, what: &str| {
         n.parse::<i64>()
-            .map_err(|_| invalid(format!("{n:?} is not a {what}")))
+            .map_err(|_| format!("{n:?} is not a {what}"))
     };
     match v.split_once(':') {
         None if v == "earliest" => Ok(EventPosition::Earliest),
@@ -88,56 +74,24 @@ fn parse_start(v: &str) -> Result<EventPosition, ArgError> {
             true,
         )),
         Some(("time", ms)) => Ok(EventPosition::enqueued_time(
-            eventhubs_proto::codec::Timestamp(number(ms, "number of milliseconds")?),
+            Timestamp::from_millis(number(ms, "number of milliseconds")?),
             false,
         )),
-        _ => Err(invalid(
-            "expected earliest, latest, offset:X, seq:N or time:UNIX_MS".into(),
-        )),
+        _ => Err("expected earliest, latest, offset:X, seq:N or time:UNIX_MS".into()),
     }
 }
 
-impl Options {
-    fn from_args(a: &Args) -> Result<Options, ArgError> {
-        let partition = a.get("--partition").map(str::to_owned);
-        if partition.as_deref() == Some("") {
-            return Err(ArgError::Invalid {
-                flag: "--partition",
-                value: String::new(),
-                reason: "the partition id is empty".into(),
-            });
-        }
-        let epoch = a.parse_value::<i64>("--epoch")?;
-        if let Some(e) = epoch.filter(|e| *e < 0) {
-            return Err(ArgError::Invalid {
-                flag: "--epoch",
-                value: e.to_string(),
-                reason: "must not be negative".into(),
-            });
-        }
-        Ok(Options {
-            partition,
-            start: a
-                .get("--start")
-                .map_or(Ok(EventPosition::Earliest), parse_start)?,
-            count: a.number("--count", 1)?,
-            idle: a.number("--idle", 0)?.map(Duration::from_secs),
-            consumer_group: a.get("--consumer-group").map(str::to_owned),
-            epoch,
-        })
+fn parse_epoch(v: &str) -> Result<i64, String> {
+    match v.parse::<i64>() {
+        Ok(n) if n >= 0 => Ok(n),
+        Ok(_) => Err("must not be negative".into()),
+        Err(_) => Err("not a whole number".into()),
     }
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = match common::parse_args(USAGE, FLAGS) {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    let options = match common::check_args(USAGE, Options::from_args(&args)) {
-        Ok(o) => o,
-        Err(code) => return code,
-    };
+    let options = Options::parse();
     common::init_tracing();
     match run(options).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -178,13 +132,11 @@ async fn receive(
         None => info.partition_ids.clone(),
     };
 
-    let mut receive = ReceiveOptions {
-        position: Some(options.start.clone()),
-        epoch: options.epoch,
-        ..ReceiveOptions::default()
-    };
-    if let Some(g) = &options.consumer_group {
-        receive.consumer_group = g.clone();
+    let mut receive = ReceiveOptions::new()
+        .with_start_position(options.start.clone())
+        .with_consumer_group(options.consumer_group.clone());
+    if let Some(epoch) = options.epoch {
+        receive = receive.with_owner_level(epoch);
     }
     // Samples for the embedded emulator go in first, so every start
     // position can find them; with `latest` they can only come after the
@@ -207,13 +159,13 @@ async fn receive(
         if partitions.len() == 1 { "" } else { "s" },
         partitions.join(", "),
         hub.name(),
-        receive.consumer_group
+        receive.consumer_group()
     );
     if target.is_embedded() && samples_after {
         common::send_samples(hub, SAMPLES).await?;
     }
 
-    let idle = match options.idle {
+    let idle = match options.idle.map(Duration::from_secs) {
         Some(d) if d.is_zero() => None,
         Some(d) => Some(d),
         None if target.is_embedded() => Some(EMBEDDED_IDLE),
@@ -223,6 +175,7 @@ async fn receive(
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let mut received = 0u64;
+    let mut progress = common::Progress::new("received", options.quiet);
     let stop = loop {
         if options.count.is_some_and(|n| received >= n) {
             break Stop::Count;
@@ -254,6 +207,7 @@ async fn receive(
             Err(e) => return Err(format!("partition {partition}: {e}").into()),
         };
         received += 1;
+        progress.add(1);
         println!(
             "partition {} sequence {} offset {} enqueued {} body: {}",
             event.partition_id,
@@ -263,6 +217,7 @@ async fn receive(
             common::preview(&event.data.body, BODY_CHARS)
         );
     };
+    progress.finish();
     let why = match stop {
         Stop::Count => "count reached".to_owned(),
         Stop::Idle(d) => format!("no event for {} s", d.as_secs_f64()),

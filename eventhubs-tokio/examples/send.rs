@@ -13,73 +13,38 @@ mod common;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use common::{ArgError, Args};
-use eventhubs_tokio::{Event, HubOptions};
+use clap::Parser;
+use eventhubs_tokio::{EventData, HubOptions, SendOptions};
 
-const USAGE: &str = "\
-Sends events to an event hub and reports events per second.
-
-Usage: send [OPTIONS]
-
-Options:
-  --partition ID        send every event to partition ID
-  --partition-key KEY   send every event with partition key KEY
-                        (default: neither; the service spreads them round-robin)
-  --count N             number of events (default 10)
-  --batch-size N        events per send_batch call; 1 sends them one by one (default 1)
-  --event-size BYTES    body size of each event (default: a short text)
-  -h, --help            this help
-
-The hub is EVENTHUB_CONNECTION_STRING's (with EntityPath); when that is not
-set, an embedded emulator is started and its hub eh1 is used.
-";
-
-const FLAGS: &[&str] = &[
-    "--partition",
-    "--partition-key",
-    "--count",
-    "--batch-size",
-    "--event-size",
-];
-
-/// Where events go.
-#[derive(Debug)]
-enum Routing {
-    Partition(String),
-    Key(String),
-    RoundRobin,
-}
-
-#[derive(Debug)]
+/// Sends events to an event hub and reports events per second.
+#[derive(Debug, Parser)]
+#[command(
+    name = "send",
+    after_help = "The hub is EVENTHUB_CONNECTION_STRING's (with EntityPath); when that is not\n\
+                  set, an embedded emulator is started and its hub eh1 is used."
+)]
 struct Options {
-    routing: Routing,
+    /// Send every event to partition ID
+    #[arg(long, value_name = "ID", value_parser = common::non_empty)]
+    partition: Option<String>,
+    /// Send every event with partition key KEY (default: neither; the
+    /// service spreads them round-robin)
+    #[arg(long, value_name = "KEY", conflicts_with = "partition")]
+    partition_key: Option<String>,
+    /// Number of events
+    #[arg(long, value_name = "N", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
     count: u64,
-    batch_size: usize,
+    /// Events per send_batch call; 1 sends them one by one
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    batch_size: u64,
+    /// Body size of each event (default: a short text)
+    #[arg(long, value_name = "BYTES")]
     event_size: Option<usize>,
-}
-
-impl Options {
-    fn from_args(a: &Args) -> Result<Options, ArgError> {
-        let routing = match (a.get("--partition"), a.get("--partition-key")) {
-            (Some(_), Some(_)) => return Err(ArgError::Conflict("--partition", "--partition-key")),
-            (Some(""), None) => {
-                return Err(ArgError::Invalid {
-                    flag: "--partition",
-                    value: String::new(),
-                    reason: "the partition id is empty".into(),
-                })
-            }
-            (Some(p), None) => Routing::Partition(p.to_owned()),
-            (None, Some(k)) => Routing::Key(k.to_owned()),
-            (None, None) => Routing::RoundRobin,
-        };
-        Ok(Options {
-            routing,
-            count: a.number("--count", 1)?.unwrap_or(10),
-            batch_size: a.number("--batch-size", 1)?.unwrap_or(1) as usize,
-            event_size: a.number("--event-size", 0)?.map(|n| n as usize),
-        })
-    }
+    /// No progress line on stderr
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 /// The body of event `i`: `event i` padded (or cut) to `size` bytes.
@@ -99,14 +64,7 @@ fn body(i: u64, size: Option<usize>) -> Vec<u8> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = match common::parse_args(USAGE, FLAGS) {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    let options = match common::check_args(USAGE, Options::from_args(&args)) {
-        Ok(o) => o,
-        Err(code) => return code,
-    };
+    let options = Options::parse();
     common::init_tracing();
     match run(options).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -118,14 +76,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
-    let hub_options = HubOptions {
-        partitioned_sender: match &options.routing {
-            Routing::Partition(p) => Some(p.clone()),
-            _ => None,
-        },
-        ..HubOptions::default()
-    };
-    let target = common::connect(hub_options)?;
+    let target = common::connect(HubOptions::new())?;
     let result = send(&target, &options).await;
     // Closed on errors too, before the embedded emulator stops.
     target.hub.close().await?;
@@ -138,41 +89,45 @@ async fn send(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let hub = &target.hub;
     let info = hub.runtime_information().await?;
-    if let Routing::Partition(p) = &options.routing {
+    if let Some(p) = &options.partition {
         common::check_partition(p, &info.partition_ids)?;
     }
-    let key = match &options.routing {
-        Routing::Key(k) => Some(k.clone()),
-        _ => None,
-    };
-    let event = |i: u64| {
-        let mut e = Event::new(body(i, options.event_size));
-        e.partition_key = key.clone();
-        e
-    };
+    // Routing is per send, on the hub's one connection.
+    let mut routing = SendOptions::new();
+    if let Some(p) = &options.partition {
+        routing = routing.with_partition_id(p.clone());
+    }
+    if let Some(k) = &options.partition_key {
+        routing = routing.with_partition_key(k.clone());
+    }
 
+    let mut progress = common::Progress::new("sent", options.quiet);
     let mut bytes = 0u64;
     let start = Instant::now();
     let mut next = 0u64;
     while next < options.count {
-        let n = (options.count - next).min(options.batch_size as u64);
-        let events: Vec<Event> = (next..next + n).map(event).collect();
+        let n = (options.count - next).min(options.batch_size);
+        let events: Vec<EventData> = (next..next + n)
+            .map(|i| EventData::new(body(i, options.event_size)))
+            .collect();
         bytes += events.iter().map(|e| e.body.len() as u64).sum::<u64>();
         if options.batch_size == 1 {
             for e in events {
-                hub.send(e).await?;
+                hub.send_with(e, routing.clone()).await?;
             }
         } else {
-            hub.send_batch(events).await?;
+            hub.send_batch_with(events, routing.clone()).await?;
         }
         next += n;
+        progress.add(n);
     }
     let took = start.elapsed().as_secs_f64();
+    progress.finish();
 
-    let how = match &options.routing {
-        Routing::Partition(p) => format!("to partition {p}"),
-        Routing::Key(k) => format!("with partition key {k:?}"),
-        Routing::RoundRobin => "round-robin".to_owned(),
+    let how = match (&options.partition, &options.partition_key) {
+        (Some(p), _) => format!("to partition {p}"),
+        (_, Some(k)) => format!("with partition key {k:?}"),
+        _ => "round-robin".to_owned(),
     };
     let calls = if options.batch_size == 1 {
         "one by one".to_owned()

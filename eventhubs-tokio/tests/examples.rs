@@ -325,50 +325,67 @@ fn help_describes_the_options() {
         ("send", "--batch-size"),
         ("receive", "--start"),
         ("info", "--help"),
+        ("send", "--quiet"),
+        ("receive", "--quiet"),
     ] {
         let r = run_example(name, &["--help"], LIMIT);
         r.assert_success();
         assert!(r.stdout.contains("Usage: "), "{name}: {}", r.stdout);
+        assert!(
+            r.stdout.contains("EVENTHUB_CONNECTION_STRING"),
+            "{name}: {}",
+            r.stdout
+        );
         assert!(r.stdout.contains(option), "{name}: {}", r.stdout);
     }
 }
 
 #[test]
 fn bad_arguments_exit_non_zero_saying_what_is_wrong() {
+    // clap's messages.
     let cases: &[(&str, &[&str], &str)] = &[
         (
             "send",
             &["--count", "abc"],
-            "--count \"abc\": not a whole number",
+            "invalid value 'abc' for '--count <N>': invalid digit found in string",
         ),
         (
             "send",
             &["--batch-size", "0"],
-            "--batch-size \"0\": must be at least 1",
+            "invalid value '0' for '--batch-size <N>': 0 is not in 1..",
         ),
         (
             "send",
             &["--partition", "0", "--partition-key", "k"],
-            "--partition and --partition-key cannot be used together",
+            "the argument '--partition <ID>' cannot be used with '--partition-key <KEY>'",
         ),
-        ("send", &["--count"], "--count needs a value"),
-        ("send", &["--colour", "red"], "unknown option --colour"),
+        (
+            "send",
+            &["--count"],
+            "a value is required for '--count <N>' but none was supplied",
+        ),
+        ("send", &["--colour", "red"], "unexpected argument '--colour' found"),
+        (
+            "send",
+            &["--partition", ""],
+            "invalid value '' for '--partition <ID>': must not be empty",
+        ),
         (
             "receive",
             &["--start", "yesterday"],
-            "--start \"yesterday\": expected earliest, latest, offset:X, seq:N or time:UNIX_MS",
+            "invalid value 'yesterday' for '--start <POSITION>': expected earliest, latest, offset:X, seq:N or time:UNIX_MS",
         ),
         (
             "receive",
             &["--start", "seq:x"],
-            "--start \"seq:x\": \"x\" is not a sequence number",
+            "invalid value 'seq:x' for '--start <POSITION>': \"x\" is not a sequence number",
         ),
         (
             "receive",
             &["--epoch", "-1"],
-            "--epoch \"-1\": must not be negative",
+            "invalid value '-1' for '--epoch <N>': must not be negative",
         ),
-        ("info", &["extra"], "unexpected argument \"extra\""),
+        ("info", &["extra"], "unexpected argument 'extra' found"),
     ];
     for (name, args, message) in cases {
         let r = run_example(name, args, LIMIT);
@@ -476,4 +493,102 @@ fn manage_creates_lists_updates_and_deletes_hubs_on_the_embedded_emulator() {
     );
     let r = run_example("manage", &["frob"], LIMIT);
     assert_eq!(r.code, Some(2), "{}", r.stderr);
+}
+
+#[test]
+fn processor_claims_processes_and_releases_on_the_embedded_emulator() {
+    let out = std::env::temp_dir().join(format!(
+        "eventhubs-processor-example-{}.jsonl",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&out);
+    let r = run_example(
+        "processor",
+        &[
+            "--update-interval",
+            "1",
+            "--ownership-expiry",
+            "3",
+            "--strategy",
+            "greedy",
+            "--owner-id",
+            "example-owner",
+            "--idle",
+            "2",
+            "--events-out",
+            out.to_str().expect("path"),
+        ],
+        LIMIT,
+    );
+    r.assert_success();
+    assert_eq!(
+        r.lines("example-owner: claimed partition").len(),
+        2,
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        r.lines("example-owner: released partition").len(),
+        2,
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("example-owner: processed 10 events (idle)"),
+        "{}",
+        r.stdout
+    );
+    let text = std::fs::read_to_string(&out).expect("events file");
+    let _ = std::fs::remove_file(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 10, "{text}");
+    for l in lines {
+        for key in [
+            "\"partition_id\":",
+            "\"sequence_number\":",
+            "\"offset\":",
+            "\"owner_id\":\"example-owner\"",
+        ] {
+            assert!(l.contains(key), "{key} missing in {l}");
+        }
+    }
+    let help = run_example("processor", &["--help"], LIMIT);
+    help.assert_success();
+    for option in [
+        "--storage",
+        "--container",
+        "--strategy",
+        "--events-out",
+        "--idle",
+    ] {
+        assert!(help.stdout.contains(option), "{}", help.stdout);
+    }
+    let cases: &[(&[&str], i32, &str)] = &[
+        (
+            &["--strategy", "fair"],
+            2,
+            "unknown load-balancing strategy \"fair\"",
+        ),
+        (
+            &["--storage", "x"],
+            2,
+            "the following required arguments were not provided",
+        ),
+        (
+            &["--update-interval", "1", "--ownership-expiry", "2"],
+            1,
+            "must be at least 3 times the update interval",
+        ),
+        (
+            &["--update-interval", "-1"],
+            2,
+            "expected a positive number of seconds",
+        ),
+    ];
+    for (args, code, message) in cases {
+        let r = run_example("processor", args, LIMIT);
+        assert_eq!(r.code, Some(*code), "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(message), "{args:?}: {}", r.stderr);
+    }
 }

@@ -9,18 +9,16 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
+use eventhubs_async::management::ManagementEndpoint;
 use eventhubs_async::management::{
     ConsumerGroupDescription, EntityStatus, HubDescription, ManagementCredential,
 };
 use eventhubs_async::{
-    Error, Event, EventStream, Hub, HubManager, HubOptions, ReceiveOptions, Runtime,
-    SasTokenProvider,
+    Error, EventData, EventPosition, EventStream, Hub, HubManager, HubOptions, ReceiveOptions,
+    Runtime, SasTokenProvider,
 };
 use eventhubs_emulator::config::Policy;
 use eventhubs_emulator::{Emulator, EmulatorConfig};
-use eventhubs_proto::codec::Value;
-use eventhubs_proto::eventhubs::EventPosition;
-use eventhubs_proto::management::ManagementEndpoint;
 use futures_util::StreamExt;
 use http::Method;
 
@@ -52,10 +50,7 @@ fn manager<R: Runtime>(e: &Emulator) -> HubManager<R> {
 }
 
 fn earliest() -> ReceiveOptions {
-    ReceiveOptions {
-        position: Some(EventPosition::Earliest),
-        ..ReceiveOptions::default()
-    }
+    ReceiveOptions::new().with_start_position(EventPosition::Earliest)
 }
 
 async fn next_event<R: Runtime>(s: &mut EventStream) -> eventhubs_async::ReceivedEvent {
@@ -66,13 +61,10 @@ async fn next_event<R: Runtime>(s: &mut EventStream) -> eventhubs_async::Receive
 }
 
 /// Sends `event` to partition `p` of `hub` with a partitioned sender.
-async fn send_to<R: Runtime>(e: &Emulator, hub: &str, p: &str, event: Event) {
+async fn send_to<R: Runtime>(e: &Emulator, hub: &str, p: &str, event: EventData) {
     let sender = Hub::<R>::from_connection_string(
         &e.connection_string(hub),
-        HubOptions {
-            partitioned_sender: Some(p.to_owned()),
-            ..HubOptions::default()
-        },
+        HubOptions::new().with_partitioned_sender(p),
     )
     .expect("hub");
     sender.send(event).await.expect("sent");
@@ -80,12 +72,7 @@ async fn send_to<R: Runtime>(e: &Emulator, hub: &str, p: &str, event: Event) {
 }
 
 fn is_not_found(e: &Error) -> bool {
-    match e {
-        Error::Client(c) => c
-            .condition()
-            .is_some_and(|s| s.as_str() == "amqp:not-found"),
-        _ => false,
-    }
+    matches!(e, Error::Service(_)) && e.condition() == Some("amqp:not-found")
 }
 
 /// Create a hub with 5 partitions and 3 days, see it listed, send to and
@@ -125,8 +112,7 @@ pub async fn hub_lifecycle<R: Runtime>() {
     let mut streams = Vec::new();
     for p in &created.partition_ids {
         let mut s = hub.receiver(p, earliest()).await.expect("receiver");
-        let mut ev = Event::new(format!("to {p}"));
-        ev.set("p", Value::String(p.as_str().into()));
+        let ev = EventData::new(format!("to {p}")).with_property("p", p.as_str());
         send_to::<R>(&e, "orders", p, ev).await;
         let got = next_event::<R>(&mut s).await;
         assert_eq!(got.partition_id, *p);
@@ -288,16 +274,10 @@ pub async fn consumer_groups<R: Runtime>() {
     let hub = Hub::<R>::from_connection_string(&e.connection_string("eh1"), HubOptions::default())
         .expect("hub");
     let mut s = hub
-        .receiver(
-            "0",
-            ReceiveOptions {
-                consumer_group: "audit".into(),
-                ..earliest()
-            },
-        )
+        .receiver("0", earliest().with_consumer_group("audit"))
         .await
         .expect("a receiver in the new group");
-    send_to::<R>(&e, "eh1", "0", Event::new("audited")).await;
+    send_to::<R>(&e, "eh1", "0", EventData::new("audited")).await;
     assert_eq!(&next_event::<R>(&mut s).await.data.body[..], b"audited");
     m.delete_consumer_group("eh1", "audit").await.unwrap();
     match within::<R, _>(30, "detach", s.next()).await {

@@ -36,14 +36,14 @@ use eventhubs_async::checkpoint_store::{
     PartitionOwnership,
 };
 use eventhubs_async::http::{HttpClient, HttpClientError, HttpOptions};
-use eventhubs_async::storage::{BlobClient, BlobError, StorageCredential};
-use eventhubs_async::transport::{TransportError, TransportKind, TransportOptions};
-use eventhubs_async::Runtime;
-use eventhubs_proto::http::{HttpError, Limits};
-use eventhubs_proto::storage::{
+use eventhubs_async::http::{HttpError, Limits};
+use eventhubs_async::storage::{
     AccountSas, BlobEndpoint, Condition, ContainerSas, ListBlobs, SharedKeyCredential,
     StorageErrorCode, DEVELOPMENT_ACCOUNT, DEVELOPMENT_KEY,
 };
+use eventhubs_async::storage::{BlobClient, BlobError, StorageCredential};
+use eventhubs_async::transport::{TransportError, TransportKind, TransportOptions};
+use eventhubs_async::Runtime;
 
 /// Runs `f`, failing if it takes longer than `secs`.
 pub async fn within<R: Runtime, T>(secs: u64, what: &str, f: impl Future<Output = T>) -> T {
@@ -529,10 +529,10 @@ impl eventhubs_async::TokenProvider for CountingTokens {
         let audience = audience.to_owned();
         Box::pin(async move {
             assert_eq!(audience, eventhubs_async::storage::STORAGE_SCOPE);
-            Ok(eventhubs_proto::eventhubs::Token {
+            Ok(eventhubs_async::Token {
                 token: format!("token-{n}"),
                 expires_at_unix: unix_now() as u64 + 3600,
-                token_type: eventhubs_proto::eventhubs::TokenType::Jwt,
+                token_type: eventhubs_async::TokenType::Jwt,
             })
         })
     }
@@ -840,6 +840,83 @@ pub async fn blob_checkpoint_store<R: Runtime>() {
         p.metadata.get("sequencenumber").map(String::as_str),
         Some("42")
     );
+}
+
+/// `Hub::receive` checkpoints to Blob Storage through a `StorePersister`
+/// over the blob store, in the shared layout; a new hub resumes after the
+/// last handled event, and the blob holds its offset and sequence number.
+pub async fn hub_checkpoints_in_blob_storage<R: Runtime>() {
+    use eventhubs_async::{
+        CheckpointCadence, CheckpointPersister, EventData, Hub, HubOptions, ReceiveOptions,
+        StorePersister,
+    };
+    use futures_util::StreamExt;
+    let Some(azurite) = Azurite::start() else {
+        return;
+    };
+    let store = store_on::<R>(&azurite, "hub-checkpoints").await;
+    let persister = Arc::new(StorePersister::new(store.clone()));
+    let emulator =
+        eventhubs_emulator::Emulator::start(eventhubs_emulator::EmulatorConfig::default())
+            .expect("emulator");
+    let options = || {
+        HubOptions::new()
+            .with_partitioned_sender("1")
+            .with_checkpoint_persister(persister.clone())
+    };
+    let hub = Hub::<R>::from_connection_string(&emulator.connection_string("eh1"), options())
+        .expect("hub");
+    hub.send_batch((0..12).map(|i| EventData::new(format!("event {i}"))))
+        .await
+        .expect("send");
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    let listener = hub
+        .receive(
+            "1",
+            move |e| {
+                s2.lock().unwrap().push(e.system.sequence_number);
+                async { Ok::<(), std::io::Error>(()) }
+            },
+            ReceiveOptions::new().with_checkpoint_cadence(CheckpointCadence::every_events(5)),
+        )
+        .await
+        .expect("receive");
+    while seen.lock().unwrap().len() < 12 {
+        R::default().sleep(Duration::from_millis(20)).await;
+    }
+    listener.close().await.expect("stopped cleanly");
+    // The blob, as every SDK names and reads it.
+    let namespace = hub.host().to_owned();
+    let checkpoints = store
+        .list_checkpoints(&namespace, "eh1", "$Default")
+        .await
+        .expect("list");
+    assert_eq!(checkpoints.len(), 1, "{checkpoints:?}");
+    assert_eq!(checkpoints[0].partition_id, "1");
+    assert_eq!(checkpoints[0].sequence_number, Some(11));
+    let read = persister
+        .read(&namespace, "eh1", "$Default", "1")
+        .await
+        .expect("read")
+        .expect("a checkpoint");
+    assert_eq!(read.sequence_number, 11);
+    hub.close().await.expect("close");
+    // A restarted hub resumes after it.
+    let hub = Hub::<R>::from_connection_string(&emulator.connection_string("eh1"), options())
+        .expect("hub");
+    hub.send(EventData::new("after the restart"))
+        .await
+        .expect("send");
+    let mut s = hub
+        .receiver("1", ReceiveOptions::new())
+        .await
+        .expect("receiver");
+    let next = s.next().await.expect("an event").expect("event");
+    assert_eq!(next.system.sequence_number, 12);
+    assert_eq!(next.data.body, "after the restart".as_bytes());
+    s.close().await.expect("detached");
+    hub.close().await.expect("close");
 }
 
 /// The in-memory store has the same semantics, on an injected clock.
@@ -1189,8 +1266,8 @@ pub async fn python_interop<R: Runtime>() {
         ours_1
             .etag
             .as_deref()
-            .map(eventhubs_proto::storage::unquote_etag),
-        Some(eventhubs_proto::storage::unquote_etag(py_etag))
+            .map(eventhubs_async::storage::unquote_etag),
+        Some(eventhubs_async::storage::unquote_etag(py_etag))
     );
     let mut cps: Vec<(String, Option<String>, Option<i64>)> = store
         .list_checkpoints(ns, hub, cg)
@@ -1226,7 +1303,7 @@ macro_rules! storage_tests {
             http_reuse_and_retry, http_errors_are_typed, https_and_certificates,
             storage_credentials_on_the_wire, blob_operations,
             blob_checkpoint_store, memory_checkpoint_store, paging, storage_errors, sas_tokens,
-            python_interop);
+            python_interop, hub_checkpoints_in_blob_storage);
     };
     (@each $rt:ty, $block_on:expr; $($name:ident),*) => {
         $(

@@ -34,11 +34,22 @@ use bytes::Bytes;
 use eventhubs_proto::eventhubs::sas::{Token, TokenType};
 use eventhubs_proto::identity::request::TokenHttpRequest;
 use eventhubs_proto::identity::retry::{parse_retry_after, TOKEN_REQUEST_TIMEOUT};
-use eventhubs_proto::identity::{parse_token_response, AttemptOutcome, Cloud, RetryRules};
+use eventhubs_proto::identity::{parse_token_response, AttemptOutcome};
 use futures_util::future::{select, Either};
 use futures_util::lock::Mutex as AsyncMutex;
 use tracing::debug;
 
+/// The Entra ID types in this module's signatures (certificates, clouds,
+/// endpoints, retry rules, client assertions, environment errors), from
+/// the client core.
+pub use eventhubs_proto::identity::{
+    certificate::CertificateError,
+    cloud::Cloud,
+    env::EnvVarError,
+    error::TokenEndpoint,
+    jwt::{AssertionOptions, ThumbprintHeader},
+    retry::RetryRules,
+};
 pub use eventhubs_proto::identity::{
     AccessToken, ClientCertificate, CredentialError, ManagedIdentityId, ManagedIdentitySource,
     Secret,

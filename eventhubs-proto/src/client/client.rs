@@ -17,8 +17,8 @@ use super::error::ClientError;
 use super::event::EventData;
 use super::management::ManagementOp;
 use super::options::{
-    ClientEvent, ClientOptions, ConnectFailure, Credential, Now, OpId, ReceiverId, ReceiverOptions,
-    SendTarget, TransportId,
+    Cancelled, ClientEvent, ClientOptions, ConnectFailure, Credential, Now, OpId, ReceiverId,
+    ReceiverOptions, SendTarget, TransportId,
 };
 use super::receivers::Receiver;
 use super::rpc::ManagementRequest;
@@ -61,6 +61,8 @@ pub(super) struct Op {
 
 pub(super) enum OpKind {
     Send(SendOp),
+    /// Waiting for the sender link of a target to attach.
+    OpenSender(SendTarget),
     Management(ManagementOp),
 }
 
@@ -112,6 +114,9 @@ pub struct Client {
     pub(super) ops: BTreeMap<OpId, Op>,
     /// Management requests to send, in order.
     pub(super) mgmt_queue: VecDeque<OpId>,
+    /// Receivers the caller closed whose detach the service has not
+    /// answered.
+    pub(super) detaching: std::collections::BTreeSet<ReceiverId>,
     pub(super) events: VecDeque<ClientEvent>,
 }
 
@@ -157,6 +162,7 @@ impl Client {
             receivers: BTreeMap::new(),
             ops: BTreeMap::new(),
             mgmt_queue: VecDeque::new(),
+            detaching: std::collections::BTreeSet::new(),
             events: VecDeque::new(),
         })
     }
@@ -216,6 +222,62 @@ impl Client {
         Ok(op)
     }
 
+    /// Attaches the sender link of `target` (if it is not attached yet)
+    /// and reports its max-message-size with
+    /// [`ClientEvent::SenderOpened`], or fails by `deadline`. A batch sized
+    /// against that limit ([`EventBatch`](super::EventBatch)) goes out as
+    /// one transfer.
+    pub fn open_sender(
+        &mut self,
+        now: Now,
+        target: SendTarget,
+        deadline: Instant,
+    ) -> Result<OpId, ClientError> {
+        self.check_running()?;
+        if let SendTarget::Partition(p) = &target {
+            if p.is_empty() {
+                return Err(ClientError::InvalidArgument("partition id is empty".into()));
+            }
+        }
+        let op = self.add_op(deadline, |_| OpKind::OpenSender(target.clone()));
+        self.senders
+            .entry(target)
+            .or_insert_with(Sender::new)
+            .openers
+            .push(op);
+        self.drive(now);
+        Ok(op)
+    }
+
+    /// The caller no longer waits for `op`. A send none of whose transfers
+    /// has been handed to the connection is forgotten: none of its events
+    /// is published ([`Cancelled::Removed`]). A send with a transfer out
+    /// goes on to completion or its deadline ([`Cancelled::Continuing`]):
+    /// cutting it short would publish part of it. Information requests and
+    /// [`open_sender`](Self::open_sender) are always removed; a response
+    /// that arrives later is ignored.
+    pub fn cancel(&mut self, now: Now, op: OpId) -> Cancelled {
+        if !self.ops.contains_key(&op) {
+            return Cancelled::Unknown;
+        }
+        if self.send_started(op) {
+            return Cancelled::Continuing;
+        }
+        let Some(o) = self.ops.remove(&op) else {
+            return Cancelled::Unknown;
+        };
+        self.timers.stop(&Timer::OpDeadline(op));
+        self.timers.stop(&Timer::OpRetry(op));
+        match o.kind {
+            OpKind::Send(s) => self.forget_send(op, &s.target),
+            OpKind::OpenSender(target) => self.forget_opener(op, &target),
+            OpKind::Management(_) => self.mgmt_queue.retain(|x| *x != op),
+        }
+        debug!(op = op.0, "operation cancelled");
+        self.drive(now);
+        Cancelled::Removed
+    }
+
     /// Reads hub runtime information; answered by
     /// [`ClientEvent::HubInformation`].
     pub fn get_hub_information(
@@ -254,7 +316,7 @@ impl Client {
         Ok(op)
     }
 
-    fn add_op(&mut self, deadline: Instant, kind: impl FnOnce(OpId) -> OpKind) -> OpId {
+    pub(super) fn add_op(&mut self, deadline: Instant, kind: impl FnOnce(OpId) -> OpKind) -> OpId {
         let op = OpId(self.next_id());
         self.ops.insert(
             op,
@@ -293,7 +355,9 @@ impl Client {
     }
 
     /// Closes a receiver; reported by [`ClientEvent::ReceiverClosed`]
-    /// without error.
+    /// without error at once, then by [`ClientEvent::ReceiverDetached`]
+    /// once the service has answered the detach (or the connection is
+    /// gone, which takes the link with it).
     pub fn close_receiver(&mut self, now: Now, receiver: ReceiverId) {
         self.end_receiver(receiver, None);
         self.drive(now);
@@ -433,7 +497,7 @@ impl Client {
 
     /// After every input: fetch tokens, connect, put tokens, attach links,
     /// send what can be sent, and close when asked.
-    fn drive(&mut self, now: Now) {
+    pub(super) fn drive(&mut self, now: Now) {
         if self.lifecycle != Lifecycle::Closed {
             if self.uses_cbs() {
                 self.acquire_tokens();
@@ -460,6 +524,7 @@ impl Client {
 
     /// The connection is gone: every link with it.
     pub(super) fn links_lost(&mut self) {
+        self.all_detaches_done();
         self.senders_lost();
         self.receivers_lost();
         self.management_lost();
@@ -515,6 +580,12 @@ impl Client {
                 self.forget_send(op, &s.target);
                 self.events
                     .push_back(ClientEvent::SendComplete { op, result });
+            }
+            OpKind::OpenSender(target) => {
+                self.forget_opener(op, &target);
+                let result = result.map(|()| self.sender_max_message_size(&target));
+                self.events
+                    .push_back(ClientEvent::SenderOpened { op, result });
             }
             OpKind::Management(m) => {
                 self.mgmt_queue.retain(|x| *x != op);
@@ -577,6 +648,7 @@ impl Client {
     /// Lets the transport go and reports [`ClientEvent::Closed`].
     pub(super) fn finish_close(&mut self, now: Now) {
         self.retire_transport(now);
+        self.all_detaches_done();
         self.lifecycle = Lifecycle::Closed;
         self.timers = TimerTable::default();
         info!(host = %self.options.host, "client closed");

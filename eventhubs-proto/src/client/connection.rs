@@ -101,6 +101,9 @@ pub(super) enum Owner {
     ManagementReplies,
     Sender(SendTarget),
     Receiver(ReceiverId),
+    /// The link of a receiver the caller closed: its detach is out, and
+    /// [`ClientEvent::ReceiverDetached`] reports the service's answer.
+    Detaching(ReceiverId),
     /// A link we detached and no longer care about.
     Gone,
 }
@@ -268,10 +271,16 @@ impl Client {
 
     /// The transport could not be made: permanent failures fail what
     /// waits; transient ones are retried.
-    pub(super) fn transport_failed(&mut self, now: Now, id: TransportId, failure: ConnectFailure) {
+    pub(super) fn transport_failed(
+        &mut self,
+        now: Now,
+        id: TransportId,
+        mut failure: ConnectFailure,
+    ) {
         if !matches!(self.phase, Phase::Connecting(want) if want == id) {
             return;
         }
+        failure.transport = Some(id);
         self.timers.stop(&Timer::Connect);
         warn!(transport = id.0, kind = ?failure.kind, cause = %failure.cause, "connect failed");
         self.phase = Phase::Idle;
@@ -300,11 +309,15 @@ impl Client {
         self.stop_connection_timers();
         if closing {
             // It went while our close waited for the service's: done.
+            self.all_detaches_done();
             return;
         }
         self.connection_lost(
             now,
-            ClientError::Connection(format!("connection lost: {cause}")),
+            ClientError::Disconnected {
+                transport: id,
+                cause: cause.to_owned(),
+            },
             RecoveryKind::RecoverConnection,
         );
     }
@@ -422,7 +435,7 @@ impl Client {
         match owner {
             Owner::Sender(target) if accepted => self.sender_attached(now, &target, link, attach),
             Owner::Receiver(id) if accepted => self.receiver_attached(now, id, link),
-            Owner::Gone => {
+            Owner::Gone | Owner::Detaching(_) => {
                 if let Some(c) = self.phase.conn_mut() {
                     engine_command(c.engine.link(link).close(None), "close");
                 }
@@ -443,6 +456,7 @@ impl Client {
         };
         match owner {
             Owner::Gone => {}
+            Owner::Detaching(id) => self.receiver_detach_done(id),
             Owner::Sender(target) => self.sender_detached(now, &target, error),
             Owner::Receiver(id) => self.receiver_detached(now, id, error),
             // The request/response nodes are the connection's spine:

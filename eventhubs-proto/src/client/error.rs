@@ -15,7 +15,7 @@ use crate::eventhubs::sas::TokenError;
 use crate::eventhubs::RecoveryKind;
 
 use super::batch::BatchError;
-use super::options::ConnectFailure;
+use super::options::{ConnectFailure, TransportId};
 use super::rpc::ResponseError;
 
 /// Why an operation or a receiver failed.
@@ -52,6 +52,26 @@ pub enum ClientError {
     /// up.
     #[error("connection failed: {0}")]
     Connection(String),
+    /// The transport of an open connection failed or closed (a read or
+    /// write error, the service closing the socket), and retries are used
+    /// up.
+    #[error("connection lost: {cause}")]
+    Disconnected {
+        /// The transport that failed, for a driver that kept its typed
+        /// cause.
+        transport: TransportId,
+        /// What happened, for people.
+        cause: String,
+    },
+    /// The service refused the CBS token for `audience` (a `$cbs`
+    /// put-token answered with a failure status).
+    #[error("the service refused the token for {audience}: {refusal}")]
+    TokenRefused {
+        /// The audience the token was for.
+        audience: String,
+        /// The refusal: a [`ClientError::Status`].
+        refusal: Box<ClientError>,
+    },
     /// The service detached a link without an error, and retries are used
     /// up.
     #[error("the service detached the {0} link without an error")]
@@ -117,6 +137,7 @@ impl ClientError {
         match self {
             ClientError::Service(e) | ClientError::Protocol(e) => Some(&e.condition),
             ClientError::Status { condition, .. } => condition.as_ref(),
+            ClientError::TokenRefused { refusal, .. } => refusal.condition(),
             _ => None,
         }
     }
@@ -127,9 +148,10 @@ impl ClientError {
         match self {
             ClientError::Service(e) => classify_condition(&e.condition),
             ClientError::Status { code, .. } => classify_status_code(*code),
-            ClientError::Protocol(_) | ClientError::Connection(_) => {
-                RecoveryKind::RecoverConnection
-            }
+            ClientError::Protocol(_)
+            | ClientError::Connection(_)
+            | ClientError::Disconnected { .. } => RecoveryKind::RecoverConnection,
+            ClientError::TokenRefused { refusal, .. } => refusal.recovery(),
             ClientError::Detached(_) => RecoveryKind::RecoverLink,
             ClientError::Refused(_) => RecoveryKind::Retry,
             ClientError::Connect(f) if !f.kind.is_permanent() => RecoveryKind::RecoverConnection,

@@ -21,7 +21,22 @@ pub const ENQUEUED_TIME_ANNOTATION: &str = "x-opt-enqueued-time";
 /// Message annotation carrying the publisher name.
 pub const PUBLISHER_ANNOTATION: &str = "x-opt-publisher";
 
-/// An event to publish: azure-event-hubs-go's `Event` before it is sent.
+/// An event to publish: azure-event-hubs-go's `Event` (`NewEvent`,
+/// `NewEventFromString`) before it is sent, built fluently:
+///
+/// ```
+/// use eventhubs_proto::client::EventData;
+///
+/// let event = EventData::new("temperature 21.5")
+///     .with_partition_key("device-7")
+///     .with_property("unit", "celsius")
+///     .with_property("reading", 42i64)
+///     .with_message_id("reading-42")
+///     .with_content_type("text/plain");
+/// assert_eq!(event.partition_key.as_deref(), Some("device-7"));
+/// assert_eq!(event.get("reading").and_then(|v| v.as_i64()), Some(42));
+/// ```
+#[doc(alias = "Event")]
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct EventData {
     /// The payload, sent as one data section.
@@ -47,6 +62,46 @@ impl EventData {
             body: body.into(),
             ..Default::default()
         }
+    }
+
+    /// With partition key `key`: the service routes the event to the
+    /// partition the key hashes to, and events with one key keep their
+    /// order.
+    #[must_use]
+    pub fn with_partition_key(mut self, key: impl Into<String>) -> Self {
+        self.partition_key = Some(key.into());
+        self
+    }
+
+    /// With application property `name` set to `value` (azure-event-hubs-go's
+    /// `Event.Set`, by value).
+    #[must_use]
+    pub fn with_property(mut self, name: impl Into<ByteString>, value: impl Into<Value>) -> Self {
+        self.set(name, value);
+        self
+    }
+
+    /// With `properties.message-id` `id` (azure-event-hubs-go's `Event.ID` and
+    /// `SendWithMessageID`): a string, a `u64`, a UUID or bytes.
+    #[must_use]
+    pub fn with_message_id(mut self, id: impl Into<MessageId>) -> Self {
+        self.message_id = Some(id.into());
+        self
+    }
+
+    /// With `properties.content-type` `content_type` (a MIME type such as
+    /// `application/json`).
+    #[must_use]
+    pub fn with_content_type(mut self, content_type: impl Into<String>) -> Self {
+        self.content_type = Some(content_type.into());
+        self
+    }
+
+    /// With `properties.correlation-id` `id`.
+    #[must_use]
+    pub fn with_correlation_id(mut self, id: impl Into<MessageId>) -> Self {
+        self.correlation_id = Some(id.into());
+        self
     }
 
     /// Sets an application property (azure-event-hubs-go's `Event.Set`).

@@ -63,7 +63,7 @@ impl Client {
     fn management_op(&mut self, op: OpId) -> Option<&mut ManagementOp> {
         match &mut self.ops.get_mut(&op)?.kind {
             OpKind::Management(m) => Some(m),
-            OpKind::Send(_) => None,
+            OpKind::Send(_) | OpKind::OpenSender(_) => None,
         }
     }
 

@@ -38,7 +38,7 @@ pub use client::Client;
 pub use error::ClientError;
 pub use event::{EventData, LastEnqueuedEventProperties, ReceivedEvent, SystemProperties};
 pub use options::{
-    ClientEvent, ClientOptions, ConnectFailure, ConnectFailureKind, Credential, Now, OpId,
-    ReceiverId, ReceiverOptions, SendTarget, TransportId,
+    Cancelled, ClientEvent, ClientOptions, ConnectFailure, ConnectFailureKind, Credential, Now,
+    OpId, ReceiverId, ReceiverOptions, SendTarget, TransportId,
 };
 pub use rpc::{HubRuntimeInformation, PartitionRuntimeInformation};

@@ -28,6 +28,21 @@ impl Now {
     }
 }
 
+/// What [`Client::cancel`](super::Client::cancel) did with an operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cancelled {
+    /// Nothing of it had gone out: it is forgotten, and no event will
+    /// report it (for a send: none of its events is published).
+    Removed,
+    /// Part of it is already on the wire (a send with a transfer handed to
+    /// the connection): it goes on until it completes or reaches its
+    /// deadline, so that no batch is cut short; its outcome is still
+    /// reported.
+    Continuing,
+    /// No such operation (already complete).
+    Unknown,
+}
+
 /// Names a send or information request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct OpId(pub u64);
@@ -380,6 +395,10 @@ pub struct ConnectFailure {
     pub kind: ConnectFailureKind,
     /// What failed, for people.
     pub cause: String,
+    /// The transport attempt that failed, stamped by the client when it
+    /// is told ([`Client::connect_failed`](super::Client::connect_failed)),
+    /// so a driver can find the typed cause it kept for that attempt.
+    pub transport: Option<TransportId>,
 }
 
 impl ConnectFailure {
@@ -388,6 +407,7 @@ impl ConnectFailure {
         ConnectFailure {
             kind,
             cause: cause.into(),
+            transport: None,
         }
     }
 }
@@ -435,6 +455,15 @@ pub enum ClientEvent {
         /// Its outcome.
         result: Result<HubRuntimeInformation, ClientError>,
     },
+    /// The sender link of a [`Client::open_sender`](super::Client::open_sender)
+    /// is attached: its max-message-size (the largest transfer, hence the
+    /// largest batch, the service takes on it), or why it is not.
+    SenderOpened {
+        /// The request.
+        op: OpId,
+        /// The link's max-message-size in bytes, or the failure.
+        result: Result<u64, ClientError>,
+    },
     /// Partition information arrived.
     PartitionInformation {
         /// The request.
@@ -463,6 +492,14 @@ pub enum ClientEvent {
         receiver: ReceiverId,
         /// Why, when it failed.
         error: Option<ClientError>,
+    },
+    /// A receiver's link is gone from the connection: reported after
+    /// [`ClientEvent::ReceiverClosed`] once the service has answered the
+    /// detach of a receiver the caller closed, or at once when there was
+    /// no link to detach or the connection is gone.
+    ReceiverDetached {
+        /// The receiver.
+        receiver: ReceiverId,
     },
     /// The client is closed; nothing more will happen.
     Closed,

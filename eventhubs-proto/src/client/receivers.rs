@@ -285,9 +285,16 @@ impl Client {
             warn!(partition = %r.options.partition_id, error = %e, "receiver failed");
         }
         self.timers.stop(&Timer::ReceiverLink(id));
+        let mut detaching = false;
         if let (Some(link), Some(c)) = (r.link.slot.link(), self.phase.conn_mut()) {
             if let Some(owner) = c.owners.get_mut(&link) {
-                *owner = Owner::Gone;
+                // Closed by the caller: the service's answer is reported.
+                detaching = error.is_none();
+                *owner = if detaching {
+                    Owner::Detaching(id)
+                } else {
+                    Owner::Gone
+                };
                 engine_command(c.engine.link(link).close(None), "close");
             }
         }
@@ -295,6 +302,29 @@ impl Client {
             receiver: id,
             error,
         });
+        if detaching {
+            self.detaching.insert(id);
+        } else {
+            self.events
+                .push_back(ClientEvent::ReceiverDetached { receiver: id });
+        }
+    }
+
+    /// The service answered the detach of a receiver the caller closed.
+    pub(super) fn receiver_detach_done(&mut self, id: ReceiverId) {
+        if self.detaching.remove(&id) {
+            self.events
+                .push_back(ClientEvent::ReceiverDetached { receiver: id });
+        }
+    }
+
+    /// The connection is gone, and every link with it: every detach in
+    /// progress is done.
+    pub(super) fn all_detaches_done(&mut self) {
+        for id in std::mem::take(&mut self.detaching) {
+            self.events
+                .push_back(ClientEvent::ReceiverDetached { receiver: id });
+        }
     }
 
     /// The connection is gone: every receiver's link with it.

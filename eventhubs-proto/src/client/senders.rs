@@ -31,6 +31,8 @@ pub(super) struct SendOp {
     events: Vec<EventData>,
     /// Transfers not accepted yet.
     units_left: usize,
+    /// A transfer was handed to the connection.
+    started: bool,
 }
 
 impl SendOp {
@@ -39,6 +41,7 @@ impl SendOp {
             target,
             events,
             units_left: 0,
+            started: false,
         }
     }
 
@@ -77,6 +80,8 @@ pub(super) struct Sender {
     max_message_size: u64,
     /// Sends waiting for the link's max-message-size to be split.
     pub(super) unsplit: VecDeque<OpId>,
+    /// [`Client::open_sender`] requests waiting for the link to attach.
+    pub(super) openers: Vec<OpId>,
     queue: VecDeque<Unit>,
     in_flight: BTreeMap<u32, Unit>,
     next_tag: u64,
@@ -88,6 +93,7 @@ impl Sender {
             link: LinkState::new(),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             unsplit: VecDeque::new(),
+            openers: Vec::new(),
             queue: VecDeque::new(),
             in_flight: BTreeMap::new(),
             next_tag: 0,
@@ -95,7 +101,10 @@ impl Sender {
     }
 
     pub(super) fn has_work(&self) -> bool {
-        !self.unsplit.is_empty() || !self.queue.is_empty() || !self.in_flight.is_empty()
+        !self.unsplit.is_empty()
+            || !self.openers.is_empty()
+            || !self.queue.is_empty()
+            || !self.in_flight.is_empty()
     }
 
     /// The link went away: what was in flight was not acknowledged and
@@ -114,6 +123,7 @@ impl Sender {
     /// Every send this sender holds.
     fn ops(&self) -> Vec<OpId> {
         let mut ops: Vec<OpId> = self.unsplit.iter().copied().collect();
+        ops.extend(self.openers.iter().copied());
         ops.extend(self.queue.iter().map(|u| u.op));
         ops.extend(self.in_flight.values().map(|u| u.op));
         ops.sort();
@@ -142,6 +152,45 @@ fn split(events: &[EventData], max: usize) -> Result<Vec<(Bytes, u32)>, ClientEr
 }
 
 impl Client {
+    /// Publishes an encoded batch ([`EventBatch::encode`](super::EventBatch::encode))
+    /// to `target` as one transfer, as it is: the caller sized it against
+    /// the link's max-message-size ([`Client::open_sender`]). Completes
+    /// with [`ClientEvent::SendComplete`](super::ClientEvent::SendComplete)
+    /// once accepted, or fails by `deadline`.
+    pub fn send_encoded(
+        &mut self,
+        now: Now,
+        payload: Bytes,
+        format: u32,
+        target: SendTarget,
+        deadline: Instant,
+    ) -> Result<OpId, ClientError> {
+        if self.lifecycle != super::client::Lifecycle::Running {
+            return Err(ClientError::Closed);
+        }
+        if let SendTarget::Partition(p) = &target {
+            if p.is_empty() {
+                return Err(ClientError::InvalidArgument("partition id is empty".into()));
+            }
+        }
+        let mut send = SendOp::new(target.clone(), Vec::new());
+        send.units_left = 1;
+        let op = self.add_op(deadline, |_| OpKind::Send(send));
+        self.senders
+            .entry(target)
+            .or_insert_with(Sender::new)
+            .queue
+            .push_back(Unit {
+                op,
+                payload,
+                format,
+                attempt: 0,
+                not_before: None,
+            });
+        self.drive(now);
+        Ok(op)
+    }
+
     /// Attaches senders that have work, splits waiting sends and sends
     /// what credit allows.
     pub(super) fn run_senders(&mut self, now: Now) {
@@ -157,6 +206,7 @@ impl Client {
                     self.attach_sender(now, &target);
                 }
                 LinkSlot::Attached { link, .. } => {
+                    self.answer_openers(&target);
                     self.split_waiting(&target);
                     self.send_transfers(&target, link);
                 }
@@ -191,6 +241,46 @@ impl Client {
                 debug!(?target, at = ?now.instant, "attaching sender");
             }
             Err(e) => warn!(error = %e, "the engine refused a sender link"),
+        }
+    }
+
+    /// The link is attached: every [`Client::open_sender`] waiting on it
+    /// is answered.
+    fn answer_openers(&mut self, target: &SendTarget) {
+        let openers = match self.senders.get_mut(target) {
+            Some(s) if !s.openers.is_empty() => std::mem::take(&mut s.openers),
+            _ => return,
+        };
+        for op in openers {
+            self.complete_op(op, Ok(()));
+        }
+    }
+
+    /// The max-message-size of the sender link of `target`: the one its
+    /// attach announced, or the default until then.
+    pub(super) fn sender_max_message_size(&self, target: &SendTarget) -> u64 {
+        self.senders
+            .get(target)
+            .map_or(DEFAULT_MAX_MESSAGE_SIZE, |s| s.max_message_size)
+    }
+
+    /// True when a transfer of send `op` has been handed to the connection
+    /// (in flight, or accepted already): cancelling it then would publish
+    /// part of it.
+    pub(super) fn send_started(&self, op: OpId) -> bool {
+        matches!(
+            self.ops.get(&op),
+            Some(super::client::Op {
+                kind: OpKind::Send(SendOp { started: true, .. }),
+                ..
+            })
+        )
+    }
+
+    /// An [`Client::open_sender`] request is done or cancelled.
+    pub(super) fn forget_opener(&mut self, op: OpId, target: &SendTarget) {
+        if let Some(s) = self.senders.get_mut(target) {
+            s.openers.retain(|x| *x != op);
         }
     }
 
@@ -253,6 +343,13 @@ impl Client {
             );
             match sent {
                 Ok(delivery_id) => {
+                    if let Some(super::client::Op {
+                        kind: OpKind::Send(send),
+                        ..
+                    }) = self.ops.get_mut(&unit.op)
+                    {
+                        send.started = true;
+                    }
                     s.in_flight.insert(delivery_id, unit);
                 }
                 Err(e) => {

@@ -258,7 +258,10 @@ impl Client {
             return;
         }
         warn!(audience = %audience, code = status.code, "put-token refused");
-        let error = status.into_error();
+        let error = ClientError::TokenRefused {
+            audience: audience.to_owned(),
+            refusal: Box::new(status.into_error()),
+        };
         let retryable = error.recovery().is_retryable();
         self.token_failed(now, audience, error, retryable);
     }
@@ -317,6 +320,9 @@ impl Client {
             .iter()
             .filter(|(_, o)| match &o.kind {
                 super::client::OpKind::Send(s) => self.sender_audience(&s.target) == audience,
+                super::client::OpKind::OpenSender(target) => {
+                    self.sender_audience(target) == audience
+                }
                 super::client::OpKind::Management(_) => management,
             })
             .map(|(id, _)| *id)

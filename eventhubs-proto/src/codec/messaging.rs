@@ -117,6 +117,37 @@ impl From<&str> for MessageId {
     }
 }
 
+impl From<String> for MessageId {
+    fn from(s: String) -> Self {
+        MessageId::String(ByteString::from(s))
+    }
+}
+
+impl From<u64> for MessageId {
+    fn from(n: u64) -> Self {
+        MessageId::Ulong(n)
+    }
+}
+
+impl From<Uuid> for MessageId {
+    fn from(u: Uuid) -> Self {
+        MessageId::Uuid(u)
+    }
+}
+
+impl std::fmt::Display for MessageId {
+    /// Strings as they are, numbers in decimal, UUIDs hyphenated, binary
+    /// ids in hex.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MessageId::Ulong(n) => write!(f, "{n}"),
+            MessageId::Uuid(u) => write!(f, "{u}"),
+            MessageId::Binary(b) => b.iter().try_for_each(|x| write!(f, "{x:02x}")),
+            MessageId::String(s) => f.write_str(s),
+        }
+    }
+}
+
 /// A key of an annotations map (3.2.10): a symbol, or a ulong reserved for
 /// future use.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

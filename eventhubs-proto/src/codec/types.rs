@@ -101,6 +101,39 @@ impl Timestamp {
     pub fn millis(self) -> i64 {
         self.0
     }
+
+    /// `ms` milliseconds since the Unix epoch.
+    pub fn from_millis(ms: i64) -> Self {
+        Timestamp(ms)
+    }
+
+    /// As an RFC 3339 UTC instant with milliseconds
+    /// (`2024-02-29T23:59:59.999Z`).
+    pub fn to_rfc3339(self) -> String {
+        crate::management::time::format_rfc3339(self)
+    }
+
+    /// As a [`std::time::SystemTime`]; `None` when out of its range.
+    pub fn to_system_time(self) -> Option<std::time::SystemTime> {
+        let magnitude = std::time::Duration::from_millis(self.0.unsigned_abs());
+        if self.0 >= 0 {
+            std::time::UNIX_EPOCH.checked_add(magnitude)
+        } else {
+            std::time::UNIX_EPOCH.checked_sub(magnitude)
+        }
+    }
+}
+
+impl From<std::time::SystemTime> for Timestamp {
+    /// The instant, to the millisecond (saturating far outside the range
+    /// of an `i64` of milliseconds).
+    fn from(t: std::time::SystemTime) -> Self {
+        let ms = match t.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+            Err(e) => i64::try_from(e.duration().as_millis()).map_or(i64::MIN, |m| -m),
+        };
+        Timestamp(ms)
+    }
 }
 
 /// 1.6.22 uuid: an RFC 4122 UUID as its 16 bytes in network order.

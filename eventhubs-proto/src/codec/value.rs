@@ -69,6 +69,25 @@ pub enum Value {
     Described(Box<Described>),
 }
 
+/// Rust values as the AMQP primitive of the same type (1.6): `i64` as a
+/// long, `&str` as a string, `Vec<u8>` as binary, and so on.
+macro_rules! value_from {
+    ($($t:ty => $variant:ident),* $(,)?) => {$(
+        impl From<$t> for Value {
+            fn from(v: $t) -> Self {
+                Value::$variant(v.into())
+            }
+        }
+    )*};
+}
+
+value_from!(
+    bool => Bool, u8 => Ubyte, u16 => Ushort, u32 => Uint, u64 => Ulong,
+    i8 => Byte, i16 => Short, i32 => Int, i64 => Long, f32 => Float, f64 => Double,
+    char => Char, Timestamp => Timestamp, Uuid => Uuid, Bytes => Binary, Vec<u8> => Binary,
+    ByteString => String, String => String, &str => String, Symbol => Symbol,
+);
+
 /// A described value (1.2): a descriptor and the value it describes.
 #[derive(Clone, PartialEq, Debug)]
 pub struct Described {

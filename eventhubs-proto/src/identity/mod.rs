@@ -15,7 +15,7 @@
 //! - [`certificate`]: certificates and RSA keys from PEM, encrypted PKCS#8
 //!   and PKCS#12 / PFX.
 //! - [`retry`]: the endpoints' retry rules.
-//! - [`cloud`] and [`env`]: Azure clouds, and the credential chain the
+//! - [`cloud`] and [`env`](mod@env): Azure clouds, and the credential chain the
 //!   `AZURE_*` variables describe.
 //!
 //! Tokens go to CBS as type `jwt`

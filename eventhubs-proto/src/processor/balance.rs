@@ -1,39 +1,6 @@
 //! The processor's load balancer: from the partitions of a hub and the
 //! ownership records of a consumer group, which partitions this processor
 //! should renew and which it should claim in this cycle.
-//!
-//! This is the algorithm every official Event Hubs processor runs over the
-//! shared checkpoint store (Go, .NET, Java, JavaScript and Python differ
-//! only in details noted below), so a fleet that mixes them settles on one
-//! owner per partition:
-//!
-//! 1. An ownership is *active* when its owner id is not empty (an empty
-//!    one was relinquished) and it was renewed less than the ownership
-//!    expiry ago, by the store's clock. Every other partition, and every
-//!    partition without a record, is *claimable*.
-//! 2. The owners are the owners of active records, plus this processor
-//!    even when it owns nothing. With `P` partitions and `O` owners the
-//!    fair share is `min = P / O`, and `P % O` owners may hold `min + 1`.
-//! 3. A processor below `min` claims: a claimable partition chosen at
-//!    random, else it steals one at random from the owner holding the most.
-//!    A processor at `min` while some owners may hold one more claims only
-//!    a claimable partition, or steals from an owner above `min + 1`.
-//!    Nobody steals from an owner at its fair share, so once every owner
-//!    holds `min` or `min + 1` nothing moves while membership is stable.
-//! 4. [`LoadBalancingStrategy::Balanced`] makes at most one new claim per
-//!    cycle (azure-event-hubs-go and JavaScript's default);
-//!    [`LoadBalancingStrategy::Greedy`] claims up to its fair share at once
-//!    (the default of .NET, Java and Python).
-//!
-//! Every partition this processor owns is renewed in each cycle, which
-//! refreshes its last-modified time in the store: that is the heartbeat
-//! the others read. Its own records count as its own even when their
-//! last-modified time is older than the expiry (a slow cycle); renewing
-//! them is then a race it may lose.
-//!
-//! The function is pure: the caller passes the time (the store's clock,
-//! as milliseconds since the Unix epoch, compared with the records'
-//! last-modified times) and the random source.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -213,8 +180,47 @@ pub struct Plan {
     pub fair_share: usize,
 }
 
-/// Plans one load-balancing cycle for processor `me`. See the
-/// [module docs](self) for the algorithm.
+/// Plans one load-balancing cycle for processor `me`.
+///
+/// This is the algorithm every official Event Hubs processor runs over the
+/// shared checkpoint store (Go, .NET, Java, JavaScript and Python differ
+/// only in details noted below), so a fleet that mixes them settles on one
+/// owner per partition:
+///
+/// 1. An ownership is *active* when its owner id is not empty (an empty
+///    one was relinquished) and it was renewed less than the ownership
+///    expiry ago, by the store's clock. Every other partition, and every
+///    partition without a record, is *claimable*.
+/// 2. The owners are the owners of active records, plus this processor
+///    even when it owns nothing. With `P` partitions and `O` owners the
+///    fair share is `min = P / O`, and `P % O` owners may hold `min + 1`.
+/// 3. A processor below `min` claims: a claimable partition chosen at
+///    random, else it steals one at random from the owner holding the most.
+///    A processor at `min` while some owners may hold one more claims only
+///    a claimable partition, or steals from an owner above `min + 1`.
+///    Nobody steals from an owner at its fair share, so once every owner
+///    holds `min` or `min + 1` nothing moves while membership is stable.
+/// 4. [`LoadBalancingStrategy::Balanced`] makes at most one new claim per
+///    cycle (azure-event-hubs-go and JavaScript's default);
+///    [`LoadBalancingStrategy::Greedy`] claims up to its fair share at once
+///    (the default of .NET, Java and Python).
+/// 5. One exception to the one claim per cycle, so that a graceful stop
+///    hands its partitions over within one cycle: partitions *recently
+///    relinquished* (an empty owner id written less than the ownership
+///    expiry ago, which only a stopping processor writes) are claimed up
+///    to the fair share at once, before anything else, under either
+///    strategy. Never-owned and expired partitions, and steals, still
+///    go one per cycle under `Balanced`.
+///
+/// Every partition this processor owns is renewed in each cycle, which
+/// refreshes its last-modified time in the store: that is the heartbeat
+/// the others read. Its own records count as its own even when their
+/// last-modified time is older than the expiry (a slow cycle); renewing
+/// them is then a race it may lose.
+///
+/// The function is pure: the caller passes the time (the store's clock,
+/// as milliseconds since the Unix epoch, compared with the records'
+/// last-modified times) and the random source.
 ///
 /// `partition_ids` are the hub's partitions; records for other ids are
 /// ignored. `now_unix_ms` is compared with each record's last-modified
@@ -271,11 +277,29 @@ pub fn plan<'a, P: AsRef<str>>(
 
     let renew: Vec<String> = owned[me].iter().map(|p| (*p).to_owned()).collect();
     let mut mine = renew.len();
-    let budget = match config.strategy {
-        LoadBalancingStrategy::Balanced => 1,
-        LoadBalancingStrategy::Greedy => max.saturating_sub(mine),
-    };
+    // Recently relinquished partitions: handed over by a graceful stop.
+    let (mut handed_over, rest): (Vec<&str>, Vec<&str>) = claimable.into_iter().partition(|p| {
+        let o = &records[*p];
+        o.owner_id.is_empty()
+            && o.last_modified_unix_ms != i64::MIN
+            && now_unix_ms.saturating_sub(o.last_modified_unix_ms) < expiry_ms
+    });
+    let mut claimable = rest;
     let mut claim = Vec::new();
+    while mine < max && !handed_over.is_empty() {
+        let p = handed_over.swap_remove(pick(rng, handed_over.len()));
+        claim.push(Claim {
+            partition_id: p.to_owned(),
+            stolen_from: None,
+        });
+        mine += 1;
+    }
+    claimable.append(&mut handed_over);
+    let budget = claim.len()
+        + match config.strategy {
+            LoadBalancingStrategy::Balanced => 1,
+            LoadBalancingStrategy::Greedy => max.saturating_sub(mine),
+        };
     while claim.len() < budget && mine < max {
         let below_min = mine < min;
         if !claimable.is_empty() {
@@ -336,6 +360,22 @@ pub fn owned_by<'a>(
     v.sort();
     v.dedup();
     v
+}
+
+/// The wait before the next cycle: the update interval scaled by a
+/// factor drawn uniformly from [0.8, 1.2), so that processors started
+/// together drift apart instead of listing and claiming in lockstep
+/// (azure-event-hubs-go draws from [0.8, 1.3), Python adds up to 20 %).
+/// The mean is the interval, so request rates and expiry margins are
+/// those of the interval itself.
+pub fn cycle_delay(config: &LoadBalancingConfig, rng: &mut SplitMix64) -> Duration {
+    let factor = 0.8 + 0.4 * rng.next_f64();
+    config.update_interval.mul_f64(factor)
+}
+
+/// The longest wait [`cycle_delay`] draws.
+pub fn max_cycle_delay(config: &LoadBalancingConfig) -> Duration {
+    config.update_interval.mul_f64(1.2)
 }
 
 /// A uniform index below `n` (`n > 0`).
@@ -527,6 +567,59 @@ mod tests {
         );
         assert_eq!("Greedy".parse(), Ok(LoadBalancingStrategy::Greedy));
         assert!("fair".parse::<LoadBalancingStrategy>().is_err());
+    }
+
+    #[test]
+    fn relinquished_partitions_are_taken_up_to_the_share_at_once() {
+        // b stopped and relinquished 2 and 3 just now; a (balanced) takes
+        // both in one cycle. A relinquish older than the expiry counts as
+        // never owned: one per cycle.
+        let ps = parts(4);
+        let records = [
+            view("0", "a", NOW),
+            view("1", "a", NOW),
+            view("2", "", NOW - 1_000),
+            view("3", "", NOW - 1_000),
+        ];
+        let c = LoadBalancingConfig::default();
+        let p = plan(&ps, records, "a", NOW, &c, &mut SplitMix64::new(9));
+        let mut got: Vec<_> = p.claim.iter().map(|c| c.partition_id.as_str()).collect();
+        got.sort();
+        assert_eq!(got, ["2", "3"]);
+        let old = [
+            view("0", "a", NOW),
+            view("1", "a", NOW),
+            view("2", "", NOW - 3_600_000),
+            view("3", "", NOW - 3_600_000),
+        ];
+        let p = plan(&ps, old, "a", NOW, &c, &mut SplitMix64::new(9));
+        assert_eq!(p.claim.len(), 1);
+        // Two survivors share them: each takes only up to its share.
+        let three = [
+            view("0", "a", NOW),
+            view("1", "b", NOW),
+            view("2", "", NOW - 1_000),
+            view("3", "", NOW - 1_000),
+        ];
+        let p = plan(&ps, three, "a", NOW, &c, &mut SplitMix64::new(9));
+        assert_eq!(p.claim.len(), 1);
+    }
+
+    #[test]
+    fn cycle_delays_are_jittered_around_the_interval() {
+        let c = LoadBalancingConfig::default();
+        let mut rng = SplitMix64::new(4);
+        let delays: Vec<Duration> = (0..1000).map(|_| cycle_delay(&c, &mut rng)).collect();
+        assert!(delays
+            .iter()
+            .all(|d| *d >= Duration::from_secs(8) && *d < max_cycle_delay(&c)));
+        let mean = delays.iter().sum::<Duration>() / 1000;
+        assert!(
+            mean > Duration::from_millis(9_700) && mean < Duration::from_millis(10_300),
+            "{mean:?}"
+        );
+        assert!(delays.iter().any(|d| *d < Duration::from_millis(8_400)));
+        assert!(delays.iter().any(|d| *d > Duration::from_millis(11_600)));
     }
 
     #[test]

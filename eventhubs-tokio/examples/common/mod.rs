@@ -1,188 +1,17 @@
-//! Shared by the `send`, `receive` and `info` examples: `--flag value`
-//! argument parsing on std only, the hub from `EVENTHUB_CONNECTION_STRING`
-//! or an embedded emulator, sample events, and output formatting.
+//! Shared by the `send`, `receive` and `info` examples: the hub from
+//! `EVENTHUB_CONNECTION_STRING` or an embedded emulator, sample events,
+//! progress on a terminal, and output formatting. Command lines are
+//! parsed by clap in each example.
 
 // Each example uses only part of this module.
 #![allow(dead_code)]
 
 use std::fmt;
-use std::process::ExitCode;
-use std::str::FromStr;
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
 
 use eventhubs_emulator::{Emulator, EmulatorConfig};
-use eventhubs_proto::codec::Timestamp;
-use eventhubs_tokio::{Event, Hub, HubOptions};
-
-/// A command line that cannot be used, or a request for help.
-#[derive(Debug, PartialEq, Eq)]
-pub enum ArgError {
-    /// `--help` or `-h`.
-    Help,
-    /// An option this example does not know.
-    Unknown(String),
-    /// An argument that is not an option.
-    Positional(String),
-    /// An option given without its value.
-    MissingValue(&'static str),
-    /// An option given twice.
-    Repeated(&'static str),
-    /// A value that does not parse or is out of range.
-    Invalid {
-        /// The option.
-        flag: &'static str,
-        /// The value given.
-        value: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// Two options that cannot be used together.
-    Conflict(&'static str, &'static str),
-}
-
-impl fmt::Display for ArgError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ArgError::Help => write!(f, "help requested"),
-            ArgError::Unknown(a) => write!(f, "unknown option {a}"),
-            ArgError::Positional(a) => {
-                write!(f, "unexpected argument {a:?}: options are --name value")
-            }
-            ArgError::MissingValue(flag) => write!(f, "{flag} needs a value"),
-            ArgError::Repeated(flag) => write!(f, "{flag} is given more than once"),
-            ArgError::Invalid {
-                flag,
-                value,
-                reason,
-            } => write!(f, "{flag} {value:?}: {reason}"),
-            ArgError::Conflict(a, b) => write!(f, "{a} and {b} cannot be used together"),
-        }
-    }
-}
-
-impl std::error::Error for ArgError {}
-
-/// The options given, each with its value, in order.
-#[derive(Debug, Default)]
-pub struct Args {
-    values: Vec<(&'static str, String)>,
-}
-
-impl Args {
-    /// Parses `args` (without the program name) against the options in
-    /// `flags`, each of which takes a value (`--flag value` or
-    /// `--flag=value`).
-    pub fn parse(
-        flags: &[&'static str],
-        args: impl IntoIterator<Item = String>,
-    ) -> Result<Args, ArgError> {
-        let mut out = Args::default();
-        let mut args = args.into_iter();
-        while let Some(arg) = args.next() {
-            if arg == "--help" || arg == "-h" {
-                return Err(ArgError::Help);
-            }
-            if !arg.starts_with('-') || arg == "-" {
-                return Err(ArgError::Positional(arg));
-            }
-            let (name, inline) = match arg.split_once('=') {
-                Some((n, v)) => (n.to_owned(), Some(v.to_owned())),
-                None => (arg.clone(), None),
-            };
-            let Some(&flag) = flags.iter().find(|f| **f == name) else {
-                return Err(ArgError::Unknown(name));
-            };
-            let value = match inline {
-                Some(v) => v,
-                None => match args.next() {
-                    // A value may not look like an option: `--count --batch-size 5`
-                    // is a missing value, not a count of "--batch-size".
-                    Some(v) if !(v.starts_with("--") && v.len() > 2) => v,
-                    _ => return Err(ArgError::MissingValue(flag)),
-                },
-            };
-            if out.get(flag).is_some() {
-                return Err(ArgError::Repeated(flag));
-            }
-            out.values.push((flag, value));
-        }
-        Ok(out)
-    }
-
-    /// The value of `flag`, if given.
-    pub fn get(&self, flag: &str) -> Option<&str> {
-        self.values
-            .iter()
-            .find(|(f, _)| *f == flag)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The value of `flag` parsed as a `T`, if given.
-    pub fn parse_value<T>(&self, flag: &'static str) -> Result<Option<T>, ArgError>
-    where
-        T: FromStr,
-        T::Err: fmt::Display,
-    {
-        self.get(flag)
-            .map(|v| {
-                v.parse::<T>().map_err(|e| ArgError::Invalid {
-                    flag,
-                    value: v.to_owned(),
-                    reason: e.to_string(),
-                })
-            })
-            .transpose()
-    }
-
-    /// The value of `flag` as a whole number of at least `min`, if given.
-    pub fn number(&self, flag: &'static str, min: u64) -> Result<Option<u64>, ArgError> {
-        let Some(v) = self.get(flag) else {
-            return Ok(None);
-        };
-        let n: u64 = v.parse().map_err(|_| ArgError::Invalid {
-            flag,
-            value: v.to_owned(),
-            reason: "not a whole number".into(),
-        })?;
-        if n < min {
-            return Err(ArgError::Invalid {
-                flag,
-                value: v.to_owned(),
-                reason: format!("must be at least {min}"),
-            });
-        }
-        Ok(Some(n))
-    }
-}
-
-/// Parses the process's arguments. On `--help`, prints `usage` and gives
-/// the exit code 0; on a bad command line, prints what is wrong and gives
-/// exit code 2.
-pub fn parse_args(usage: &str, flags: &[&'static str]) -> Result<Args, ExitCode> {
-    check_args(usage, Args::parse(flags, std::env::args().skip(1)))
-}
-
-/// Reports an argument error as [`parse_args`] does.
-pub fn check_args<T>(usage: &str, r: Result<T, ArgError>) -> Result<T, ExitCode> {
-    match r {
-        Ok(t) => Ok(t),
-        Err(ArgError::Help) => {
-            print!("{usage}");
-            Err(ExitCode::SUCCESS)
-        }
-        Err(e) => {
-            let program = std::env::args()
-                .next()
-                .and_then(|p| {
-                    std::path::Path::new(&p)
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                })
-                .unwrap_or_default();
-            eprintln!("{program}: error: {e}\nRun with --help for the options.");
-            Err(ExitCode::from(2))
-        }
-    }
-}
+use eventhubs_tokio::{EventData, Hub, HubOptions, Timestamp};
 
 /// Logs as `RUST_LOG` says, warnings by default.
 pub fn init_tracing() {
@@ -269,7 +98,8 @@ pub fn connect(options: HubOptions) -> Result<Target, ConnectError> {
 /// round-robin, so the embedded emulator has something to show.
 pub async fn send_samples(hub: &Hub, count: usize) -> Result<(), eventhubs_tokio::Error> {
     for i in 0..count {
-        hub.send(Event::new(format!("sample event {i}"))).await?;
+        hub.send(EventData::new(format!("sample event {i}")))
+            .await?;
     }
     eprintln!("sent {count} sample events to the embedded emulator");
     Ok(())
@@ -284,6 +114,60 @@ pub fn check_partition(partition: &str, ids: &[String]) -> Result<(), String> {
             "the hub has no partition {partition:?}; its partitions are {}",
             ids.join(", ")
         ))
+    }
+}
+
+/// Events so far and their rate, on one line of stderr rewritten at most
+/// four times a second: only when stderr is a terminal and not `--quiet`.
+pub struct Progress {
+    what: &'static str,
+    shown: bool,
+    on: bool,
+    start: Instant,
+    last: Instant,
+    count: u64,
+}
+
+impl Progress {
+    /// Progress of `what` ("sent", "received"), shown unless `quiet` or
+    /// stderr is not a terminal.
+    pub fn new(what: &'static str, quiet: bool) -> Self {
+        let now = Instant::now();
+        Progress {
+            what,
+            shown: false,
+            on: !quiet && std::io::stderr().is_terminal(),
+            start: now,
+            last: now,
+            count: 0,
+        }
+    }
+
+    /// `n` more events.
+    pub fn add(&mut self, n: u64) {
+        self.count += n;
+        if !self.on || self.last.elapsed() < Duration::from_millis(250) {
+            return;
+        }
+        self.last = Instant::now();
+        let secs = self.start.elapsed().as_secs_f64().max(1e-9);
+        eprint!(
+            "\r{} {} events, {:.0} events/s   ",
+            self.what,
+            self.count,
+            self.count as f64 / secs
+        );
+        let _ = std::io::stderr().flush();
+        self.shown = true;
+    }
+
+    /// Clears the line before the summary.
+    pub fn finish(&mut self) {
+        if self.shown {
+            eprint!("\r{:60}\r", "");
+            let _ = std::io::stderr().flush();
+            self.shown = false;
+        }
     }
 }
 
@@ -308,45 +192,21 @@ pub fn preview(body: &[u8], max: usize) -> String {
 
 /// `t` as an RFC 3339 UTC instant with milliseconds.
 pub fn format_time(t: Timestamp) -> String {
-    eventhubs_proto::management::time::format_rfc3339(t)
+    t.to_rfc3339()
+}
+
+/// A non-empty value (a partition id, a key).
+pub fn non_empty(v: &str) -> Result<String, String> {
+    if v.is_empty() {
+        Err("must not be empty".into())
+    } else {
+        Ok(v.to_owned())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn parse(args: &[&str]) -> Result<Args, ArgError> {
-        Args::parse(
-            &["--count", "--partition"],
-            args.iter().map(|s| s.to_string()),
-        )
-    }
-
-    #[test]
-    fn arguments() {
-        let a = parse(&["--count", "5", "--partition=1"]).unwrap();
-        assert_eq!(a.number("--count", 1).unwrap(), Some(5));
-        assert_eq!(a.get("--partition"), Some("1"));
-        assert_eq!(
-            parse(&["--bogus"]).unwrap_err(),
-            ArgError::Unknown("--bogus".into())
-        );
-        assert_eq!(
-            parse(&["--count"]).unwrap_err(),
-            ArgError::MissingValue("--count")
-        );
-        assert_eq!(
-            parse(&["--count", "--partition", "1"]).unwrap_err(),
-            ArgError::MissingValue("--count")
-        );
-        assert_eq!(
-            parse(&["--count", "1", "--count", "2"]).unwrap_err(),
-            ArgError::Repeated("--count")
-        );
-        assert_eq!(parse(&["-h"]).unwrap_err(), ArgError::Help);
-        let a = parse(&["--count", "0"]).unwrap();
-        assert!(a.number("--count", 1).is_err());
-    }
 
     #[test]
     fn times_and_previews() {
