@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use eventhubs_tokio::{Event, Hub, HubOptions, ReceiveOptions};
+use eventhubs_tokio::{EventData, EventPosition, Hub, HubOptions, ReceiveOptions, SendOptions};
 use futures::StreamExt;
 
 use crate::bench::{
@@ -13,15 +13,19 @@ use crate::bench::{
 };
 use crate::BoxError;
 
-fn hub(o: &WorkerOptions, hub: &str, partition: Option<&str>) -> Result<Hub, BoxError> {
-    let options = HubOptions {
-        partitioned_sender: partition.map(str::to_owned),
-        ..HubOptions::default()
-    };
+fn hub(o: &WorkerOptions, hub: &str) -> Result<Hub, BoxError> {
     Ok(Hub::from_connection_string(
         &o.connection_string(hub),
-        options,
+        HubOptions::new(),
     )?)
+}
+
+/// Routing to `partition`, or round-robin by the service.
+fn routing(partition: Option<&str>) -> SendOptions {
+    match partition {
+        Some(p) => SendOptions::new().with_partition_id(p),
+        None => SendOptions::new(),
+    }
 }
 
 pub async fn run(o: &WorkerOptions) -> Result<Report, BoxError> {
@@ -49,14 +53,15 @@ async fn send(
     partition: Option<&str>,
     events: u64,
 ) -> Result<Report, BoxError> {
-    let hub = hub(o, hub_name, partition)?;
+    let hub = hub(o, hub_name)?;
+    let routing = routing(partition);
     let body = Bytes::from(o.body(0));
     let start = Instant::now();
     let mut sent = 0;
     while sent < events {
         let n = (o.batch_size as u64).min(events - sent);
-        let batch: Vec<Event> = (0..n).map(|_| Event::new(body.clone())).collect();
-        hub.send_batch(batch).await?;
+        let batch: Vec<EventData> = (0..n).map(|_| EventData::new(body.clone())).collect();
+        hub.send_batch_with(batch, routing.clone()).await?;
         sent += n;
     }
     let secs = secs_since(start);
@@ -68,12 +73,14 @@ async fn send(
 
 /// `events` from the receive partition, from the earliest, prefetch 300.
 async fn receive(o: &WorkerOptions) -> Result<Report, BoxError> {
-    let hub = hub(o, HUB, None)?;
+    let hub = hub(o, HUB)?;
     let start = Instant::now();
     let mut stream = hub
         .receiver(
             RECEIVE_PARTITION,
-            ReceiveOptions::default().prefetch(PREFETCH),
+            ReceiveOptions::new()
+                .with_start_position(EventPosition::Earliest)
+                .with_prefetch(PREFETCH),
         )
         .await?;
     let mut received = 0u64;
@@ -98,11 +105,14 @@ async fn receive(o: &WorkerOptions) -> Result<Report, BoxError> {
 
 /// One event at a time, each awaited, with a receiver in this process.
 async fn single(o: &WorkerOptions) -> Result<Report, BoxError> {
-    let hub = hub(o, HUB, Some(SINGLE_PARTITION))?;
+    let hub = hub(o, HUB)?;
+    let routing = routing(Some(SINGLE_PARTITION));
     let mut stream = hub
         .receiver(
             SINGLE_PARTITION,
-            ReceiveOptions::default().latest().prefetch(PREFETCH),
+            ReceiveOptions::new()
+                .with_start_position(EventPosition::Latest)
+                .with_prefetch(PREFETCH),
         )
         .await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -121,7 +131,7 @@ async fn single(o: &WorkerOptions) -> Result<Report, BoxError> {
     let start = Instant::now();
     for i in 0..o.events {
         let sent_at = Instant::now();
-        match tokio::time::timeout(o.stall_timeout, hub.send(Event::new(o.body(i)))).await {
+        match tokio::time::timeout(o.stall_timeout, hub.send_with(EventData::new(o.body(i)), routing.clone())).await {
             Ok(r) => {
                 r?;
                 rtt.push(sent_at.elapsed());
@@ -176,16 +186,20 @@ pub fn single_report(
 /// 32 receivers with prefetch 300, left unread; resident memory before
 /// and after them.
 async fn memory(o: &WorkerOptions) -> Result<Report, BoxError> {
-    let hub = hub(o, WIDE_HUB, None)?;
+    let hub = hub(o, WIDE_HUB)?;
     hub.runtime_information().await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = resident_bytes();
     let mut streams = Vec::new();
     for p in 0..WIDE_PARTITIONS {
-        let mut options = ReceiveOptions::default().prefetch(PREFETCH);
-        if o.position == "latest" {
-            options = options.latest();
-        }
+        let position = if o.position == "latest" {
+            EventPosition::Latest
+        } else {
+            EventPosition::Earliest
+        };
+        let options = ReceiveOptions::new()
+            .with_start_position(position)
+            .with_prefetch(PREFETCH);
         let mut s = hub.receiver(&p.to_string(), options).await?;
         if o.position != "latest" {
             // Take one, so that the link is known to flow.
