@@ -94,11 +94,35 @@ struct StoredEvent {
 struct Partition {
     id: String,
     events: VecDeque<StoredEvent>,
+    /// Encoded bytes of `events`, held against
+    /// [`EmulatorConfig::max_partition_bytes`].
+    bytes: u64,
     next_sequence_number: i64,
     next_offset: u64,
 }
 
 impl Partition {
+    fn push(&mut self, e: StoredEvent) {
+        self.bytes += e.encoded.len() as u64;
+        self.events.push_back(e);
+    }
+
+    /// Drops the oldest events: those enqueued before `oldest_ms`, then
+    /// as many as it takes to hold at most `max_bytes` (the newest event
+    /// is always kept). Receivers' cursors are sequence numbers, so a
+    /// receiver behind the log goes on from its first event.
+    fn expire(&mut self, oldest_ms: i64, max_bytes: u64) {
+        while let Some(e) = self.events.front() {
+            let too_old = e.enqueued_ms < oldest_ms;
+            let too_big = self.bytes > max_bytes && self.events.len() > 1;
+            if !(too_old || too_big) {
+                break;
+            }
+            self.bytes -= e.encoded.len() as u64;
+            self.events.pop_front();
+        }
+    }
+
     fn last(&self) -> Option<&StoredEvent> {
         self.events.back()
     }
@@ -163,6 +187,7 @@ impl Hub {
                 .map(|i| Partition {
                     id: i.to_string(),
                     events: VecDeque::new(),
+                    bytes: 0,
                     next_sequence_number: 0,
                     next_offset: 0,
                 })
@@ -768,7 +793,7 @@ impl Broker {
         now: Now,
         events: impl IntoIterator<Item = Appended>,
     ) -> Result<usize, RestoreError> {
-        let mut kept = 0;
+        let mut kept = 0usize;
         for a in events {
             let h = self
                 .find_hub(&a.hub)
@@ -812,7 +837,7 @@ impl Broker {
             if a.enqueued_ms < oldest {
                 continue;
             }
-            part.events.push_back(StoredEvent {
+            part.push(StoredEvent {
                 sequence_number: a.sequence_number,
                 offset: a.offset,
                 enqueued_ms: a.enqueued_ms,
@@ -820,6 +845,10 @@ impl Broker {
                 encoded: a.encoded,
             });
             kept += 1;
+            // Past the size bound, the oldest restored events go again.
+            let held = part.events.len();
+            part.expire(oldest, self.config.max_partition_bytes);
+            kept = kept.saturating_sub(held - part.events.len());
         }
         Ok(kept)
     }
@@ -1793,15 +1822,6 @@ impl Broker {
         format: u32,
         payload: &Bytes,
     ) -> Result<(), AmqpError> {
-        let outer =
-            Message::decode_all(payload).map_err(|e| err("amqp:decode-error", e.to_string()))?;
-        let events = if format == BATCH_MESSAGE_FORMAT {
-            outer
-                .unbatch()
-                .map_err(|e| err("amqp:decode-error", format!("batch: {e}")))?
-        } else {
-            vec![outer.clone()]
-        };
         let key = |m: &Message| {
             m.message_annotations
                 .as_ref()
@@ -1809,11 +1829,22 @@ impl Broker {
                 .and_then(Value::as_str)
                 .map(str::to_string)
         };
+        let outer =
+            Message::decode_all(payload).map_err(|e| err("amqp:decode-error", e.to_string()))?;
+        let outer_key = key(&outer);
+        let events = if format == BATCH_MESSAGE_FORMAT {
+            outer
+                .unbatch()
+                .map_err(|e| err("amqp:decode-error", format!("batch: {e}")))?
+        } else {
+            // The one event is the message itself: not copied.
+            vec![outer]
+        };
         let hub = &mut self.hubs[h];
         let count = hub.partitions.len();
         let target = match (
             partition,
-            key(&outer).or_else(|| events.first().and_then(key)),
+            outer_key.or_else(|| events.first().and_then(key)),
         ) {
             (Some(p), Some(_)) => {
                 let _ = p;
@@ -1827,14 +1858,8 @@ impl Broker {
             (None, None) => hub.round_robin.next_index(count).unwrap_or(0),
         };
         let retention = hub.retention_ms(self.config.retention_ms);
+        let max_bytes = self.config.max_partition_bytes;
         let part = &mut hub.partitions[target];
-        while part
-            .events
-            .front()
-            .is_some_and(|e| e.enqueued_ms < now.unix_ms - retention)
-        {
-            part.events.pop_front();
-        }
         for mut m in events {
             let seq = part.next_sequence_number;
             let offset = part.next_offset;
@@ -1866,7 +1891,7 @@ impl Broker {
                     encoded: encoded.clone(),
                 });
             }
-            part.events.push_back(StoredEvent {
+            part.push(StoredEvent {
                 sequence_number: seq,
                 offset,
                 enqueued_ms: now.unix_ms,
@@ -1875,6 +1900,7 @@ impl Broker {
             });
             self.stats.events_in += 1;
         }
+        part.expire(now.unix_ms - retention, max_bytes);
         Ok(())
     }
 

@@ -4,7 +4,7 @@
 //! eventhubs-emulator [--listen ADDR] [--config Config.json] [--data-dir DIR]
 //!     [--tls-listen ADDR] [--ws-listen ADDR] [--wss-listen ADDR]
 //!     [--tls-cert PEM --tls-key PEM] [--http-listen ADDR|off]
-//!     [--ms-sdk-outcome-delay MS]
+//!     [--ms-sdk-outcome-delay MS] [--max-partition-bytes N]
 //! ```
 //!
 //! Listens on 127.0.0.1:5672 by default, plain AMQP as Microsoft's emulator
@@ -18,7 +18,9 @@
 //! With `--data-dir`, events are kept in DIR and served again after a
 //! restart. `--ms-sdk-outcome-delay` sets how long outcomes sent to
 //! Microsoft's Rust SDK are held (20 ms by default; 0 answers it at once,
-//! and it may then stall: see the `quirks` module). Logs go to stderr at `info` (connections, links, tokens,
+//! and it may then stall: see the `quirks` module). A partition keeps its
+//! events for an hour and at most `--max-partition-bytes` of them (1 GiB
+//! by default), the oldest dropped first. Logs go to stderr at `info` (connections, links, tokens,
 //! errors); set `RUST_LOG` (e.g. `debug`, or
 //! `eventhubs_emulator=debug`) for more or less.
 
@@ -34,7 +36,7 @@ use tracing_subscriber::EnvFilter;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: eventhubs-emulator [--listen ADDR] [--config Config.json] [--data-dir DIR] [--ms-sdk-outcome-delay MS] {}",
+        "usage: eventhubs-emulator [--listen ADDR] [--config Config.json] [--data-dir DIR] [--ms-sdk-outcome-delay MS] [--max-partition-bytes N] {}",
         ListenerArgs::USAGE
     );
     ExitCode::from(2)
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
     let mut extra = ListenerArgs::default();
     let mut data_dir: Option<PathBuf> = None;
     let mut ms_sdk_outcome_delay: Option<std::time::Duration> = None;
+    let mut max_partition_bytes: Option<u64> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -81,6 +84,10 @@ fn main() -> ExitCode {
             "--ms-sdk-outcome-delay" => match args.next().and_then(|v| v.parse().ok()) {
                 Some(ms) => ms_sdk_outcome_delay = Some(std::time::Duration::from_millis(ms)),
                 None => return usage(),
+            },
+            "--max-partition-bytes" => match args.next().and_then(|v| v.parse().ok()) {
+                Some(n) if n > 0 => max_partition_bytes = Some(n),
+                _ => return usage(),
             },
             "-h" | "--help" => {
                 let _ = usage();
@@ -119,6 +126,9 @@ fn main() -> ExitCode {
     };
     if let Some(delay) = ms_sdk_outcome_delay {
         config.ms_sdk_outcome_delay = delay;
+    }
+    if let Some(n) = max_partition_bytes {
+        config.max_partition_bytes = n;
     }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
