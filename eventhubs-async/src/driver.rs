@@ -35,7 +35,9 @@ use crate::transport::{establish, BoxedStream, Endpoint, TransportError, Transpo
 /// What a receiver's stream gets.
 pub(crate) enum ReceiverMsg {
     Opened,
-    Event(Box<ReceivedEvent>),
+    /// The events of one pass of the driver, in order: one message (and
+    /// one wake of the stream's task) per pass, not per event.
+    Events(Vec<ReceivedEvent>),
     Closed(Option<Error>),
 }
 
@@ -140,6 +142,21 @@ struct ReceiverEntry {
     ticket: Ticket,
     events: mpsc::UnboundedSender<ReceiverMsg>,
     consumed: Consumed,
+    /// Events of this pass not yet sent to the stream.
+    pending: Vec<ReceivedEvent>,
+}
+
+impl ReceiverEntry {
+    /// Sends the events of this pass; false when the stream is gone.
+    fn flush(&mut self) -> bool {
+        if self.pending.is_empty() {
+            return true;
+        }
+        let events = std::mem::take(&mut self.pending);
+        self.events
+            .unbounded_send(ReceiverMsg::Events(events))
+            .is_ok()
+    }
 }
 
 /// Typed transport causes kept, so many.
@@ -254,6 +271,8 @@ pub(crate) struct Driver<R: Runtime> {
     ops_by_ticket: HashMap<Ticket, OpId>,
     receivers_by_ticket: HashMap<Ticket, ReceiverId>,
     receivers: HashMap<ReceiverId, ReceiverEntry>,
+    /// Receivers with events pending in this pass.
+    pending_receivers: Vec<ReceiverId>,
     /// Handles waiting for a closed receiver's link to be gone.
     detach_waiters: HashMap<ReceiverId, Vec<oneshot::Sender<()>>>,
     close_waiters: Vec<oneshot::Sender<()>>,
@@ -291,6 +310,7 @@ impl<R: Runtime> Driver<R> {
             ops_by_ticket: HashMap::new(),
             receivers_by_ticket: HashMap::new(),
             receivers: HashMap::new(),
+            pending_receivers: Vec::new(),
             detach_waiters: HashMap::new(),
             close_waiters: Vec::new(),
             causes: VecDeque::new(),
@@ -431,6 +451,7 @@ impl<R: Runtime> Driver<R> {
                             ticket,
                             events,
                             consumed,
+                            pending: Vec::new(),
                         },
                     );
                 }
@@ -514,19 +535,25 @@ impl<R: Runtime> Driver<R> {
                 }
             }
             ClientEvent::Received { receiver, event } => {
-                let gone = self
-                    .receivers
-                    .get(&receiver)
-                    .is_some_and(|r| r.events.unbounded_send(ReceiverMsg::Event(event)).is_err());
-                if gone {
-                    self.receiver_gone(now, receiver);
+                // Kept for the end of the pass (`flush_received`).
+                if let Some(r) = self.receivers.get_mut(&receiver) {
+                    if r.pending.is_empty() {
+                        self.pending_receivers.push(receiver);
+                        // A read brings dozens: fewer moves while growing,
+                        // and nothing held while idle.
+                        r.pending.reserve(32);
+                    }
+                    r.pending.push(*event);
                 }
             }
             ClientEvent::ReceiverClosed { receiver, error } => {
-                if let Some(r) = self.receivers.remove(&receiver) {
+                if let Some(mut r) = self.receivers.remove(&receiver) {
                     self.receivers_by_ticket.remove(&r.ticket);
                     let error = error.map(|e| self.error(e));
-                    let _ = r.events.unbounded_send(ReceiverMsg::Closed(error));
+                    // Its last events go before the end.
+                    if r.flush() {
+                        let _ = r.events.unbounded_send(ReceiverMsg::Closed(error));
+                    }
                 }
             }
             ClientEvent::ReceiverDetached { receiver } => {
@@ -541,8 +568,10 @@ impl<R: Runtime> Driver<R> {
                 }
                 self.ops_by_ticket.clear();
                 self.receivers_by_ticket.clear();
-                for (_, r) in self.receivers.drain() {
-                    let _ = r.events.unbounded_send(ReceiverMsg::Closed(None));
+                for (_, mut r) in self.receivers.drain() {
+                    if r.flush() {
+                        let _ = r.events.unbounded_send(ReceiverMsg::Closed(None));
+                    }
                 }
                 for (_, ws) in self.detach_waiters.drain() {
                     for w in ws {
@@ -779,7 +808,18 @@ impl<R: Runtime> Driver<R> {
             self.event(now, ev);
             progress = true;
         }
+        self.flush_received(now);
         progress
+    }
+
+    /// Hands each receiver's stream the events of this pass at once.
+    fn flush_received(&mut self, now: Now) {
+        while let Some(id) = self.pending_receivers.pop() {
+            let gone = self.receivers.get_mut(&id).is_some_and(|r| !r.flush());
+            if gone {
+                self.receiver_gone(now, id);
+            }
+        }
     }
 }
 

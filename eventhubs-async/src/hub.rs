@@ -3,6 +3,7 @@
 //! connection), batches, receive with a handler or as a `Stream`, runtime
 //! information, close. Generic over the [`Runtime`]; the adapters fix it.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -613,7 +614,7 @@ impl<R: Runtime> Hub<R> {
             events: events_rx,
             consumed,
             finished: false,
-            first: None,
+            buffered: VecDeque::new(),
             checkpoints,
             sleep,
             close_timeout: self.inner.options.operation_timeout,

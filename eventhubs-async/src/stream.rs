@@ -1,6 +1,7 @@
 //! [`EventStream`]: one partition receiver as a [`Stream`] of events,
 //! with a helper to checkpoint them and an async `close`.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -86,8 +87,9 @@ pub struct EventStream {
     /// Events taken that the driver has not collected yet.
     pub(crate) consumed: Consumed,
     pub(crate) finished: bool,
-    /// An event that arrived while waiting for the attach.
-    pub(crate) first: Option<Box<ReceivedEvent>>,
+    /// Events the driver handed over and the user has not taken yet (the
+    /// driver sends them a pass at a time).
+    pub(crate) buffered: VecDeque<ReceivedEvent>,
     pub(crate) checkpoints: CheckpointTarget,
     pub(crate) sleep: Sleeper,
     pub(crate) close_timeout: Duration,
@@ -181,8 +183,8 @@ impl EventStream {
             }
             // The core announces a receiver before its first event; should
             // an event come first all the same, it is kept, not lost.
-            Some(ReceiverMsg::Event(e)) => {
-                self.first = Some(e);
+            Some(ReceiverMsg::Events(events)) => {
+                self.buffered.extend(events);
                 Ok(())
             }
         }
@@ -193,18 +195,21 @@ impl Stream for EventStream {
     type Item = Result<ReceivedEvent, Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if let Some(e) = self.first.take() {
-            self.took_one();
-            return Poll::Ready(Some(Ok(*e)));
-        }
         loop {
+            if let Some(e) = self.buffered.pop_front() {
+                self.took_one();
+                return Poll::Ready(Some(Ok(e)));
+            }
             if self.finished {
                 return Poll::Ready(None);
             }
             match self.events.poll_next_unpin(cx) {
-                Poll::Ready(Some(ReceiverMsg::Event(e))) => {
-                    self.took_one();
-                    return Poll::Ready(Some(Ok(*e)));
+                Poll::Ready(Some(ReceiverMsg::Events(events))) => {
+                    if self.buffered.is_empty() {
+                        self.buffered = events.into();
+                    } else {
+                        self.buffered.extend(events);
+                    }
                 }
                 Poll::Ready(Some(ReceiverMsg::Opened)) => continue,
                 Poll::Ready(Some(ReceiverMsg::Closed(e))) => {

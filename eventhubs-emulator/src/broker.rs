@@ -35,7 +35,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::{EmulatorConfig, HubConfig, Policy};
 use crate::idempotent::{self, Producer, ProducerState, Producers};
-use crate::quirks::{self, LateOutcomes, LATE_OUTCOME_DELAY};
+use crate::quirks::{self, LateOutcomes};
 
 mod guard;
 
@@ -97,11 +97,35 @@ struct StoredEvent {
 struct Partition {
     id: String,
     events: VecDeque<StoredEvent>,
+    /// Encoded bytes of `events`, held against
+    /// [`EmulatorConfig::max_partition_bytes`].
+    bytes: u64,
     next_sequence_number: i64,
     next_offset: u64,
 }
 
 impl Partition {
+    fn push(&mut self, e: StoredEvent) {
+        self.bytes += e.encoded.len() as u64;
+        self.events.push_back(e);
+    }
+
+    /// Drops the oldest events: those enqueued before `oldest_ms`, then
+    /// as many as it takes to hold at most `max_bytes` (the newest event
+    /// is always kept). Receivers' cursors are sequence numbers, so a
+    /// receiver behind the log goes on from its first event.
+    fn expire(&mut self, oldest_ms: i64, max_bytes: u64) {
+        while let Some(e) = self.events.front() {
+            let too_old = e.enqueued_ms < oldest_ms;
+            let too_big = self.bytes > max_bytes && self.events.len() > 1;
+            if !(too_old || too_big) {
+                break;
+            }
+            self.bytes -= e.encoded.len() as u64;
+            self.events.pop_front();
+        }
+    }
+
     fn last(&self) -> Option<&StoredEvent> {
         self.events.back()
     }
@@ -166,6 +190,7 @@ impl Hub {
                 .map(|i| Partition {
                     id: i.to_string(),
                     events: VecDeque::new(),
+                    bytes: 0,
                     next_sequence_number: 0,
                     next_offset: 0,
                 })
@@ -794,7 +819,7 @@ impl Broker {
         now: Now,
         events: impl IntoIterator<Item = Appended>,
     ) -> Result<usize, RestoreError> {
-        let mut kept = 0;
+        let mut kept = 0usize;
         for a in events {
             let h = self
                 .find_hub(&a.hub)
@@ -840,7 +865,7 @@ impl Broker {
             if a.enqueued_ms < oldest {
                 continue;
             }
-            part.events.push_back(StoredEvent {
+            part.push(StoredEvent {
                 sequence_number: a.sequence_number,
                 offset: a.offset,
                 enqueued_ms: a.enqueued_ms,
@@ -848,6 +873,10 @@ impl Broker {
                 encoded: a.encoded,
             });
             kept += 1;
+            // Past the size bound, the oldest restored events go again.
+            let held = part.events.len();
+            part.expire(oldest, self.config.max_partition_bytes);
+            kept = kept.saturating_sub(held - part.events.len());
         }
         Ok(kept)
     }
@@ -1096,13 +1125,14 @@ impl Broker {
             }
             Event::Opened(open) => {
                 debug!(conn = id.0, container = %open.container_id, hostname = ?open.hostname, "open");
-                if quirks::loses_early_outcomes(&open) {
+                let delay = self.config.ms_sdk_outcome_delay;
+                if quirks::loses_early_outcomes(&open) && !delay.is_zero() {
                     info!(
                         conn = id.0,
-                        delay_ms = LATE_OUTCOME_DELAY.as_millis() as u64,
+                        delay_ms = delay.as_millis() as u64,
                         "client is Microsoft's Rust SDK: its outcomes are held (fe2o3-amqp loses early ones)"
                     );
-                    conn.late.set_delay(LATE_OUTCOME_DELAY);
+                    conn.late.set_delay(delay);
                 }
                 let _ = conn.engine.open();
                 self.check_open(id, now);
@@ -1939,15 +1969,6 @@ impl Broker {
         format: u32,
         payload: &Bytes,
     ) -> Result<(), AmqpError> {
-        let outer =
-            Message::decode_all(payload).map_err(|e| err("amqp:decode-error", e.to_string()))?;
-        let events = if format == BATCH_MESSAGE_FORMAT {
-            outer
-                .unbatch()
-                .map_err(|e| err("amqp:decode-error", format!("batch: {e}")))?
-        } else {
-            vec![outer.clone()]
-        };
         let key = |m: &Message| {
             m.message_annotations
                 .as_ref()
@@ -1955,13 +1976,24 @@ impl Broker {
                 .and_then(Value::as_str)
                 .map(str::to_string)
         };
+        let outer =
+            Message::decode_all(payload).map_err(|e| err("amqp:decode-error", e.to_string()))?;
+        let outer_key = key(&outer);
+        let events = if format == BATCH_MESSAGE_FORMAT {
+            outer
+                .unbatch()
+                .map_err(|e| err("amqp:decode-error", format!("batch: {e}")))?
+        } else {
+            // The one event is the message itself: not copied.
+            vec![outer]
+        };
         let hub = &mut self.hubs[h];
         let count = hub.partitions.len();
         // Events sent to a partition may carry partition keys, which they
         // keep: buffered producers (.NET, Python) route keys themselves.
         let target = match (
             partition,
-            key(&outer).or_else(|| events.first().and_then(key)),
+            outer_key.or_else(|| events.first().and_then(key)),
         ) {
             (Some(p), _) => p,
             (None, Some(k)) => partition_index(&k, count).unwrap_or(0),
@@ -1982,14 +2014,8 @@ impl Broker {
         };
         let hub = &mut self.hubs[h];
         let retention = hub.retention_ms(self.config.retention_ms);
+        let max_bytes = self.config.max_partition_bytes;
         let part = &mut hub.partitions[target];
-        while part
-            .events
-            .front()
-            .is_some_and(|e| e.enqueued_ms < now.unix_ms - retention)
-        {
-            part.events.pop_front();
-        }
         for (i, mut m) in events.into_iter().enumerate() {
             if keep.as_ref().is_some_and(|k| !k[i]) {
                 continue;
@@ -2024,7 +2050,7 @@ impl Broker {
                     encoded: encoded.clone(),
                 });
             }
-            part.events.push_back(StoredEvent {
+            part.push(StoredEvent {
                 sequence_number: seq,
                 offset,
                 enqueued_ms: now.unix_ms,
@@ -2033,6 +2059,7 @@ impl Broker {
             });
             self.stats.events_in += 1;
         }
+        part.expire(now.unix_ms - retention, max_bytes);
         Ok(())
     }
 

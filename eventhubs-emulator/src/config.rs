@@ -60,6 +60,10 @@ pub struct EmulatorConfig {
     /// Events older than this are dropped, in milliseconds (1 h, as
     /// Microsoft's emulator).
     pub retention_ms: i64,
+    /// The most encoded event bytes a partition keeps (1 GiB by default):
+    /// past it the oldest events are dropped, as past the retention time,
+    /// so a partition's memory is bounded however fast it is sent to.
+    pub max_partition_bytes: u64,
     /// Time a connection authenticated anonymously has to put a CBS token.
     pub cbs_deadline_ms: i64,
     /// Where the server persists the partitions ([`crate::store`]); `None`
@@ -72,7 +76,14 @@ pub struct EmulatorConfig {
     /// Bounds on what clients may make the emulator hold
     /// ([`crate::limits`]).
     pub limits: Limits,
+    /// How long outcomes sent to Microsoft's Rust SDK are held, which loses
+    /// outcomes that arrive too early ([`crate::LATE_OUTCOME_DELAY`], the
+    /// default, explains why); zero answers it at once, as other clients.
+    pub ms_sdk_outcome_delay: std::time::Duration,
 }
+
+/// [`EmulatorConfig::max_partition_bytes`] by default: 1 GiB.
+pub const DEFAULT_MAX_PARTITION_BYTES: u64 = 1 << 30;
 
 /// The policy Microsoft's emulator ships with.
 pub const DEFAULT_KEY_NAME: &str = "RootManageSharedAccessKey";
@@ -100,10 +111,12 @@ impl Default for EmulatorConfig {
             }],
             max_message_size: 1024 * 1024,
             retention_ms: 60 * 60 * 1000,
+            max_partition_bytes: DEFAULT_MAX_PARTITION_BYTES,
             cbs_deadline_ms: 60_000,
             data_dir: None,
             entra_id: None,
             limits: Limits::default(),
+            ms_sdk_outcome_delay: crate::LATE_OUTCOME_DELAY,
         }
     }
 }

@@ -8,6 +8,7 @@
 //!     [--cbs-timeout SECS] [--max-sessions N] [--max-links N]
 //!     [--max-pending-deliveries N] [--max-http-connections N]
 //!     [--http-request-timeout SECS]
+//!     [--ms-sdk-outcome-delay MS] [--max-partition-bytes N]
 //! ```
 //!
 //! Listens on 127.0.0.1:5672 by default, plain AMQP as Microsoft's emulator
@@ -21,7 +22,11 @@
 //! With `--data-dir`, events are kept in DIR and served again after a
 //! restart. The limit flags bound what clients may make it hold (see the
 //! library's `limits` module; `--help` lists them with their defaults).
-//! Logs go to stderr at `info` (connections, links, tokens,
+//! `--ms-sdk-outcome-delay` sets how long outcomes sent to
+//! Microsoft's Rust SDK are held (20 ms by default; 0 answers it at once,
+//! and it may then stall: see the `quirks` module). A partition keeps its
+//! events for an hour and at most `--max-partition-bytes` of them (1 GiB
+//! by default), the oldest dropped first. Logs go to stderr at `info` (connections, links, tokens,
 //! errors); set `RUST_LOG` (e.g. `debug`, or
 //! `eventhubs_emulator=debug`) for more or less.
 
@@ -38,7 +43,7 @@ use tracing_subscriber::EnvFilter;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: eventhubs-emulator [--listen ADDR] [--config Config.json] [--data-dir DIR] {} {}",
+        "usage: eventhubs-emulator [--listen ADDR] [--config Config.json] [--data-dir DIR] [--ms-sdk-outcome-delay MS] [--max-partition-bytes N] {} {}",
         ListenerArgs::USAGE,
         Limits::USAGE
     );
@@ -69,6 +74,8 @@ fn main() -> ExitCode {
     let mut data_dir: Option<PathBuf> = None;
     let mut limits = Limits::default();
     let mut cbs_deadline_ms: Option<i64> = None;
+    let mut ms_sdk_outcome_delay: Option<std::time::Duration> = None;
+    let mut max_partition_bytes: Option<u64> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -83,6 +90,14 @@ fn main() -> ExitCode {
             "--data-dir" => match args.next() {
                 Some(v) => data_dir = Some(v.into()),
                 None => return usage(),
+            },
+            "--ms-sdk-outcome-delay" => match args.next().and_then(|v| v.parse().ok()) {
+                Some(ms) => ms_sdk_outcome_delay = Some(std::time::Duration::from_millis(ms)),
+                None => return usage(),
+            },
+            "--max-partition-bytes" => match args.next().and_then(|v| v.parse().ok()) {
+                Some(n) if n > 0 => max_partition_bytes = Some(n),
+                _ => return usage(),
             },
             "-h" | "--help" => {
                 let _ = usage();
@@ -133,6 +148,12 @@ fn main() -> ExitCode {
     config.limits = limits;
     if let Some(ms) = cbs_deadline_ms {
         config.cbs_deadline_ms = ms;
+    }
+    if let Some(delay) = ms_sdk_outcome_delay {
+        config.ms_sdk_outcome_delay = delay;
+    }
+    if let Some(n) = max_partition_bytes {
+        config.max_partition_bytes = n;
     }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

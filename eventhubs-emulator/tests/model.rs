@@ -36,9 +36,13 @@ struct World {
 
 impl World {
     fn new() -> World {
+        World::with_config(EmulatorConfig::default())
+    }
+
+    fn with_config(config: EmulatorConfig) -> World {
         let start = Instant::now();
         let broker = Broker::new(
-            EmulatorConfig::default(),
+            config,
             Now {
                 instant: start,
                 unix_ms: T0_MS,
@@ -910,6 +914,57 @@ fn restored_events_past_retention_are_dropped_but_keep_their_numbers() {
             .map(sequence_number)
             .collect::<Vec<_>>(),
         [1]
+    );
+}
+
+#[test]
+fn a_partition_keeps_at_most_max_partition_bytes_dropping_the_oldest_events() {
+    // Each event below is stored at the same size; room for three and a
+    // half of them.
+    let body = [7u8; 100];
+    let one = Message::with_data(body.to_vec()).to_bytes().len() as u64;
+    let send = |c: &mut Client, tx: LinkId, i: u8| {
+        let m = Message::with_data(body.to_vec()).to_bytes();
+        c.conn
+            .link(tx)
+            .send(Bytes::from(vec![i]), 0, Settlement::Unsettled, m)
+            .unwrap();
+    };
+    let per_event = {
+        let mut w = World::new();
+        let mut c = authorized_client(&mut w);
+        let tx = w.sender(&mut c, "eh1/Partitions/0");
+        send(&mut c, tx, 0);
+        w.pump(&mut [&mut c]);
+        let rx = w.receiver(&mut c, "rx", 0, EventPosition::Earliest, None);
+        c.conn.link(rx).flow(10).unwrap();
+        w.pump(&mut [&mut c]);
+        delivered(&c, rx)[0].to_bytes().len() as u64
+    };
+    assert!(
+        per_event > one,
+        "system annotations are stored with the event"
+    );
+    let mut w = World::with_config(EmulatorConfig {
+        max_partition_bytes: 3 * per_event + per_event / 2,
+        ..EmulatorConfig::default()
+    });
+    let mut c = authorized_client(&mut w);
+    let tx = w.sender(&mut c, "eh1/Partitions/0");
+    for i in 0..6 {
+        send(&mut c, tx, i);
+        w.pump(&mut [&mut c]);
+    }
+    let rx = w.receiver(&mut c, "rx", 0, EventPosition::Earliest, None);
+    c.conn.link(rx).flow(10).unwrap();
+    w.pump(&mut [&mut c]);
+    assert_eq!(
+        delivered(&c, rx)
+            .iter()
+            .map(sequence_number)
+            .collect::<Vec<_>>(),
+        [3, 4, 5],
+        "the three newest events fit; numbering goes on"
     );
 }
 

@@ -1,8 +1,10 @@
 //! Receives events from one partition or all of them and prints each one's
-//! partition, sequence number, offset and body.
+//! partition, sequence number, offset and body; with `--count-only` it
+//! prints none and reports the count and events/s at the end.
 //!
 //! ```text
 //! cargo run -p eventhubs-tokio --example receive -- --partition 0 --start seq:100 --count 10
+//! cargo run --release -p eventhubs-tokio --example receive -- --partition 0 --count 100000 --count-only
 //! ```
 //!
 //! Uses `EVENTHUB_CONNECTION_STRING` (with `EntityPath`) when set;
@@ -11,7 +13,7 @@
 mod common;
 
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use eventhubs_tokio::{EventPosition, HubOptions, ReceiveOptions, Timestamp};
@@ -51,6 +53,10 @@ struct Options {
     /// No progress line on stderr
     #[arg(long, short)]
     quiet: bool,
+    /// Print no event: only count them, and report events/s (timed from
+    /// the first event) at the end
+    #[arg(long)]
+    count_only: bool,
 }
 
 /// Characters of a body shown per event.
@@ -175,6 +181,8 @@ async fn receive(
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let mut received = 0u64;
+    let mut first_at: Option<Instant> = None;
+    let mut body_bytes = 0u64;
     let mut progress = common::Progress::new("received", options.quiet);
     let stop = loop {
         if options.count.is_some_and(|n| received >= n) {
@@ -208,6 +216,14 @@ async fn receive(
         };
         received += 1;
         progress.add(1);
+        if options.count_only {
+            if first_at.is_some() {
+                body_bytes += event.data.body.len() as u64;
+            } else {
+                first_at = Some(Instant::now());
+            }
+            continue;
+        }
         println!(
             "partition {} sequence {} offset {} enqueued {} body: {}",
             event.partition_id,
@@ -225,5 +241,20 @@ async fn receive(
         Stop::Ended => "the receivers closed".to_owned(),
     };
     println!("received {received} events ({why})");
+    if let (true, Some(at)) = (options.count_only, first_at) {
+        // The clock starts at the first event: link set-up is not counted,
+        // nor (after --idle) the wait that ended the receive.
+        let took = at.elapsed().as_secs_f64();
+        let took = match stop {
+            Stop::Idle(d) => (took - d.as_secs_f64()).max(f64::MIN_POSITIVE),
+            _ => took,
+        };
+        println!(
+            "{} events after the first in {took:.3} s: {:.0} events/s, {:.2} MiB/s of body",
+            received - 1,
+            (received - 1) as f64 / took,
+            body_bytes as f64 / took / (1024.0 * 1024.0)
+        );
+    }
     Ok(())
 }

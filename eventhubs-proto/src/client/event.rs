@@ -210,8 +210,9 @@ pub enum EventError {
     MissingAnnotation(&'static str),
 }
 
+/// The value of symbol key `key` in `a`, compared without building a key.
 fn annotation<'a>(a: Option<&'a Annotations>, key: &str) -> Option<&'a Value> {
-    a?.get(&AnnotationKey::Symbol(Symbol::new(ByteString::from(key))?))
+    a?.get(key)
 }
 
 fn string_of(v: &Value) -> Option<String> {
@@ -229,35 +230,46 @@ fn timestamp_of(v: &Value) -> Option<Timestamp> {
     }
 }
 
-/// The system properties of a received message (its message annotations).
+/// The system properties of a received message (its message annotations),
+/// read in one pass over them.
 fn system_properties(ann: Option<&Annotations>) -> Result<SystemProperties, EventError> {
-    let sequence_number = annotation(ann, SEQUENCE_NUMBER_ANNOTATION)
-        .and_then(Value::as_i64)
-        .ok_or(EventError::MissingAnnotation(SEQUENCE_NUMBER_ANNOTATION))?;
-    let offset = annotation(ann, OFFSET_ANNOTATION)
-        .and_then(string_of)
-        .ok_or(EventError::MissingAnnotation(OFFSET_ANNOTATION))?;
-    let known = [
-        SEQUENCE_NUMBER_ANNOTATION,
-        OFFSET_ANNOTATION,
-        ENQUEUED_TIME_ANNOTATION,
-        PARTITION_KEY_ANNOTATION,
-        PUBLISHER_ANNOTATION,
-    ];
-    let annotations: Annotations = ann
-        .iter()
-        .flat_map(|a| a.iter())
-        .filter(|(k, _)| !known.iter().any(|n| **k == **n))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let mut sequence_number = None;
+    let mut offset = None;
+    let mut enqueued_time = None;
+    let mut partition_key = None;
+    let mut publisher = None;
+    let mut annotations = Annotations::new();
+    for (k, v) in ann.iter().flat_map(|a| a.iter()) {
+        let slot = match k {
+            AnnotationKey::Symbol(s) => match s.as_str() {
+                SEQUENCE_NUMBER_ANNOTATION => &mut sequence_number,
+                OFFSET_ANNOTATION => &mut offset,
+                ENQUEUED_TIME_ANNOTATION => &mut enqueued_time,
+                PARTITION_KEY_ANNOTATION => &mut partition_key,
+                PUBLISHER_ANNOTATION => &mut publisher,
+                _ => {
+                    annotations.insert(k.clone(), v.clone());
+                    continue;
+                }
+            },
+            AnnotationKey::Ulong(_) => {
+                annotations.insert(k.clone(), v.clone());
+                continue;
+            }
+        };
+        // The first of a repeated key counts, as a lookup would find it.
+        slot.get_or_insert(v);
+    }
     Ok(SystemProperties {
-        sequence_number,
-        offset,
-        enqueued_time: annotation(ann, ENQUEUED_TIME_ANNOTATION)
-            .and_then(timestamp_of)
-            .unwrap_or_default(),
-        partition_key: annotation(ann, PARTITION_KEY_ANNOTATION).and_then(string_of),
-        publisher: annotation(ann, PUBLISHER_ANNOTATION).and_then(string_of),
+        sequence_number: sequence_number
+            .and_then(Value::as_i64)
+            .ok_or(EventError::MissingAnnotation(SEQUENCE_NUMBER_ANNOTATION))?,
+        offset: offset
+            .and_then(string_of)
+            .ok_or(EventError::MissingAnnotation(OFFSET_ANNOTATION))?,
+        enqueued_time: enqueued_time.and_then(timestamp_of).unwrap_or_default(),
+        partition_key: partition_key.and_then(string_of),
+        publisher: publisher.and_then(string_of),
         annotations,
     })
 }

@@ -101,23 +101,45 @@ impl Receiver {
     }
 }
 
-/// The events of one delivery, or why it cannot be read.
-fn decode_events(
-    partition_id: &str,
-    payload: &Bytes,
-    format: u32,
-) -> Result<Vec<ReceivedEvent>, AmqpError> {
+/// The events of one delivery: one, or an Event Hubs batch's. It lives
+/// only until its events are handed out; boxing the one event would bring
+/// back the allocation this type saves.
+#[allow(clippy::large_enum_variant)]
+enum Decoded {
+    One(ReceivedEvent),
+    Batch(Vec<ReceivedEvent>),
+}
+
+impl IntoIterator for Decoded {
+    type Item = ReceivedEvent;
+    type IntoIter =
+        std::iter::Chain<std::option::IntoIter<ReceivedEvent>, std::vec::IntoIter<ReceivedEvent>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        match self {
+            Decoded::One(e) => Some(e).into_iter().chain(Vec::new()),
+            Decoded::Batch(v) => None.into_iter().chain(v),
+        }
+    }
+}
+
+/// The events of one delivery, or why it cannot be read. A single event
+/// costs no vector.
+fn decode_events(partition_id: &str, payload: &Bytes, format: u32) -> Result<Decoded, AmqpError> {
     let undecodable = |e: &dyn std::fmt::Display| AmqpError::new(DECODE_ERROR, e.to_string());
     let message = Message::decode_all(payload).map_err(|e| undecodable(&e))?;
-    let messages = if format == BATCH_MESSAGE_FORMAT {
-        message.unbatch().map_err(|e| undecodable(&e))?
-    } else {
-        vec![message]
-    };
-    messages
+    if format != BATCH_MESSAGE_FORMAT {
+        return ReceivedEvent::from_message(partition_id, message)
+            .map(Decoded::One)
+            .map_err(|e| undecodable(&e));
+    }
+    message
+        .unbatch()
+        .map_err(|e| undecodable(&e))?
         .into_iter()
         .map(|m| ReceivedEvent::from_message(partition_id, m).map_err(|e| undecodable(&e)))
-        .collect()
+        .collect::<Result<_, _>>()
+        .map(Decoded::Batch)
 }
 
 impl Client {

@@ -18,9 +18,13 @@
 //! run with `--listen 127.0.0.1:0` and its `LISTENING PORT` line read back)
 //! or already running (`--endpoint HOST:PORT`).
 //!
-//! The subcommands are kept apart so that other workloads (the side-by-side
-//! benchmarks: batched send, single-event round trips, receive with
-//! prefetch, CPU time per event) can be added next to them.
+//! ```text
+//! ms-rust-sdk-interop bench --emulator PATH [OPTIONS]   side by side with our client
+//! ```
+//!
+//! `bench` (the [`bench`] module) runs the same workloads on this project's
+//! client and on Microsoft's SDK, each client in a child process of its
+//! own, and reports CPU time per event, events/s and their ratios.
 
 use std::process::{ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
@@ -33,11 +37,16 @@ use azure_messaging_eventhubs::{
 use futures::StreamExt;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+mod bench;
+mod ms;
+mod ours;
+
 /// The emulator's default namespace key (see the project README).
-const CONNECTION_STRING: &str = "Endpoint=sb://localhost/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE";
+pub(crate) const CONNECTION_STRING: &str = "Endpoint=sb://localhost/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE";
 
 const USAGE: &str = "\
 usage: ms-rust-sdk-interop (stall-send | stall-receive | stall) [OPTIONS]
+       ms-rust-sdk-interop bench --emulator PATH [OPTIONS]   (bench --help)
 
   --emulator PATH     start this eventhubs-emulator binary on an ephemeral port
   --emulator-log FILE its stderr goes here (default: discarded)
@@ -143,7 +152,7 @@ impl Step {
     }
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 enum Outcome {
     Done(Duration),
@@ -340,7 +349,7 @@ fn stall_receive(o: &Options) -> Result<Tally, String> {
 }
 
 /// A started emulator, killed when dropped.
-struct Emulator(std::process::Child);
+pub(crate) struct Emulator(std::process::Child);
 
 impl Drop for Emulator {
     fn drop(&mut self) {
@@ -350,12 +359,22 @@ impl Drop for Emulator {
 }
 
 fn start_emulator(path: &str, log: Option<&str>) -> Result<(Emulator, String), String> {
+    start_emulator_with(path, log, &[])
+}
+
+/// Starts the emulator at `path` on an ephemeral port with `args` besides.
+pub(crate) fn start_emulator_with(
+    path: &str,
+    log: Option<&str>,
+    args: &[&str],
+) -> Result<(Emulator, String), String> {
     let stderr = match log {
         Some(f) => Stdio::from(std::fs::File::create(f).map_err(|e| format!("{f}: {e}"))?),
         None => Stdio::null(),
     };
     let mut child = std::process::Command::new(path)
         .args(["--listen", "127.0.0.1:0"])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(stderr)
         .spawn()
@@ -394,6 +413,43 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    let mut raw = std::env::args().skip(1);
+    match std::env::args().nth(1).as_deref() {
+        Some("worker") => {
+            raw.next();
+            return match bench::WorkerOptions::parse(raw)
+                .map_err(BoxError::from)
+                .and_then(bench::worker)
+            {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ms-rust-sdk-interop worker: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Some("bench") => {
+            raw.next();
+            let o = match bench::parse_bench(raw) {
+                Ok(o) => o,
+                Err(e) => {
+                    if !e.is_empty() {
+                        eprintln!("ms-rust-sdk-interop: {e}");
+                    }
+                    eprintln!("{}", bench::BENCH_USAGE);
+                    return ExitCode::from(2);
+                }
+            };
+            return match bench::bench(o) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ms-rust-sdk-interop bench: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
+    }
     let (command, mut o) = match parse_args(std::env::args().skip(1)) {
         Ok(v) => v,
         Err(e) => {
