@@ -75,3 +75,4 @@ pub mod identity;
 pub mod management;
 pub mod processor;
 pub mod storage;
+mod xml;

@@ -129,16 +129,8 @@ impl<'a> Walker<'a> {
                     self.pop = true;
                     return Ok(Step::End(std::mem::take(&mut self.text)));
                 }
-                Event::Text(t) => self.text.push_str(&t.xml10_content()),
-                Event::CData(t) => self.text.push_str(&t.xml10_content()),
-                Event::GeneralRef(r) => {
-                    if let Some(c) = r.resolve_char_ref().map_err(xml_error)? {
-                        self.text.push(c);
-                    } else {
-                        let entity = quick_xml::escape::resolve_xml_entity(&r)
-                            .ok_or_else(|| xml_error(format!("unknown entity &{};", &*r)))?;
-                        self.text.push_str(entity);
-                    }
+                e @ (Event::Text(_) | Event::CData(_) | Event::GeneralRef(_)) => {
+                    crate::xml::push_text(&mut self.text, &e).map_err(xml_error)?;
                 }
                 Event::Eof => {
                     if !self.path.is_empty() {
