@@ -25,7 +25,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -39,33 +39,13 @@ use eventhubs_proto::codec::{Decode, Encode, Map, Value};
 use eventhubs_proto::engine::{Event, LinkConfig, LinkId, Settlement};
 use eventhubs_proto::eventhubs::{EventPosition, SplitMix64};
 use eventhubs_testkit::tcp::{batch, emulator_plain, EngineClient as Client};
+use eventhubs_testkit::TempDir;
 
 const PARTITIONS: u32 = 2;
 const PRODUCERS: u64 = 4;
 /// Transfers each producer keeps in flight.
 const WINDOW: usize = 6;
 const WAIT: Duration = Duration::from_secs(30);
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        TempDir(std::env::temp_dir().join(format!(
-            "eventhubs-crash-{name}-{}-{nanos}",
-            std::process::id()
-        )))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 fn below(rng: &mut SplitMix64, n: u64) -> u64 {
     rng.next_u64() % n

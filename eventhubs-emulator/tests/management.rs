@@ -7,7 +7,6 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -23,6 +22,7 @@ use eventhubs_proto::http::{Exchange, Limits};
 use eventhubs_proto::management::xml::parse_error;
 use eventhubs_proto::management::*;
 use eventhubs_testkit::tcp::{emulator_plain, event, event_number, EngineClient as Client};
+use eventhubs_testkit::TempDir;
 use http::{Method, Request, Response};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -629,27 +629,6 @@ fn consumer_groups_at_run_time() {
         .unwrap(),
     );
     assert_eq!(refused(&r).0, 403);
-}
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        TempDir(std::env::temp_dir().join(format!(
-            "eventhubs-emulator-mgmt-{name}-{}-{nanos}",
-            std::process::id()
-        )))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn with_dir(dir: &TempDir) -> Emulator {

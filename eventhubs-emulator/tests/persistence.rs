@@ -3,7 +3,7 @@
 //! refused.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use eventhubs_emulator::{Emulator, EmulatorConfig};
@@ -13,29 +13,9 @@ use eventhubs_proto::codec::{Decode, Encode, Value};
 use eventhubs_proto::engine::{Event, LinkId};
 use eventhubs_proto::eventhubs::EventPosition;
 use eventhubs_testkit::tcp::{batch, emulator_plain, event, event_number, EngineClient as Client};
+use eventhubs_testkit::TempDir;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        TempDir(std::env::temp_dir().join(format!(
-            "eventhubs-emulator-{name}-{}-{nanos}",
-            std::process::id()
-        )))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 fn start(dir: &Path) -> std::io::Result<Emulator> {
     Emulator::start(EmulatorConfig::default().with_data_dir(dir))

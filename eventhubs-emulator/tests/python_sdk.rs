@@ -17,6 +17,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use eventhubs_emulator::{Emulator, EmulatorConfig};
+use eventhubs_testkit::TempDir;
 
 /// Whether python3 can import `modules`.
 fn python_imports(modules: &str) -> Result<(), String> {
@@ -92,30 +93,6 @@ fn official_python_sdk_compat_suite() {
     run_compat(&["--port".into(), emulator.addr().port().to_string()]);
 }
 
-/// A directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "eventhubs-emulator-pysdk-{name}-{}-{nanos}",
-            std::process::id()
-        ));
-        fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
 /// The emulator binary serving AMQP over TLS and over WebSocket over TLS
 /// with a self-signed certificate for `localhost`; killed on drop. Its log
 /// (stderr) goes to a file in its temp dir.
@@ -130,7 +107,7 @@ struct EmulatorProcess {
 
 impl EmulatorProcess {
     fn start(name: &str) -> EmulatorProcess {
-        let dir = TempDir::new(name);
+        let dir = TempDir::created(name);
         let certified =
             rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
         let cert = dir.0.join("cert.pem");

@@ -24,3 +24,37 @@ pub mod client_input;
 pub mod pair;
 pub mod sim;
 pub mod tcp;
+
+/// A directory under the system's temporary directory, unique to this
+/// process and call, removed with everything in it when dropped.
+#[derive(Debug)]
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    /// A fresh path named after `name`; the directory is not created (an
+    /// emulator given it as its data directory makes it).
+    pub fn new(name: &str) -> TempDir {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        TempDir(std::env::temp_dir().join(format!(
+            "eventhubs-test-{name}-{}-{nanos}-{n}",
+            std::process::id()
+        )))
+    }
+
+    /// As [`TempDir::new`], with the directory created.
+    pub fn created(name: &str) -> TempDir {
+        let dir = TempDir::new(name);
+        std::fs::create_dir_all(&dir.0).expect("create a temporary directory");
+        dir
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
