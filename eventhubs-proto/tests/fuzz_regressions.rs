@@ -178,3 +178,58 @@ fn one_ms_peer_idle_timeout_does_not_spin() {
     // One heartbeat per 500 us, not one per pass.
     assert!((15..=25).contains(&heartbeats), "{heartbeats} heartbeats");
 }
+
+/// client_input ("a timer after Closed"): a token that arrives after the
+/// client has closed, as a token source still at work when the last handle
+/// went would deliver it, armed its refresh timer on the closed client:
+/// `supply_token` stored it like any other. Nothing may happen after
+/// `Closed`, so a late token is now dropped.
+#[test]
+fn token_supplied_after_close_sets_no_timer() {
+    use std::time::{Duration, Instant};
+
+    use eventhubs_proto::client::{Client, ClientEvent, ClientOptions, Credential, Now};
+    use eventhubs_proto::eventhubs::{Token, TokenType};
+
+    let start = Instant::now();
+    let now = Now {
+        instant: start,
+        unix_ms: 1_800_000_000_000,
+    };
+    let mut client =
+        Client::new(ClientOptions::new("localhost", "eh1", Credential::External)).unwrap();
+    client
+        .get_hub_information(now, start + Duration::from_secs(30))
+        .unwrap();
+    let mut audience = None;
+    while let Some(e) = client.poll_event() {
+        if let ClientEvent::TokenRequired { audience: a } = e {
+            audience = Some(a);
+        }
+    }
+    let audience = audience.expect("an external credential asks for a token");
+    client.close(now, start + Duration::from_secs(1));
+    // The service never answers: the close deadline ends it.
+    let mut now = now;
+    for _ in 0..100 {
+        while client.poll_event().is_some() {}
+        let Some(t) = client.poll_timeout() else {
+            break;
+        };
+        now.unix_ms += (t - now.instant).as_millis() as i64;
+        now.instant = t;
+        client.handle_timeout(now);
+    }
+    while client.poll_event().is_some() {}
+    assert!(client.is_closed());
+    assert_eq!(client.poll_timeout(), None);
+
+    let token = Token {
+        token: "SharedAccessSignature sr=x&sig=y&se=1800003600&skn=k".into(),
+        expires_at_unix: 1_800_003_600,
+        token_type: TokenType::SasToken,
+    };
+    client.supply_token(now, &audience, Ok(token));
+    assert_eq!(client.poll_timeout(), None, "a timer after Closed");
+    assert!(client.poll_event().is_none(), "an event after Closed");
+}

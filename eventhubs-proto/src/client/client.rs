@@ -494,7 +494,14 @@ impl Client {
 
     /// A token for `audience`, in answer to
     /// [`ClientEvent::TokenRequired`], or why there is none.
+    /// An answer that arrives once the client is closed (a token source
+    /// still working when the last handle went) is dropped: nothing
+    /// happens after [`ClientEvent::Closed`], no timer among it.
     pub fn supply_token(&mut self, now: Now, audience: &str, token: Result<Token, TokenError>) {
+        if self.is_closed() {
+            debug!(audience = %audience, "token supplied after close, dropped");
+            return;
+        }
         self.token_supplied(now, audience, token);
         self.drive(now);
     }
