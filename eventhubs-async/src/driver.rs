@@ -303,7 +303,7 @@ impl<R: Runtime> Driver<R> {
             retiring: Vec::new(),
             out: Vec::new(),
             out_pos: 0,
-            read_buf: vec![0; 64 * 1024],
+            read_buf: vec![0; 256 * 1024],
             timer: None,
             token_fetches: FuturesUnordered::new(),
             replies: HashMap::new(),
