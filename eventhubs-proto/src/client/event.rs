@@ -194,12 +194,14 @@ pub struct ReceivedEvent {
     /// Body, ids and application properties as sent.
     pub data: EventData,
     /// A body that was not a data section (an amqp-value or sequence),
-    /// for events sent by other clients.
-    pub body_value: Option<Value>,
+    /// for events sent by other clients. Boxed, as are the last-enqueued
+    /// figures: both are rare, and a receiver holds up to its prefetch of
+    /// events.
+    pub body_value: Option<Box<Value>>,
     /// Service annotations.
     pub system: SystemProperties,
     /// Runtime metrics carried with this delivery, when tracking is on.
-    pub last_enqueued: Option<LastEnqueuedEventProperties>,
+    pub last_enqueued: Option<Box<LastEnqueuedEventProperties>>,
 }
 
 /// Why a received message is not an event.
@@ -276,7 +278,7 @@ fn system_properties(ann: Option<&Annotations>) -> Result<SystemProperties, Even
 
 /// The last-enqueued figures of a delivery's annotations, when there are
 /// any.
-fn last_enqueued(d: Option<&Annotations>) -> Option<LastEnqueuedEventProperties> {
+fn last_enqueued(d: Option<&Annotations>) -> Option<Box<LastEnqueuedEventProperties>> {
     let d = d?;
     let get = |k: &str| annotation(Some(d), k);
     let l = LastEnqueuedEventProperties {
@@ -285,7 +287,7 @@ fn last_enqueued(d: Option<&Annotations>) -> Option<LastEnqueuedEventProperties>
         enqueued_time: get("last_enqueued_time_utc").and_then(timestamp_of),
         retrieval_time: get("runtime_info_retrieval_time_utc").and_then(timestamp_of),
     };
-    (l != LastEnqueuedEventProperties::default()).then_some(l)
+    (l != LastEnqueuedEventProperties::default()).then(|| Box::new(l))
 }
 
 impl ReceivedEvent {
@@ -297,10 +299,12 @@ impl ReceivedEvent {
             Body::Data(mut d) if d.len() == 1 => (d.pop().unwrap_or_default(), None),
             Body::Data(d) => (d.concat().into(), None),
             Body::Empty => (Bytes::new(), None),
-            Body::Value(v) => (Bytes::new(), Some(v)),
+            Body::Value(v) => (Bytes::new(), Some(Box::new(v))),
             Body::Sequence(s) => (
                 Bytes::new(),
-                Some(Value::List(s.into_iter().map(Value::List).collect())),
+                Some(Box::new(Value::List(
+                    s.into_iter().map(Value::List).collect(),
+                ))),
             ),
         };
         let props = m.properties.unwrap_or_default();
