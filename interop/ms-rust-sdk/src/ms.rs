@@ -154,13 +154,21 @@ async fn single(o: &WorkerOptions) -> Result<Report, BoxError> {
         )
         .await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    // The reader's end, when it ends before the run does, is the reason
+    // the run failed: it is reported rather than lost.
     let reader = tokio::spawn(async move {
         let mut stream = receiver.stream_events();
-        while let Some(Ok(event)) = stream.next().await {
-            if let Some(i) = event.event_data().body().and_then(index_of) {
-                if tx.send((i, Instant::now())).is_err() {
-                    break;
+        loop {
+            match stream.next().await {
+                Some(Ok(event)) => {
+                    if let Some(i) = event.event_data().body().and_then(index_of) {
+                        if tx.send((i, Instant::now())).is_err() {
+                            return Ok(());
+                        }
+                    }
                 }
+                Some(Err(e)) => return Err(format!("the receiver failed: {e}")),
+                None => return Err("the receiver's stream ended".to_string()),
             }
         }
     });
@@ -184,6 +192,11 @@ async fn single(o: &WorkerOptions) -> Result<Report, BoxError> {
         }
     }
     if !attached {
+        if reader.is_finished() {
+            if let Ok(Err(e)) = reader.await {
+                return Err(format!("the receiver never received: {e}").into());
+            }
+        }
         return Err("the receiver never received".into());
     }
     let mut rtt = Vec::new();
