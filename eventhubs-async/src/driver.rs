@@ -152,7 +152,10 @@ impl ReceiverEntry {
         if self.pending.is_empty() {
             return true;
         }
-        let events = std::mem::take(&mut self.pending);
+        let mut events = std::mem::take(&mut self.pending);
+        // A stream may hold up to its prefetch unread: the room the vector
+        // grew into goes back (an allocator shrinks a block in place).
+        events.shrink_to_fit();
         self.events
             .unbounded_send(ReceiverMsg::Events(events))
             .is_ok()
