@@ -2021,12 +2021,12 @@ impl Broker {
         // per transfer rather than one per event (a 100-event batch made
         // a hundred, and as many frees when they expired).
         let mut stamped = Vec::with_capacity(events.len());
-        let mut offset = part.next_offset;
         for (i, mut m) in events.into_iter().enumerate() {
             if keep.as_ref().is_some_and(|k| !k[i]) {
                 continue;
             }
-            let seq = part.next_sequence_number + stamped.len() as i64;
+            let seq = part.next_sequence_number;
+            let offset = part.next_offset;
             let annotations = m.message_annotations.get_or_insert_with(Map::new);
             annotations.insert(
                 AnnotationKey::from("x-opt-sequence-number"),
@@ -2042,23 +2042,20 @@ impl Broker {
             );
             m.delivery_annotations = None;
             let len = m.encoded_len();
-            stamped.push((m, len));
-            offset += len as u64;
+            part.next_sequence_number += 1;
+            part.next_offset += len as u64;
+            stamped.push((seq, offset, m, len));
         }
-        let mut buf = Vec::with_capacity(stamped.iter().map(|(_, len)| len).sum());
-        for (m, _) in &stamped {
+        let mut buf = Vec::with_capacity(stamped.iter().map(|s| s.3).sum());
+        for (_, _, m, _) in &stamped {
             m.encode(&mut buf);
         }
         let buf = Bytes::from(buf);
         let mut at = 0;
-        for (m, len) in stamped {
-            let seq = part.next_sequence_number;
-            let offset = part.next_offset;
+        for (seq, offset, m, len) in stamped {
             let header_len = m.header.as_ref().map_or(0, |h| h.encoded_len());
             let encoded = buf.slice(at..at + len);
             at += len;
-            part.next_sequence_number += 1;
-            part.next_offset += encoded.len() as u64;
             if self.record_appends {
                 self.appended.push(Appended {
                     hub: hub.config.name.clone(),

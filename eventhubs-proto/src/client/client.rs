@@ -494,6 +494,7 @@ impl Client {
 
     /// A token for `audience`, in answer to
     /// [`ClientEvent::TokenRequired`], or why there is none.
+    ///
     /// An answer that arrives once the client is closed (a token source
     /// still working when the last handle went) is dropped: nothing
     /// happens after [`ClientEvent::Closed`], no timer among it.
