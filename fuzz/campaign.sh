@@ -32,6 +32,8 @@ for t in "${targets[@]}"; do
         cp corpus-min/"$t"/* "corpus/$t/"
     fi
 done
+# The summary counts this campaign's runs only, whatever LOG held before.
+first_line=$(($(cat "$log" 2>/dev/null | wc -l) + 1))
 done_units=0
 round=0
 while [ "$done_units" -lt "$total" ] && [ "$round" -lt "$rounds" ]; do
@@ -55,5 +57,5 @@ while [ "$done_units" -lt "$total" ] && [ "$round" -lt "$rounds" ]; do
         rm -f "$out"
     done
 done
-awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] } u[f["target"]] += f["units"]; all += f["units"] }
+awk -v first="$first_line" 'NR >= first { for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] } u[f["target"]] += f["units"]; all += f["units"] }
      END { for (t in u) printf "%-20s %12d\n", t, u[t]; printf "%-20s %12d\n", "all", all }' "$log"
