@@ -678,3 +678,70 @@ fn frames_and_protocol_headers() {
     assert_eq!(&enc[..], &[0x00, 0x53, 0x44, 0xc0, 0x03, 0x01, 0x50, 0x01]);
     assert_eq!(SaslFrame::decode_all(&enc).unwrap(), outcome);
 }
+
+/// Whether `b`'s bytes lie inside `src`.
+fn shares(src: &Bytes, b: &Bytes) -> bool {
+    let (s, p) = (src.as_ptr() as usize, b.as_ptr() as usize);
+    p >= s && p < s + src.len()
+}
+
+#[test]
+fn well_known_annotation_keys_do_not_share_the_buffer() {
+    // The keys every delivery carries decode to static symbols (no
+    // reference count on the frame); others, and near misses, share it.
+    for (key, interned) in [
+        ("x-opt-sequence-number", true),
+        ("x-opt-offset", true),
+        ("x-opt-enqueued-time", true),
+        ("x-opt-partition-key", true),
+        ("x-opt-publisher", true),
+        ("last_enqueued_sequence_number", true),
+        ("runtime_info_retrieval_time_utc", true),
+        ("x-opt-offset2", false),
+        ("x-opt-offsef", false),
+        ("x-opt-custom-annotation", false),
+    ] {
+        let enc = Value::Symbol(Symbol::new(key).unwrap()).to_bytes();
+        let Value::Symbol(s) = Value::decode_all(&enc).unwrap() else {
+            panic!("{key}: not a symbol");
+        };
+        assert_eq!(s.as_str(), key);
+        assert_eq!(shares(&enc, s.as_bytes()), !interned, "{key}");
+    }
+}
+
+#[test]
+fn unbatch_reports_a_bad_event_after_good_ones() {
+    let mut sections: Vec<Bytes> = (0..3)
+        .map(|i| Message::with_data(vec![i as u8; 10]).to_bytes())
+        .collect();
+    // The third event's sections are out of order.
+    let mut bad = Message::with_data(&b"x"[..]).to_bytes().to_vec();
+    bad.extend_from_slice(&Header::default().to_bytes());
+    sections[2] = Bytes::from(bad);
+    let outer = Message {
+        body: Body::Data(sections.clone()),
+        ..Default::default()
+    };
+    let e = outer.unbatch().unwrap_err();
+    assert!(
+        matches!(e.kind, DecodeErrorKind::UnexpectedDescriptor { .. }),
+        "{e:?}"
+    );
+    // Trailing bytes after a whole event are refused too.
+    let mut trailing = sections[0].to_vec();
+    trailing.push(0x40);
+    sections[2] = Bytes::from(trailing);
+    let outer = Message {
+        body: Body::Data(sections),
+        ..Default::default()
+    };
+    assert!(outer.unbatch().is_err());
+    // And a good batch's events come back whole.
+    let events: Vec<Message> = (0..3).map(|i| Message::with_data(vec![i; 4])).collect();
+    let outer = Message {
+        body: Body::Data(events.iter().map(|m| m.to_bytes()).collect()),
+        ..Default::default()
+    };
+    assert_eq!(outer.unbatch().unwrap(), events);
+}

@@ -333,6 +333,9 @@ impl<'a> Decoder<'a> {
         };
         let at = self.offset();
         let s = self.take(len)?;
+        if let Some(known) = Symbol::well_known(s) {
+            return Ok(known);
+        }
         Symbol::from_bytes(self.share(s))
             .ok_or_else(|| self.err_at(at, DecodeErrorKind::InvalidSymbol))
     }

@@ -148,7 +148,14 @@ impl Message {
                 // the vector by doubling would copy each one again.
                 let mut events = Vec::with_capacity(sections.len());
                 for s in sections {
-                    events.push(Message::decode_all(s)?);
+                    // Decoded where it is stored: a message is several
+                    // hundred bytes, and returning then pushing it copied
+                    // it twice.
+                    events.push(Message::default());
+                    let m = events.last_mut().expect("just pushed");
+                    let mut d = Decoder::new(s);
+                    decode_sections(&mut d, m)?;
+                    d.finish()?;
                 }
                 Ok(events)
             }
@@ -181,6 +188,14 @@ impl Decode for Message {
     /// kind.
     fn decode(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let mut m = Message::default();
+        decode_sections(d, &mut m)?;
+        Ok(m)
+    }
+}
+
+/// Reads the sections of [`Message::decode`] into `m`, which is empty.
+fn decode_sections(d: &mut Decoder<'_>, m: &mut Message) -> Result<(), DecodeError> {
+    {
         let mut last = 0u64;
         while !d.is_empty() {
             let at = d.offset();
@@ -235,7 +250,7 @@ impl Decode for Message {
             })?;
             last = code;
         }
-        Ok(m)
+        Ok(())
     }
 }
 
