@@ -546,7 +546,7 @@ impl<R: Runtime> Driver<R> {
                         // and nothing held while idle.
                         r.pending.reserve(32);
                     }
-                    r.pending.push(*event);
+                    r.pending.push(event);
                 }
             }
             ClientEvent::ReceiverClosed { receiver, error } => {

@@ -84,7 +84,7 @@ fn receive(
         for (_, ev) in w.take_events(c) {
             match ev {
                 ClientEvent::Received { receiver, event } if receiver == id => {
-                    got.push(*event);
+                    got.push(event);
                     let now = w.now();
                     w.peers[c].client.consumed(now, id, 1);
                 }

@@ -743,7 +743,7 @@ impl Run {
                     }
                     ClientEvent::Received { receiver, event } => {
                         if let Some(key) = p.keys.get(&receiver) {
-                            p.held.entry(*key).or_default().push_back(*event);
+                            p.held.entry(*key).or_default().push_back(event);
                         }
                     }
                     ClientEvent::ReceiverClosed { receiver, error } => {

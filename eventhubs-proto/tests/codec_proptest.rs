@@ -529,3 +529,88 @@ fn arbitrary_bytes_never_panic() {
         },
     );
 }
+
+/// The Event Hubs annotations a delivery carries, some of them of the wrong
+/// type or missing, to merge into a message's own.
+fn stamped() -> impl Strategy<Value = Vec<(AnnotationKey, Value)>> {
+    let key = |k: &'static str| AnnotationKey::Symbol(Symbol::from_static(k));
+    (
+        of(prop_oneof![
+            any::<i64>().prop_map(Value::Long),
+            Just(Value::String("7".into()))
+        ]),
+        of(prop_oneof![
+            string().prop_map(Value::String),
+            any::<i64>().prop_map(Value::Long)
+        ]),
+        of(any::<i64>().prop_map(|t| Value::Timestamp(Timestamp(t)))),
+        of(string().prop_map(Value::String)),
+        of(symbol().prop_map(Value::Symbol)),
+        any::<bool>(),
+    )
+        .prop_map(move |(seq, offset, time, pk, publisher, repeat)| {
+            let mut v = Vec::new();
+            let mut put = |k, x: Option<Value>| {
+                if let Some(x) = x {
+                    v.push((key(k), x));
+                }
+            };
+            put("x-opt-sequence-number", seq.clone());
+            put("x-opt-offset", offset);
+            put("x-opt-enqueued-time", time);
+            put("x-opt-partition-key", pk);
+            put("x-opt-publisher", publisher);
+            if repeat {
+                // A repeated key: the first one counts, both ways.
+                put("x-opt-sequence-number", Some(Value::Long(-1)));
+            }
+            v
+        })
+}
+
+/// Decoding a delivery straight into an event gives what decoding the
+/// message and mapping it gives: the same event, or an error both ways.
+#[test]
+fn received_events_decode_as_their_messages_map() {
+    use eventhubs_proto::client::ReceivedEvent;
+    check(
+        || (message(), stamped()),
+        512,
+        |(mut m, stamps)| {
+            let ann = m.message_annotations.get_or_insert_with(Map::new);
+            let mut merged: Vec<_> = stamps;
+            merged.extend(std::mem::take(&mut ann.0));
+            ann.0 = merged;
+            let bytes = m.to_bytes();
+            let direct = ReceivedEvent::decode("3", &bytes);
+            let mapped = Message::decode_all(&bytes).map(|m| ReceivedEvent::from_message("3", m));
+            match (&direct, &mapped) {
+                (Ok(a), Ok(Ok(b))) => assert_eq!(a, b),
+                (Err(_), Ok(Err(_)) | Err(_)) => {}
+                _ => panic!("decode {direct:?} but decode_all and from_message {mapped:?}"),
+            }
+            // A well-formed message always decodes: the errors are missing
+            // or mistyped annotations, never the codec.
+            assert!(mapped.is_ok());
+        },
+    );
+}
+
+/// Arbitrary bytes: the direct decode agrees with the two steps on whether
+/// they are an event, and never panics.
+#[test]
+fn received_event_decode_of_arbitrary_bytes_agrees() {
+    use eventhubs_proto::client::ReceivedEvent;
+    check(
+        || vec(any::<u8>(), 0..512),
+        2048,
+        |b| {
+            let b = Bytes::from(b);
+            let direct = ReceivedEvent::decode("0", &b).ok();
+            let mapped = Message::decode_all(&b)
+                .ok()
+                .and_then(|m| ReceivedEvent::from_message("0", m).ok());
+            assert_eq!(direct, mapped);
+        },
+    );
+}

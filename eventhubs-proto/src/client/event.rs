@@ -4,11 +4,12 @@
 use bytes::Bytes;
 use bytestring::ByteString;
 
-use crate::codec::message::{Body, Message};
+use crate::codec::message::{decode_sections, Body, Message, Sections};
 use crate::codec::messaging::{
-    AnnotationKey, Annotations, ApplicationProperties, MessageId, Properties,
+    section_code as sc, AnnotationKey, Annotations, ApplicationProperties, Header, MessageId,
+    Properties,
 };
-use crate::codec::{Encode, Symbol, Timestamp, Value};
+use crate::codec::{Decode, DecodeError, Decoder, Encode, Symbol, Timestamp, Value};
 
 /// Message annotation carrying the partition key.
 pub const PARTITION_KEY_ANNOTATION: &str = "x-opt-partition-key";
@@ -233,47 +234,63 @@ fn timestamp_of(v: &Value) -> Option<Timestamp> {
 }
 
 /// The system properties of a received message (its message annotations),
-/// read in one pass over them.
-fn system_properties(ann: Option<&Annotations>) -> Result<SystemProperties, EventError> {
-    let mut sequence_number = None;
-    let mut offset = None;
-    let mut enqueued_time = None;
-    let mut partition_key = None;
-    let mut publisher = None;
-    let mut annotations = Annotations::new();
-    for (k, v) in ann.iter().flat_map(|a| a.iter()) {
-        let slot = match k {
+/// gathered one annotation at a time and taken by value: the keys the
+/// service stamps fill their fields, every other goes to `annotations`.
+#[derive(Default)]
+struct SystemFields {
+    sequence_number: Option<Value>,
+    offset: Option<Value>,
+    enqueued_time: Option<Value>,
+    partition_key: Option<Value>,
+    publisher: Option<Value>,
+    annotations: Annotations,
+}
+
+impl SystemFields {
+    fn entry(&mut self, k: AnnotationKey, v: Value) {
+        let slot = match &k {
             AnnotationKey::Symbol(s) => match s.as_str() {
-                SEQUENCE_NUMBER_ANNOTATION => &mut sequence_number,
-                OFFSET_ANNOTATION => &mut offset,
-                ENQUEUED_TIME_ANNOTATION => &mut enqueued_time,
-                PARTITION_KEY_ANNOTATION => &mut partition_key,
-                PUBLISHER_ANNOTATION => &mut publisher,
+                SEQUENCE_NUMBER_ANNOTATION => &mut self.sequence_number,
+                OFFSET_ANNOTATION => &mut self.offset,
+                ENQUEUED_TIME_ANNOTATION => &mut self.enqueued_time,
+                PARTITION_KEY_ANNOTATION => &mut self.partition_key,
+                PUBLISHER_ANNOTATION => &mut self.publisher,
                 _ => {
-                    annotations.insert(k.clone(), v.clone());
-                    continue;
+                    self.annotations.insert(k, v);
+                    return;
                 }
             },
             AnnotationKey::Ulong(_) => {
-                annotations.insert(k.clone(), v.clone());
-                continue;
+                self.annotations.insert(k, v);
+                return;
             }
         };
         // The first of a repeated key counts, as a lookup would find it.
         slot.get_or_insert(v);
     }
-    Ok(SystemProperties {
-        sequence_number: sequence_number
-            .and_then(Value::as_i64)
-            .ok_or(EventError::MissingAnnotation(SEQUENCE_NUMBER_ANNOTATION))?,
-        offset: offset
-            .and_then(string_of)
-            .ok_or(EventError::MissingAnnotation(OFFSET_ANNOTATION))?,
-        enqueued_time: enqueued_time.and_then(timestamp_of).unwrap_or_default(),
-        partition_key: partition_key.and_then(string_of),
-        publisher: publisher.and_then(string_of),
-        annotations,
-    })
+
+    fn finish(self) -> Result<SystemProperties, EventError> {
+        Ok(SystemProperties {
+            sequence_number: self
+                .sequence_number
+                .as_ref()
+                .and_then(Value::as_i64)
+                .ok_or(EventError::MissingAnnotation(SEQUENCE_NUMBER_ANNOTATION))?,
+            offset: self
+                .offset
+                .as_ref()
+                .and_then(string_of)
+                .ok_or(EventError::MissingAnnotation(OFFSET_ANNOTATION))?,
+            enqueued_time: self
+                .enqueued_time
+                .as_ref()
+                .and_then(timestamp_of)
+                .unwrap_or_default(),
+            partition_key: self.partition_key.as_ref().and_then(string_of),
+            publisher: self.publisher.as_ref().and_then(string_of),
+            annotations: self.annotations,
+        })
+    }
 }
 
 /// The last-enqueued figures of a delivery's annotations, when there are
@@ -293,21 +310,96 @@ fn last_enqueued(d: Option<&Annotations>) -> Option<Box<LastEnqueuedEventPropert
 impl ReceivedEvent {
     /// Maps a received message to an event of `partition_id`.
     pub fn from_message(partition_id: &str, m: Message) -> Result<Self, EventError> {
-        let system = system_properties(m.message_annotations.as_ref())?;
-        let last_enqueued = last_enqueued(m.delivery_annotations.as_ref());
-        let (body, body_value) = match m.body {
-            Body::Data(mut d) if d.len() == 1 => (d.pop().unwrap_or_default(), None),
-            Body::Data(d) => (d.concat().into(), None),
-            Body::Empty => (Bytes::new(), None),
-            Body::Value(v) => (Bytes::new(), Some(Box::new(v))),
-            Body::Sequence(s) => (
-                Bytes::new(),
-                Some(Box::new(Value::List(
-                    s.into_iter().map(Value::List).collect(),
-                ))),
-            ),
+        let mut system = SystemFields::default();
+        for (k, v) in m.message_annotations.into_iter().flat_map(|a| a.0) {
+            system.entry(k, v);
+        }
+        let mut sections = EventSections {
+            system,
+            last_enqueued: last_enqueued(m.delivery_annotations.as_ref()),
+            properties: m.properties,
+            application_properties: m.application_properties,
+            ..Default::default()
         };
-        let props = m.properties.unwrap_or_default();
+        match m.body {
+            Body::Data(d) => d.into_iter().for_each(|b| sections.data(b)),
+            Body::Empty => {}
+            Body::Value(v) => sections.body_value = Some(Box::new(v)),
+            Body::Sequence(s) => sections.sequences = s,
+        }
+        sections.finish(partition_id)
+    }
+
+    /// Decodes a received message straight into an event of
+    /// `partition_id`: what [`Message::decode_all`] then
+    /// [`from_message`](Self::from_message) give, without the message in
+    /// between (its annotation map, body vector and moves, per event).
+    pub fn decode(partition_id: &str, payload: &Bytes) -> Result<Self, Undecodable> {
+        let mut d = Decoder::new(payload);
+        let mut sections = EventSections::default();
+        decode_sections(&mut d, &mut sections).map_err(Undecodable::Codec)?;
+        d.finish().map_err(Undecodable::Codec)?;
+        sections.finish(partition_id).map_err(Undecodable::Event)
+    }
+}
+
+/// Why a received message could not be read as an event.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Undecodable {
+    /// Its bytes are not an AMQP message.
+    #[error("{0}")]
+    Codec(DecodeError),
+    /// It is a message, but not an event.
+    #[error("{0}")]
+    Event(EventError),
+}
+
+/// The parts of a received message an event keeps, as the sections come.
+#[derive(Default)]
+struct EventSections {
+    system: SystemFields,
+    last_enqueued: Option<Box<LastEnqueuedEventProperties>>,
+    properties: Option<Properties>,
+    application_properties: Option<ApplicationProperties>,
+    /// The first data section, and any after it (rare), which are joined.
+    body: Option<Bytes>,
+    more_data: Vec<Bytes>,
+    body_value: Option<Box<Value>>,
+    sequences: Vec<Vec<Value>>,
+}
+
+impl EventSections {
+    fn data(&mut self, b: Bytes) {
+        if self.body.is_none() {
+            self.body = Some(b);
+        } else {
+            self.more_data.push(b);
+        }
+    }
+
+    fn finish(self, partition_id: &str) -> Result<ReceivedEvent, EventError> {
+        let system = self.system.finish()?;
+        let body = match (self.body, self.more_data.is_empty()) {
+            (None, _) => Bytes::new(),
+            (Some(b), true) => b,
+            (Some(b), false) => {
+                let mut all = Vec::with_capacity(
+                    b.len() + self.more_data.iter().map(Bytes::len).sum::<usize>(),
+                );
+                all.extend_from_slice(&b);
+                self.more_data.iter().for_each(|m| all.extend_from_slice(m));
+                all.into()
+            }
+        };
+        let body_value = match (self.body_value, self.sequences.is_empty()) {
+            (Some(v), _) => Some(v),
+            (None, false) => Some(Box::new(Value::List(
+                self.sequences.into_iter().map(Value::List).collect(),
+            ))),
+            (None, true) => None,
+        };
+        let props = self.properties.unwrap_or_default();
         Ok(ReceivedEvent {
             partition_id: partition_id.to_owned(),
             data: EventData {
@@ -316,12 +408,51 @@ impl ReceivedEvent {
                 partition_key: system.partition_key.clone(),
                 content_type: props.content_type.map(|c| c.as_str().to_owned()),
                 correlation_id: props.correlation_id,
-                properties: m.application_properties.unwrap_or_default(),
+                properties: self.application_properties.unwrap_or_default(),
             },
             body_value,
             system,
-            last_enqueued,
+            last_enqueued: self.last_enqueued,
         })
+    }
+}
+
+impl Sections for EventSections {
+    fn section(&mut self, code: u64, d: &mut Decoder<'_>) -> Result<(), DecodeError> {
+        match code {
+            // The header is not part of an event.
+            sc::HEADER => {
+                Header::decode_fields(d)?;
+            }
+            sc::DELIVERY_ANNOTATIONS => {
+                self.last_enqueued = last_enqueued(Some(&Annotations::decode(d)?))
+            }
+            sc::MESSAGE_ANNOTATIONS => {
+                // Entry by entry: the stamped keys fill their fields, and
+                // no map is built for them.
+                let c = d.map_header()?;
+                d.nested(c.body, |d| {
+                    for _ in 0..c.count / 2 {
+                        let k = AnnotationKey::decode(d)?;
+                        let v = Value::decode(d)?;
+                        self.system.entry(k, v);
+                    }
+                    Ok(())
+                })?;
+            }
+            sc::PROPERTIES => self.properties = Some(Properties::decode_fields(d)?),
+            sc::APPLICATION_PROPERTIES => {
+                self.application_properties = Some(ApplicationProperties::decode(d)?)
+            }
+            sc::DATA => self.data(Bytes::decode(d)?),
+            sc::AMQP_SEQUENCE => self.sequences.push(Vec::<Value>::decode(d)?),
+            sc::AMQP_VALUE => self.body_value = Some(Box::new(Value::decode(d)?)),
+            // The footer is not part of an event either.
+            _ => {
+                Annotations::decode(d)?;
+            }
+        }
+        Ok(())
     }
 }
 

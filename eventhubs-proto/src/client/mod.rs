@@ -46,7 +46,9 @@ pub use buffered::{
 };
 pub use client::Client;
 pub use error::ClientError;
-pub use event::{EventData, LastEnqueuedEventProperties, ReceivedEvent, SystemProperties};
+pub use event::{
+    EventData, LastEnqueuedEventProperties, ReceivedEvent, SystemProperties, Undecodable,
+};
 pub use idempotent::{IdempotentError, PartitionPublishingOptions, PartitionPublishingState};
 pub use options::{
     Cancelled, ClientEvent, ClientOptions, ConnectFailure, ConnectFailureKind, Credential, Now,

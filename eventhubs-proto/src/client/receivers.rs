@@ -124,20 +124,21 @@ impl IntoIterator for Decoded {
 }
 
 /// The events of one delivery, or why it cannot be read. A single event
-/// costs no vector.
+/// costs no vector, and events are decoded straight from their bytes
+/// ([`ReceivedEvent::decode`]), with no message in between.
 fn decode_events(partition_id: &str, payload: &Bytes, format: u32) -> Result<Decoded, AmqpError> {
     let undecodable = |e: &dyn std::fmt::Display| AmqpError::new(DECODE_ERROR, e.to_string());
-    let message = Message::decode_all(payload).map_err(|e| undecodable(&e))?;
     if format != BATCH_MESSAGE_FORMAT {
-        return ReceivedEvent::from_message(partition_id, message)
+        return ReceivedEvent::decode(partition_id, payload)
             .map(Decoded::One)
             .map_err(|e| undecodable(&e));
     }
-    message
-        .unbatch()
+    let envelope = Message::decode_all(payload).map_err(|e| undecodable(&e))?;
+    envelope
+        .batch_sections()
         .map_err(|e| undecodable(&e))?
-        .into_iter()
-        .map(|m| ReceivedEvent::from_message(partition_id, m).map_err(|e| undecodable(&e)))
+        .iter()
+        .map(|s| ReceivedEvent::decode(partition_id, s).map_err(|e| undecodable(&e)))
         .collect::<Result<_, _>>()
         .map(Decoded::Batch)
 }
@@ -265,7 +266,7 @@ impl Client {
             r.unconsumed = r.unconsumed.saturating_add(1);
             self.events.push_back(ClientEvent::Received {
                 receiver: id,
-                event: Box::new(event),
+                event,
             });
         }
         if dropped > 0 {

@@ -142,23 +142,27 @@ impl Message {
     /// [`BATCH_MESSAGE_FORMAT`]): each data section is one encoded message.
     /// The inner messages share this message's buffer.
     pub fn unbatch(&self) -> Result<Vec<Message>, DecodeError> {
+        let sections = self.batch_sections()?;
+        // Sized once: a message is several hundred bytes, and growing the
+        // vector by doubling would copy each one again.
+        let mut events = Vec::with_capacity(sections.len());
+        for s in sections {
+            // Decoded where it is stored: returning then pushing a message
+            // copied it twice.
+            events.push(Message::default());
+            let m = events.last_mut().expect("just pushed");
+            let mut d = Decoder::new(s);
+            decode_sections(&mut d, m)?;
+            d.finish()?;
+        }
+        Ok(events)
+    }
+
+    /// The encoded events of an Event Hubs batch: its data sections, or an
+    /// error when its body is of another kind.
+    pub fn batch_sections(&self) -> Result<&[Bytes], DecodeError> {
         match &self.body {
-            Body::Data(sections) => {
-                // Sized once: a message is several hundred bytes, and growing
-                // the vector by doubling would copy each one again.
-                let mut events = Vec::with_capacity(sections.len());
-                for s in sections {
-                    // Decoded where it is stored: a message is several
-                    // hundred bytes, and returning then pushing it copied
-                    // it twice.
-                    events.push(Message::default());
-                    let m = events.last_mut().expect("just pushed");
-                    let mut d = Decoder::new(s);
-                    decode_sections(&mut d, m)?;
-                    d.finish()?;
-                }
-                Ok(events)
-            }
+            Body::Data(sections) => Ok(sections),
             _ => Err(DecodeError {
                 offset: 0,
                 kind: DecodeErrorKind::UnexpectedDescriptor {
@@ -193,65 +197,76 @@ impl Decode for Message {
     }
 }
 
-/// Reads the sections of [`Message::decode`] into `m`, which is empty.
-fn decode_sections(d: &mut Decoder<'_>, m: &mut Message) -> Result<(), DecodeError> {
-    {
-        let mut last = 0u64;
-        while !d.is_empty() {
-            let at = d.offset();
-            let code = described_code(d, "message section", sc::from_symbol)?;
-            let repeatable = matches!(code, sc::DATA | sc::AMQP_SEQUENCE) && code == last;
-            let body_clash = (sc::DATA..=sc::AMQP_VALUE).contains(&code)
-                && (sc::DATA..=sc::AMQP_VALUE).contains(&last)
-                && code != last;
-            if !(sc::HEADER..=sc::FOOTER).contains(&code)
-                || (code <= last && !repeatable)
-                || body_clash
-            {
-                return Err(d.err_at(
-                    at,
-                    DecodeErrorKind::UnexpectedDescriptor {
-                        expected: "message section in order",
-                        found: Descriptor::Code(code).to_string(),
-                    },
-                ));
+/// What [`decode_sections`] hands each section to, its descriptor read:
+/// `section` decodes the section's value from `d`. The order and
+/// repetition rules of 3.2 are checked once, in [`decode_sections`],
+/// whatever a sink keeps of the sections.
+pub(crate) trait Sections {
+    /// Decodes the section with descriptor code `code` (one of
+    /// [`section_code`](sc)).
+    fn section(&mut self, code: u64, d: &mut Decoder<'_>) -> Result<(), DecodeError>;
+}
+
+impl Sections for Message {
+    fn section(&mut self, code: u64, d: &mut Decoder<'_>) -> Result<(), DecodeError> {
+        let m = self;
+        match code {
+            sc::HEADER => m.header = Some(Header::decode_fields(d)?),
+            sc::DELIVERY_ANNOTATIONS => m.delivery_annotations = Some(Annotations::decode(d)?),
+            sc::MESSAGE_ANNOTATIONS => m.message_annotations = Some(Annotations::decode(d)?),
+            sc::PROPERTIES => m.properties = Some(Properties::decode_fields(d)?),
+            sc::APPLICATION_PROPERTIES => {
+                m.application_properties = Some(ApplicationProperties::decode(d)?)
             }
-            d.descend(|d| {
-                match code {
-                    sc::HEADER => m.header = Some(Header::decode_fields(d)?),
-                    sc::DELIVERY_ANNOTATIONS => {
-                        m.delivery_annotations = Some(Annotations::decode(d)?)
-                    }
-                    sc::MESSAGE_ANNOTATIONS => {
-                        m.message_annotations = Some(Annotations::decode(d)?)
-                    }
-                    sc::PROPERTIES => m.properties = Some(Properties::decode_fields(d)?),
-                    sc::APPLICATION_PROPERTIES => {
-                        m.application_properties = Some(ApplicationProperties::decode(d)?)
-                    }
-                    sc::DATA => {
-                        let b = Bytes::decode(d)?;
-                        match &mut m.body {
-                            Body::Data(v) => v.push(b),
-                            body => *body = Body::Data(vec![b]),
-                        }
-                    }
-                    sc::AMQP_SEQUENCE => {
-                        let l = Vec::<Value>::decode(d)?;
-                        match &mut m.body {
-                            Body::Sequence(v) => v.push(l),
-                            body => *body = Body::Sequence(vec![l]),
-                        }
-                    }
-                    sc::AMQP_VALUE => m.body = Body::Value(Value::decode(d)?),
-                    _ => m.footer = Some(Annotations::decode(d)?),
+            sc::DATA => {
+                let b = Bytes::decode(d)?;
+                match &mut m.body {
+                    Body::Data(v) => v.push(b),
+                    body => *body = Body::Data(vec![b]),
                 }
-                Ok(())
-            })?;
-            last = code;
+            }
+            sc::AMQP_SEQUENCE => {
+                let l = Vec::<Value>::decode(d)?;
+                match &mut m.body {
+                    Body::Sequence(v) => v.push(l),
+                    body => *body = Body::Sequence(vec![l]),
+                }
+            }
+            sc::AMQP_VALUE => m.body = Body::Value(Value::decode(d)?),
+            _ => m.footer = Some(Annotations::decode(d)?),
         }
         Ok(())
     }
+}
+
+/// Reads the sections of a message until the input ends, handing each to
+/// `sink` ([`Message::decode`] is this with a message as the sink).
+pub(crate) fn decode_sections<S: Sections>(
+    d: &mut Decoder<'_>,
+    sink: &mut S,
+) -> Result<(), DecodeError> {
+    let mut last = 0u64;
+    while !d.is_empty() {
+        let at = d.offset();
+        let code = described_code(d, "message section", sc::from_symbol)?;
+        let repeatable = matches!(code, sc::DATA | sc::AMQP_SEQUENCE) && code == last;
+        let body_clash = (sc::DATA..=sc::AMQP_VALUE).contains(&code)
+            && (sc::DATA..=sc::AMQP_VALUE).contains(&last)
+            && code != last;
+        if !(sc::HEADER..=sc::FOOTER).contains(&code) || (code <= last && !repeatable) || body_clash
+        {
+            return Err(d.err_at(
+                at,
+                DecodeErrorKind::UnexpectedDescriptor {
+                    expected: "message section in order",
+                    found: Descriptor::Code(code).to_string(),
+                },
+            ));
+        }
+        d.descend(|d| sink.section(code, d))?;
+        last = code;
+    }
+    Ok(())
 }
 
 /// An Event Hubs batch ready to encode without intermediate buffers: the
