@@ -55,15 +55,30 @@ pub fn check_roundtrip<T: Encode + Decode + std::fmt::Debug>(x: &T) {
 /// Decodes `bytes` as a message; when it decodes, checks the round trip of
 /// the message and of every inner message of it read as a batch.
 pub fn check_message(bytes: &Bytes) {
+    check_event_decode(bytes);
     let Ok(m) = Message::decode_all(bytes) else {
         return;
     };
     check_roundtrip(&m);
+    if let Ok(sections) = m.batch_sections() {
+        sections.iter().for_each(check_event_decode);
+    }
     if let Ok(inner) = m.unbatch() {
         for m in &inner {
             check_roundtrip(m);
         }
     }
+}
+
+/// A received event decoded straight from `bytes` is the event that
+/// decoding the message and mapping it gives, or both fail.
+fn check_event_decode(bytes: &Bytes) {
+    use eventhubs_proto::client::ReceivedEvent;
+    let direct = ReceivedEvent::decode("0", bytes).ok();
+    let mapped = Message::decode_all(bytes)
+        .ok()
+        .and_then(|m| ReceivedEvent::from_message("0", m).ok());
+    assert_eq!(direct, mapped, "direct decode and decode + map differ");
 }
 
 /// Encodes a frame in `form`, checking the length the header declares and
