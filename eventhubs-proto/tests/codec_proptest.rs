@@ -585,7 +585,7 @@ fn received_events_decode_as_their_messages_map() {
             let direct = ReceivedEvent::decode("3", &bytes);
             let mapped = Message::decode_all(&bytes).map(|m| ReceivedEvent::from_message("3", m));
             match (&direct, &mapped) {
-                (Ok(a), Ok(Ok(b))) => assert_eq!(a, b),
+                (Ok(a), Ok(Ok(b))) => assert_eq!(format!("{a:?}"), format!("{b:?}")),
                 (Err(_), Ok(Err(_)) | Err(_)) => {}
                 _ => panic!("decode {direct:?} but decode_all and from_message {mapped:?}"),
             }
@@ -610,7 +610,9 @@ fn received_event_decode_of_arbitrary_bytes_agrees() {
             let mapped = Message::decode_all(&b)
                 .ok()
                 .and_then(|m| ReceivedEvent::from_message("0", m).ok());
-            assert_eq!(direct, mapped);
+            // Compared as printed: a NaN in an annotation is unequal to
+            // itself.
+            assert_eq!(format!("{direct:?}"), format!("{mapped:?}"));
         },
     );
 }
