@@ -22,6 +22,26 @@ pub const ENQUEUED_TIME_ANNOTATION: &str = "x-opt-enqueued-time";
 /// Message annotation carrying the publisher name.
 pub const PUBLISHER_ANNOTATION: &str = "x-opt-publisher";
 
+// Delivery annotations of a receiver that tracks the last-enqueued event.
+const LAST_SEQUENCE_NUMBER: &str = "last_enqueued_sequence_number";
+const LAST_OFFSET: &str = "last_enqueued_offset";
+const LAST_ENQUEUED_TIME: &str = "last_enqueued_time_utc";
+const RETRIEVAL_TIME: &str = "runtime_info_retrieval_time_utc";
+
+/// The annotation keys the service stamps on deliveries: the codec decodes
+/// them to static symbols ([`Symbol::well_known`]).
+pub(crate) const STAMPED_KEYS: [&str; 9] = [
+    SEQUENCE_NUMBER_ANNOTATION,
+    OFFSET_ANNOTATION,
+    ENQUEUED_TIME_ANNOTATION,
+    PARTITION_KEY_ANNOTATION,
+    PUBLISHER_ANNOTATION,
+    LAST_SEQUENCE_NUMBER,
+    LAST_OFFSET,
+    LAST_ENQUEUED_TIME,
+    RETRIEVAL_TIME,
+];
+
 /// An event to publish: azure-event-hubs-go's `Event` (`NewEvent`,
 /// `NewEventFromString`) before it is sent, built fluently:
 ///
@@ -299,10 +319,10 @@ fn last_enqueued(d: Option<&Annotations>) -> Option<Box<LastEnqueuedEventPropert
     let d = d?;
     let get = |k: &str| annotation(Some(d), k);
     let l = LastEnqueuedEventProperties {
-        sequence_number: get("last_enqueued_sequence_number").and_then(Value::as_i64),
-        offset: get("last_enqueued_offset").and_then(string_of),
-        enqueued_time: get("last_enqueued_time_utc").and_then(timestamp_of),
-        retrieval_time: get("runtime_info_retrieval_time_utc").and_then(timestamp_of),
+        sequence_number: get(LAST_SEQUENCE_NUMBER).and_then(Value::as_i64),
+        offset: get(LAST_OFFSET).and_then(string_of),
+        enqueued_time: get(LAST_ENQUEUED_TIME).and_then(timestamp_of),
+        retrieval_time: get(RETRIEVAL_TIME).and_then(timestamp_of),
     };
     (l != LastEnqueuedEventProperties::default()).then(|| Box::new(l))
 }
@@ -384,12 +404,9 @@ impl EventSections {
             (None, _) => Bytes::new(),
             (Some(b), true) => b,
             (Some(b), false) => {
-                let mut all = Vec::with_capacity(
-                    b.len() + self.more_data.iter().map(Bytes::len).sum::<usize>(),
-                );
-                all.extend_from_slice(&b);
-                self.more_data.iter().for_each(|m| all.extend_from_slice(m));
-                all.into()
+                // Several data sections are one body, joined (rare).
+                let sections: Vec<Bytes> = std::iter::once(b).chain(self.more_data).collect();
+                sections.concat().into()
             }
         };
         let body_value = match (self.body_value, self.sequences.is_empty()) {

@@ -32,28 +32,14 @@ impl Symbol {
         }
     }
 
-    /// The symbol for `b` from a table of the Event Hubs annotation keys
-    /// every delivery carries, without sharing the buffer: a decoded
-    /// symbol that is one of these costs no reference count (an atomic
-    /// increment when decoded and a decrement when dropped, which were a
-    /// fifth of decoding a received event).
+    /// The symbol for `b` when it is one of the annotation keys the
+    /// service stamps on every delivery (`client::event::STAMPED_KEYS`),
+    /// without sharing the buffer: such a symbol costs no reference count
+    /// (an atomic increment when decoded and a decrement when dropped,
+    /// which were a fifth of decoding a received event).
     #[inline]
     pub(crate) fn well_known(b: &[u8]) -> Option<Self> {
-        const KNOWN: [&str; 9] = [
-            "x-opt-offset",
-            "x-opt-publisher",
-            "x-opt-enqueued-time",
-            "x-opt-partition-key",
-            "x-opt-sequence-number",
-            "last_enqueued_offset",
-            "last_enqueued_time_utc",
-            "last_enqueued_sequence_number",
-            "runtime_info_retrieval_time_utc",
-        ];
-        if b.len() < 12 || b.len() > 31 || !matches!(b[0], b'x' | b'l' | b'r') {
-            return None;
-        }
-        KNOWN
+        crate::client::event::STAMPED_KEYS
             .iter()
             .find(|k| k.as_bytes() == b)
             .map(|k| Symbol::from_static(k))
