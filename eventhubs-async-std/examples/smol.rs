@@ -47,7 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         {
             Some(Some(Ok(event))) => println!(
                 "received under smol: {}",
-                String::from_utf8_lossy(&event.data.body)
+                String::from_utf8_lossy(event.body())
             ),
             other => return Err(format!("no event: {other:?}").into()),
         }

@@ -75,7 +75,7 @@ pub use stream::{checkpoint_of, EventCheckpoint, EventStream};
 pub use bytes::Bytes;
 pub use eventhubs_proto::client::{
     BatchError, EventData, HubRuntimeInformation, LastEnqueuedEventProperties,
-    PartitionRuntimeInformation, ReceivedEvent, SystemProperties,
+    PartitionRuntimeInformation, ReceivedEvent,
 };
 
 // Idempotent publishing.

@@ -22,9 +22,9 @@ use crate::runtime::BoxFuture;
 /// `Event.GetCheckpoint`).
 pub fn checkpoint_of(event: &ReceivedEvent) -> Checkpoint {
     Checkpoint::new(
-        event.system.offset.clone(),
-        event.system.sequence_number,
-        Some(event.system.enqueued_time.millis()),
+        event.offset().to_owned(),
+        event.sequence_number(),
+        Some(event.enqueued_time().millis()),
     )
 }
 

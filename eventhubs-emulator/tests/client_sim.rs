@@ -31,10 +31,7 @@ fn event(id: i64, key: Option<&str>) -> EventData {
 }
 
 fn id_of(e: &ReceivedEvent) -> i64 {
-    e.data
-        .get("id")
-        .and_then(Value::as_i64)
-        .expect("id property")
+    e.get("id").and_then(Value::as_i64).expect("id property")
 }
 
 /// Sends `events` and runs until the send completes; returns its result.
@@ -123,9 +120,7 @@ fn send_and_receive_from_every_start_position() {
         (0..10).collect::<Vec<_>>()
     );
     assert_eq!(
-        all.iter()
-            .map(|e| e.system.sequence_number)
-            .collect::<Vec<_>>(),
+        all.iter().map(|e| e.sequence_number()).collect::<Vec<_>>(),
         (0..10).collect::<Vec<_>>()
     );
     let now = w.now();
@@ -134,8 +129,8 @@ fn send_and_receive_from_every_start_position() {
     let cases = [
         (EventPosition::sequence_number(5, true), 5),
         (EventPosition::sequence_number(5, false), 6),
-        (EventPosition::offset(e5.system.offset.clone(), true), 5),
-        (EventPosition::offset(e5.system.offset.clone(), false), 6),
+        (EventPosition::offset(e5.offset().to_owned(), true), 5),
+        (EventPosition::offset(e5.offset().to_owned(), false), 6),
         (EventPosition::enqueued_time(Timestamp(0), true), 0),
     ];
     for (position, first) in cases {
@@ -263,10 +258,10 @@ fn partition_keys_and_round_robin() {
         total += got.len();
         let mut last: HashMap<String, i64> = HashMap::new();
         for e in &got {
-            match &e.system.partition_key {
+            match e.partition_key() {
                 Some(k) => {
-                    by_key.entry(k.clone()).or_default().insert(p.to_owned());
-                    let prev = last.insert(k.clone(), id_of(e));
+                    by_key.entry(k.to_owned()).or_default().insert(p.to_owned());
+                    let prev = last.insert(k.to_owned(), id_of(e));
                     assert!(prev.is_none_or(|x| x < id_of(e)), "order within key {k}");
                 }
                 None => {
@@ -471,7 +466,7 @@ fn run_seed(seed: u64, idempotent: bool) -> Outcome {
                 }
                 ClientEvent::Received { receiver, event } => {
                     let p = receivers[&receiver];
-                    let seq = event.system.sequence_number;
+                    let seq = event.sequence_number();
                     let expected = last_seq.get(p).map_or(0, |s| s + 1);
                     if seq != expected {
                         fail(format!(
@@ -966,8 +961,7 @@ mod idempotent {
     }
 
     fn producer_sequence(e: &ReceivedEvent) -> i64 {
-        e.system
-            .annotations
+        e.annotations()
             .get(PRODUCER_SEQUENCE_NUMBER)
             .and_then(Value::as_i64)
             .expect("the producer's sequence number")
@@ -1184,10 +1178,7 @@ mod idempotent {
             ReceiverOptions::new(p).position(EventPosition::Earliest),
             4,
         );
-        let keys: Vec<Option<&str>> = got
-            .iter()
-            .map(|e| e.system.partition_key.as_deref())
-            .collect();
+        let keys: Vec<Option<&str>> = got.iter().map(|e| e.partition_key()).collect();
         assert_eq!(keys, [Some(key), Some(key), Some(key), Some("other")]);
     }
 }

@@ -660,14 +660,14 @@ impl Run {
                 session.first_batch.get_or_insert(t);
                 session.last_batch = Some(t);
                 for e in &b.events {
-                    session.seqs.push(e.system.sequence_number);
-                    let id = e.data.get("id").and_then(Value::as_i64).expect("id");
+                    session.seqs.push(e.sequence_number());
+                    let id = e.get("id").and_then(Value::as_i64).expect("id");
                     self.ids
-                        .insert((b.partition_id.clone(), e.system.sequence_number), id);
+                        .insert((b.partition_id.clone(), e.sequence_number()), id);
                     *self.processed.entry(id).or_default() += 1;
                     self.offsets.insert(
-                        (b.partition_id.clone(), e.system.offset.clone()),
-                        e.system.sequence_number,
+                        (b.partition_id.clone(), e.offset().to_owned()),
+                        e.sequence_number(),
                     );
                 }
                 let work = Duration::from_millis(self.rng.below(400));
@@ -679,8 +679,8 @@ impl Run {
                         let last = b.events.last().expect("non-empty");
                         (
                             b.partition_id.clone(),
-                            last.system.offset.clone(),
-                            last.system.sequence_number,
+                            last.offset().to_owned(),
+                            last.sequence_number(),
                         )
                     });
                 self.procs[i].working.push(Work {

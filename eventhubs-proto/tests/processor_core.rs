@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use eventhubs_proto::checkpoint::{MemoryStore, PartitionCheckpoint, PartitionOwnership};
-use eventhubs_proto::client::{Now, ReceivedEvent};
+use eventhubs_proto::client::{EventData, Now, ReceivedEvent};
 use eventhubs_proto::eventhubs::EventPosition;
 use eventhubs_proto::processor::*;
 
@@ -16,13 +16,12 @@ const CG: &str = "$Default";
 const T0: i64 = 1_800_000_000_000;
 
 fn event(partition: &str, seq: i64) -> ReceivedEvent {
-    let mut e = ReceivedEvent {
-        partition_id: partition.into(),
-        ..Default::default()
-    };
-    e.system.sequence_number = seq;
-    e.system.offset = (seq * 100).to_string();
-    e
+    ReceivedEvent::new(
+        partition,
+        seq,
+        (seq * 100).to_string(),
+        EventData::default(),
+    )
 }
 
 /// How the harness answers store requests.
@@ -205,7 +204,7 @@ impl Harness {
             .filter_map(|e| match e {
                 ProcessorEvent::Events(b) => Some((
                     b.partition_id.clone(),
-                    b.events.iter().map(|e| e.system.sequence_number).collect(),
+                    b.events.iter().map(|e| e.sequence_number()).collect(),
                     b.batch,
                 )),
                 _ => None,

@@ -684,7 +684,7 @@ impl Harness {
             ClientEvent::Received { receiver, event } => {
                 let r = self.receiver(receiver, "Received");
                 assert!(r.opened, "Received before ReceiverOpened for {receiver:?}");
-                let seq = event.system.sequence_number;
+                let seq = event.sequence_number();
                 if let Some(last) = r.last_seq {
                     assert!(
                         seq > last,

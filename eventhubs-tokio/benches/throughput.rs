@@ -246,12 +246,12 @@ fn main() {
                         .await
                         .expect("receiver");
                     let first = stream.next().await.expect("stream").expect("event");
-                    assert_eq!(first.system.sequence_number, from);
+                    assert_eq!(first.sequence_number(), from);
                     let start = Instant::now();
                     for i in 1..=EVENTS_PER_ITER as i64 {
                         let e = stream.next().await.expect("stream").expect("event");
-                        assert_eq!(e.system.sequence_number, from + i);
-                        assert_eq!(e.data.body.len(), EVENT_SIZE);
+                        assert_eq!(e.sequence_number(), from + i);
+                        assert_eq!(e.body().len(), EVENT_SIZE);
                     }
                     took += start.elapsed();
                     drop(stream);
@@ -297,7 +297,7 @@ fn main() {
                         .receive(
                             PARTITION,
                             move |e| {
-                                let _ = tx.send(e.system.sequence_number);
+                                let _ = tx.send(e.sequence_number());
                                 async { Ok::<(), std::convert::Infallible>(()) }
                             },
                             ReceiveOptions::new()

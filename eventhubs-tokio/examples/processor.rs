@@ -175,8 +175,8 @@ impl Handler for Output {
                 for e in events {
                     let line = serde_json::json!({
                         "partition_id": context.partition_id(),
-                        "sequence_number": e.system.sequence_number,
-                        "offset": e.system.offset,
+                        "sequence_number": e.sequence_number(),
+                        "offset": e.offset(),
                         "owner_id": context.owner_id(),
                     });
                     writeln!(f, "{line}")?;

@@ -55,7 +55,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let received = tokio::time::timeout(Duration::from_secs(30), async {
         while let Some(event) = all.next().await {
             let event = event?;
-            if event.data.body == text.as_bytes() {
+            if event.body() == text.as_bytes() {
                 return Ok::<_, eventhubs_tokio::Error>(event);
             }
         }
@@ -64,10 +64,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .await??;
     println!(
         "received: {} (partition {}, sequence number {}, offset {})",
-        String::from_utf8_lossy(&received.data.body),
-        received.partition_id,
-        received.system.sequence_number,
-        received.system.offset
+        String::from_utf8_lossy(received.body()),
+        received.partition_id(),
+        received.sequence_number(),
+        received.offset()
     );
     drop(all);
     hub.close().await?;

@@ -218,7 +218,7 @@ async fn receive(
         progress.add(1);
         if options.count_only {
             if first_at.is_some() {
-                body_bytes += event.data.body.len() as u64;
+                body_bytes += event.body().len() as u64;
             } else {
                 first_at = Some(Instant::now());
             }
@@ -226,11 +226,11 @@ async fn receive(
         }
         println!(
             "partition {} sequence {} offset {} enqueued {} body: {}",
-            event.partition_id,
-            event.system.sequence_number,
-            event.system.offset,
-            common::format_time(event.system.enqueued_time),
-            common::preview(&event.data.body, BODY_CHARS)
+            event.partition_id(),
+            event.sequence_number(),
+            event.offset(),
+            common::format_time(event.enqueued_time()),
+            common::preview(event.body(), BODY_CHARS)
         );
     };
     progress.finish();

@@ -22,7 +22,7 @@
 //! let options = ReceiveOptions::new().with_start_position(EventPosition::Earliest);
 //! let mut events = hub.receiver("0", options).await?;
 //! while let Some(event) = events.next().await {
-//!     println!("{:?}", event?.data.body);
+//!     println!("{:?}", event?.body());
 //! }
 //! hub.close().await
 //! # }

@@ -105,7 +105,7 @@ fn a_blocking_persister_does_not_stall_the_receive_loop() {
                 move |e| {
                     h.lock()
                         .unwrap()
-                        .push((e.system.sequence_number, Instant::now()));
+                        .push((e.sequence_number(), Instant::now()));
                     async { Ok::<(), std::io::Error>(()) }
                 },
                 ReceiveOptions::new()

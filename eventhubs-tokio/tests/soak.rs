@@ -295,7 +295,7 @@ async fn receiver<R: Runtime>(
                 }
                 Some(Some(Ok(e))) => {
                     ledger.received.fetch_add(1, Ordering::Relaxed);
-                    let seq = e.system.sequence_number;
+                    let seq = e.sequence_number();
                     match seen.last_sequence {
                         None if seq != 0 => ledger.violation(format!(
                             "{name}: the first event has sequence number {seq}, not 0"
@@ -311,8 +311,8 @@ async fn receiver<R: Runtime>(
                         _ => {}
                     }
                     seen.last_sequence = Some(seq.max(seen.last_sequence.unwrap_or(-1)));
-                    let p = e.data.get("p").and_then(Value::as_i64);
-                    let n = e.data.get("n").and_then(Value::as_i64);
+                    let p = e.get("p").and_then(Value::as_i64);
+                    let n = e.get("n").and_then(Value::as_i64);
                     let (Some(p), Some(n)) = (p, n) else {
                         ledger.violation(format!("{name}: an event without p and n"));
                         continue;

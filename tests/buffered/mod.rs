@@ -57,7 +57,7 @@ fn hub<R: Runtime>(e: &Emulator, options: HubOptions) -> Hub<R> {
 }
 
 fn n_of(e: &ReceivedEvent) -> i64 {
-    e.data.get("n").and_then(Value::as_i64).expect("n")
+    e.get("n").and_then(Value::as_i64).expect("n")
 }
 
 fn event(n: i64) -> EventData {
@@ -185,7 +185,7 @@ pub async fn keys_land_where_the_service_puts_them<R: Runtime>() {
     let mut via_gateway: BTreeMap<String, String> = BTreeMap::new();
     for p in producer.partition_ids() {
         for ev in all_of(&h, p).await {
-            let key = ev.system.partition_key.clone().expect("the key is kept");
+            let key = ev.partition_key().expect("the key is kept").to_owned();
             let into = if n_of(&ev) < 0 {
                 &mut via_gateway
             } else {

@@ -230,7 +230,7 @@ async fn receive_n<R: Runtime>(h: &Hub<R>, n: usize) -> Vec<i64> {
         let mut got = Vec::new();
         while got.len() < n {
             match s.next().await {
-                Some(Ok(e)) => got.push(e.data.get("n").and_then(Value::as_i64).unwrap()),
+                Some(Ok(e)) => got.push(e.get("n").and_then(Value::as_i64).unwrap()),
                 Some(Err(e)) => panic!("receiver failed after {}: {e}", got.len()),
                 None => panic!("receiver ended after {}", got.len()),
             }
@@ -450,7 +450,7 @@ pub async fn entra_token_refreshed_mid_stream<R: Runtime>() {
         let mut got = Vec::new();
         while got.len() < total as usize {
             match stream.next().await {
-                Some(Ok(ev)) => got.push(ev.data.get("n").and_then(Value::as_i64).unwrap()),
+                Some(Ok(ev)) => got.push(ev.get("n").and_then(Value::as_i64).unwrap()),
                 Some(Err(e)) => panic!(
                     "receiver failed after {} events, {:?}: {e}",
                     got.len(),

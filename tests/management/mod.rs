@@ -115,8 +115,8 @@ pub async fn hub_lifecycle<R: Runtime>() {
         let ev = EventData::new(format!("to {p}")).with_property("p", p.as_str());
         send_to::<R>(&e, "orders", p, ev).await;
         let got = next_event::<R>(&mut s).await;
-        assert_eq!(got.partition_id, *p);
-        assert_eq!(&got.data.body[..], format!("to {p}").as_bytes());
+        assert_eq!(got.partition_id(), *p);
+        assert_eq!(&got.body()[..], format!("to {p}").as_bytes());
         streams.push(s);
     }
 
@@ -278,7 +278,7 @@ pub async fn consumer_groups<R: Runtime>() {
         .await
         .expect("a receiver in the new group");
     send_to::<R>(&e, "eh1", "0", EventData::new("audited")).await;
-    assert_eq!(&next_event::<R>(&mut s).await.data.body[..], b"audited");
+    assert_eq!(&next_event::<R>(&mut s).await.body()[..], b"audited");
     m.delete_consumer_group("eh1", "audit").await.unwrap();
     match within::<R, _>(30, "detach", s.next()).await {
         Some(Err(err)) => assert!(is_not_found(&err), "{err}"),

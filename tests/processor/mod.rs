@@ -88,11 +88,11 @@ impl Handler for Recorder {
     ) -> HandlerFuture<'a, HandlerResult> {
         let mut s = self.0.lock().unwrap();
         for e in events {
-            let id = e.data.get("id").and_then(Value::as_i64).unwrap_or(-1);
+            let id = e.get("id").and_then(Value::as_i64).unwrap_or(-1);
             s.events.push((
                 context.owner_id().to_owned(),
                 context.partition_id().to_owned(),
-                e.system.sequence_number,
+                e.sequence_number(),
                 id,
             ));
         }
@@ -311,10 +311,7 @@ pub async fn handlers_register_and_unregister<R: Runtime>() {
         move |_ctx: PartitionContext, events: Vec<ReceivedEvent>| {
             let f2 = f2.clone();
             async move {
-                if events
-                    .iter()
-                    .any(|e| e.data.get("id") == Some(&Value::Long(3)))
-                {
+                if events.iter().any(|e| e.get("id") == Some(&Value::Long(3))) {
                     *f2.lock().unwrap() += 1;
                     return Err("event 3 is poison");
                 }

@@ -43,7 +43,7 @@ fn numbered(range: std::ops::Range<i64>) -> Vec<EventData> {
 }
 
 fn n_of(e: &ReceivedEvent) -> i64 {
-    e.data.get("n").and_then(Value::as_i64).expect("n")
+    e.get("n").and_then(Value::as_i64).expect("n")
 }
 
 async fn take<R: Runtime>(s: &mut EventStream, count: usize) -> Vec<ReceivedEvent> {
@@ -99,11 +99,11 @@ pub async fn send_and_receive_options<R: Runtime>() {
         }
     }
     assert_eq!(both.len(), 2, "both keyed events in one partition");
-    assert_eq!(both[0].partition_id, both[1].partition_id);
-    assert_eq!(both[0].data.message_id, Some(MessageId::from("m-1")));
-    assert_eq!(both[0].data.content_type.as_deref(), Some("text/plain"));
-    assert_eq!(both[0].data.correlation_id, Some(MessageId::Ulong(7)));
-    assert_eq!(both[0].system.partition_key.as_deref(), Some("device-42"));
+    assert_eq!(both[0].partition_id(), both[1].partition_id());
+    assert_eq!(both[0].message_id(), Some(&MessageId::from("m-1")));
+    assert_eq!(both[0].content_type(), Some("text/plain"));
+    assert_eq!(both[0].correlation_id(), Some(&MessageId::Ulong(7)));
+    assert_eq!(both[0].partition_key(), Some("device-42"));
 
     // A partitioned sender, and a batch of 300 events of 1 KiB split into
     // several transfers.
@@ -142,13 +142,10 @@ pub async fn send_and_receive_options<R: Runtime>() {
     let got = take::<R>(&mut s, 200).await;
     assert_eq!(n_of(&got[0]), 100);
     assert_eq!(n_of(&got[199]), 299);
-    let last = got[199]
-        .last_enqueued
-        .clone()
-        .expect("last-enqueued figures");
+    let last = got[199].last_enqueued().expect("last-enqueued figures");
     assert_eq!(last.sequence_number, Some(after));
-    let offset_150 = got[50].system.offset.clone();
-    let time_0 = got[0].system.enqueued_time.millis();
+    let offset_150 = got[50].offset().to_owned();
+    let time_0 = got[0].enqueued_time().millis();
     drop(s);
     let mut s = p1
         .receiver(
@@ -174,7 +171,7 @@ pub async fn send_and_receive_options<R: Runtime>() {
         .await
         .unwrap();
     let first = take::<R>(&mut s, 1).await;
-    assert!(first[0].system.sequence_number <= before + 1);
+    assert!(first[0].sequence_number() <= before + 1);
     drop(s);
     let mut s = p1
         .receiver(
@@ -185,7 +182,7 @@ pub async fn send_and_receive_options<R: Runtime>() {
         .unwrap();
     p1.send(EventData::new("after latest")).await.unwrap();
     assert_eq!(
-        take::<R>(&mut s, 1).await[0].data.body,
+        take::<R>(&mut s, 1).await[0].body(),
         "after latest".as_bytes()
     );
     drop(s);
@@ -325,7 +322,7 @@ pub async fn reconnects_without_loss_or_duplicates<R: Runtime>() {
     let seqs: Vec<i64> = first
         .iter()
         .chain(&rest)
-        .map(|e| e.system.sequence_number)
+        .map(|e| e.sequence_number())
         .collect();
     assert_eq!(seqs, (0..100).collect::<Vec<_>>());
     // A link detached by the service is re-attached too.
@@ -336,7 +333,7 @@ pub async fn reconnects_without_loss_or_duplicates<R: Runtime>() {
     .unwrap();
     h.send(EventData::new("after detach")).await.unwrap();
     assert_eq!(
-        take::<R>(&mut s, 1).await[0].data.body,
+        take::<R>(&mut s, 1).await[0].body(),
         "after detach".as_bytes()
     );
     h.close().await.unwrap();
@@ -505,10 +502,7 @@ pub async fn checkpoints_resume_after_restart<R: Runtime>() {
         let cp = events[0].checkpoint();
         assert_eq!(
             (cp.offset.as_str(), cp.sequence_number),
-            (
-                events[0].system.offset.as_str(),
-                events[0].system.sequence_number
-            )
+            (events[0].offset(), events[0].sequence_number())
         );
     }
     let saved = FilePersister::<R>::new(&dir)
@@ -528,7 +522,7 @@ pub async fn checkpoints_resume_after_restart<R: Runtime>() {
         .await
         .unwrap()
         .expect("a checkpoint");
-    assert_eq!(saved.sequence_number, events[2].system.sequence_number);
+    assert_eq!(saved.sequence_number, events[2].sequence_number());
     assert!(e.links().unwrap().iter().all(|l| l.role != "receiver"));
     h.close().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
@@ -683,7 +677,7 @@ pub async fn per_send_routing_on_one_connection<R: Runtime>() {
         let mut s = h.receiver(p, earliest()).await.unwrap();
         let info = h.partition_information(p).await.unwrap();
         for ev in take::<R>(&mut s, (info.last_sequence_number + 1) as usize).await {
-            if ev.system.partition_key.as_deref() == Some("device-7") {
+            if ev.partition_key() == Some("device-7") {
                 keyed.push((p, n_of(&ev)));
             }
         }

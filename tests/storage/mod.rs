@@ -875,7 +875,7 @@ pub async fn hub_checkpoints_in_blob_storage<R: Runtime>() {
         .receive(
             "1",
             move |e| {
-                s2.lock().unwrap().push(e.system.sequence_number);
+                s2.lock().unwrap().push(e.sequence_number());
                 async { Ok::<(), std::io::Error>(()) }
             },
             ReceiveOptions::new().with_checkpoint_cadence(CheckpointCadence::every_events(5)),
@@ -913,8 +913,8 @@ pub async fn hub_checkpoints_in_blob_storage<R: Runtime>() {
         .await
         .expect("receiver");
     let next = s.next().await.expect("an event").expect("event");
-    assert_eq!(next.system.sequence_number, 12);
-    assert_eq!(next.data.body, "after the restart".as_bytes());
+    assert_eq!(next.sequence_number(), 12);
+    assert_eq!(next.body(), "after the restart".as_bytes());
     s.close().await.expect("detached");
     hub.close().await.expect("close");
 }

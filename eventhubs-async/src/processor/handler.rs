@@ -195,7 +195,7 @@ impl PartitionContext {
     /// Cancellation: the write is asked of the processor at once; dropping
     /// the future gives up the answer, not the write.
     pub async fn update_checkpoint(&self, event: &ReceivedEvent) -> Result<(), Error> {
-        self.update_checkpoint_at(event.system.offset.clone(), event.system.sequence_number)
+        self.update_checkpoint_at(event.offset().to_owned(), event.sequence_number())
             .await
     }
 

@@ -46,9 +46,7 @@ pub use buffered::{
 };
 pub use client::Client;
 pub use error::ClientError;
-pub use event::{
-    EventData, LastEnqueuedEventProperties, ReceivedEvent, SystemProperties, Undecodable,
-};
+pub use event::{EventData, LastEnqueuedEventProperties, ReceivedEvent, Undecodable};
 pub use idempotent::{IdempotentError, PartitionPublishingOptions, PartitionPublishingState};
 pub use options::{
     Cancelled, ClientEvent, ClientOptions, ConnectFailure, ConnectFailureKind, Credential, Now,

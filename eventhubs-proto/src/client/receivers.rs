@@ -3,6 +3,8 @@
 //! `x-opt-sequence-number > last delivered`, and anything at or below it
 //! is dropped, so no duplicate and no gap reach the application.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use tracing::{debug, warn};
 
@@ -28,6 +30,8 @@ const RUNTIME_METRIC: &str = "com.microsoft:enable-receiver-runtime-metric";
 /// A partition receiver.
 pub(super) struct Receiver {
     pub(super) options: ReceiverOptions,
+    /// The partition id, shared by the events this receiver hands out.
+    partition_id: Arc<str>,
     pub(super) link: LinkState,
     pub(super) last_sequence_number: Option<i64>,
     /// [`ClientEvent::ReceiverOpened`] was reported.
@@ -44,6 +48,7 @@ impl Receiver {
     pub(super) fn new(options: ReceiverOptions) -> Self {
         Receiver {
             credit: options.prefetch,
+            partition_id: options.partition_id.as_str().into(),
             options,
             link: LinkState::new(),
             last_sequence_number: None,
@@ -101,10 +106,7 @@ impl Receiver {
     }
 }
 
-/// The events of one delivery: one, or an Event Hubs batch's. It lives
-/// only until its events are handed out; boxing the one event would bring
-/// back the allocation this type saves.
-#[allow(clippy::large_enum_variant)]
+/// The events of one delivery: one, or an Event Hubs batch's.
 enum Decoded {
     One(ReceivedEvent),
     Batch(Vec<ReceivedEvent>),
@@ -126,10 +128,14 @@ impl IntoIterator for Decoded {
 /// The events of one delivery, or why it cannot be read. A single event
 /// costs no vector, and events are decoded straight from their bytes
 /// ([`ReceivedEvent::decode`]), with no message in between.
-fn decode_events(partition_id: &str, payload: &Bytes, format: u32) -> Result<Decoded, AmqpError> {
+fn decode_events(
+    partition_id: &Arc<str>,
+    payload: &Bytes,
+    format: u32,
+) -> Result<Decoded, AmqpError> {
     let undecodable = |e: &dyn std::fmt::Display| AmqpError::new(DECODE_ERROR, e.to_string());
     if format != BATCH_MESSAGE_FORMAT {
-        return ReceivedEvent::decode(partition_id, payload)
+        return ReceivedEvent::decode(partition_id.clone(), payload)
             .map(Decoded::One)
             .map_err(|e| undecodable(&e));
     }
@@ -138,7 +144,7 @@ fn decode_events(partition_id: &str, payload: &Bytes, format: u32) -> Result<Dec
         .batch_sections()
         .map_err(|e| undecodable(&e))?
         .iter()
-        .map(|s| ReceivedEvent::decode(partition_id, s).map_err(|e| undecodable(&e)))
+        .map(|s| ReceivedEvent::decode(partition_id.clone(), s).map_err(|e| undecodable(&e)))
         .collect::<Result<_, _>>()
         .map(Decoded::Batch)
 }
@@ -241,7 +247,7 @@ impl Client {
             return;
         };
         r.credit = r.credit.saturating_sub(1);
-        let events = match decode_events(&r.options.partition_id, &payload, format) {
+        let events = match decode_events(&r.partition_id, &payload, format) {
             Ok(events) => events,
             Err(e) => {
                 // An event we cannot read: detach with the condition and
@@ -256,7 +262,7 @@ impl Client {
         };
         let mut dropped = 0u32;
         for event in events {
-            let seq = event.system.sequence_number;
+            let seq = event.sequence_number();
             if r.last_sequence_number.is_some_and(|last| seq <= last) {
                 dropped += 1;
                 continue;

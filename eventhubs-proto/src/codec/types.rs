@@ -50,6 +50,11 @@ impl Symbol {
         &self.0
     }
 
+    /// The symbol's text, as the string it shares its bytes with.
+    pub fn into_string(self) -> ByteString {
+        self.0
+    }
+
     /// The symbol's bytes, shared.
     pub fn as_bytes(&self) -> &Bytes {
         self.0.as_bytes()

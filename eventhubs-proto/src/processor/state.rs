@@ -97,8 +97,8 @@ struct Mark {
 impl Mark {
     fn of(e: &ReceivedEvent) -> Self {
         Mark {
-            offset: e.system.offset.clone(),
-            sequence_number: e.system.sequence_number,
+            offset: e.offset().to_owned(),
+            sequence_number: e.sequence_number(),
         }
     }
 }
@@ -485,7 +485,7 @@ impl Processor {
         if !matches!(s.state, SessionState::Open) {
             return;
         }
-        let seq = event.system.sequence_number;
+        let seq = event.sequence_number();
         if s.last_received.is_some_and(|last| seq <= last) {
             debug!(partition = %pid, seq, "event at or before one already received: dropped");
             return;

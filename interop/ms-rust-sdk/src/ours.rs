@@ -87,7 +87,7 @@ async fn receive(o: &WorkerOptions) -> Result<Report, BoxError> {
     while received < o.events {
         match stream.next().await {
             Some(event) => {
-                if event?.data.body.len() != o.event_size {
+                if event?.body().len() != o.event_size {
                     return Err(format!("event {received} has an unexpected body").into());
                 }
                 received += 1;
@@ -118,7 +118,7 @@ async fn single(o: &WorkerOptions) -> Result<Report, BoxError> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let reader = tokio::spawn(async move {
         while let Some(Ok(event)) = stream.next().await {
-            if let Some(i) = index_of(&event.data.body) {
+            if let Some(i) = index_of(event.body()) {
                 if tx.send((i, Instant::now())).is_err() {
                     break;
                 }
