@@ -495,14 +495,6 @@ fn annotation<'a>(a: Option<&'a Annotations>, key: &str) -> Option<&'a Value> {
     a?.get(key)
 }
 
-fn string_of(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.to_string()),
-        Value::Symbol(s) => Some(s.as_str().to_owned()),
-        v => v.as_i64().map(|n| n.to_string()),
-    }
-}
-
 /// A stamped string annotation, sharing the bytes it was decoded from.
 fn text_of(v: Value) -> Option<ByteString> {
     match v {
@@ -563,7 +555,10 @@ fn last_enqueued(d: Option<&Annotations>) -> Option<LastEnqueuedEventProperties>
     let get = |k: &str| annotation(Some(d), k);
     let l = LastEnqueuedEventProperties {
         sequence_number: get(LAST_SEQUENCE_NUMBER).and_then(Value::as_i64),
-        offset: get(LAST_OFFSET).and_then(string_of),
+        offset: get(LAST_OFFSET)
+            .cloned()
+            .and_then(text_of)
+            .map(|o| (*o).to_owned()),
         enqueued_time: get(LAST_ENQUEUED_TIME).and_then(timestamp_of),
         retrieval_time: get(RETRIEVAL_TIME).and_then(timestamp_of),
     };
