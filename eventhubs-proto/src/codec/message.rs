@@ -195,6 +195,16 @@ impl Decode for Message {
         decode_sections(d, &mut m)?;
         Ok(m)
     }
+
+    /// As the default, but the message is built where it is returned from:
+    /// going through [`Message::decode`] moved its 560 bytes once more.
+    fn decode_all(bytes: &Bytes) -> Result<Self, DecodeError> {
+        let mut m = Message::default();
+        let mut d = Decoder::new(bytes);
+        decode_sections(&mut d, &mut m)?;
+        d.finish()?;
+        Ok(m)
+    }
 }
 
 /// What [`decode_sections`] hands each section to, its descriptor read:
