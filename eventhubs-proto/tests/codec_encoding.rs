@@ -745,3 +745,46 @@ fn unbatch_reports_a_bad_event_after_good_ones() {
     };
     assert_eq!(outer.unbatch().unwrap(), events);
 }
+
+#[test]
+fn a_message_decoded_from_the_middle_of_a_buffer_shares_exactly_its_own_bytes() {
+    // The decoder finds a shared slice's place by its distance from the
+    // start of the buffer it was given; that buffer is itself a slice here,
+    // so a distance taken from the wrong start would point elsewhere.
+    let m = Message {
+        properties: Some(Properties {
+            message_id: Some(MessageId::from("id-1")),
+            to: Some("hub/partitions/0".into()),
+            content_type: Some(Symbol::new("text/csv").unwrap()),
+            ..Default::default()
+        }),
+        application_properties: Some(Map(vec![("k".into(), Value::String("v".into()))])),
+        ..Message::with_data(&b"0123456789abcdef"[..])
+    };
+    let enc = m.to_bytes();
+    let mut framed = vec![0xEE; 7];
+    framed.extend_from_slice(&enc);
+    framed.extend_from_slice(&[0xEE; 5]);
+    let outer = Bytes::from(framed);
+    let inner = outer.slice(7..7 + enc.len());
+    let back = Message::decode_all(&inner).unwrap();
+    assert_eq!(back, m);
+    let at = |b: &[u8]| b.as_ptr() as usize - outer.as_ptr() as usize;
+    let body = match &back.body {
+        Body::Data(d) => d[0].clone(),
+        b => panic!("{b:?}"),
+    };
+    assert_eq!(at(&body), 7 + enc.len() - 16);
+    let p = back.properties.as_ref().unwrap();
+    let to = p.to.as_ref().unwrap();
+    let pos = enc
+        .windows(16)
+        .position(|w| w == b"hub/partitions/0")
+        .unwrap();
+    assert_eq!(at(to.as_bytes()), 7 + pos);
+    assert!(shares(&inner, content_type_bytes(p)));
+}
+
+fn content_type_bytes(p: &Properties) -> &Bytes {
+    p.content_type.as_ref().unwrap().as_bytes()
+}
