@@ -19,11 +19,11 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::FutureExt;
 use tracing::{debug, info, warn};
 
-use bytes::Bytes;
 use eventhubs_proto::client::{
-    Cancelled, Client, ClientError, ClientEvent, ConnectFailure, ConnectFailureKind, EventData,
-    HubRuntimeInformation, Now, OpId, PartitionPublishingState, PartitionRuntimeInformation,
-    ReceivedEvent, ReceiverId, ReceiverOptions, SendTarget, TransportId,
+    Cancelled, Client, ClientError, ClientEvent, ConnectFailure, ConnectFailureKind, EventBatch,
+    EventData, HubRuntimeInformation, Now, OpId, PartitionPublishingState,
+    PartitionRuntimeInformation, ReceivedEvent, ReceiverId, ReceiverOptions, SendTarget,
+    TransportId,
 };
 use eventhubs_proto::eventhubs::sas::{Token, TokenError};
 
@@ -73,10 +73,9 @@ pub(crate) enum Command {
     PublishingStates {
         reply: oneshot::Sender<BTreeMap<String, PartitionPublishingState>>,
     },
-    SendEncoded {
+    SendBatch {
         ticket: Ticket,
-        payload: Bytes,
-        format: u32,
+        batch: Box<EventBatch>,
         target: SendTarget,
         deadline: Instant,
         reply: Answer<()>,
@@ -399,17 +398,14 @@ impl<R: Runtime> Driver<R> {
             Command::PublishingStates { reply } => {
                 let _ = reply.send(self.client.partition_publishing_states());
             }
-            Command::SendEncoded {
+            Command::SendBatch {
                 ticket,
-                payload,
-                format,
+                batch,
                 target,
                 deadline,
                 reply,
             } => {
-                let op = self
-                    .client
-                    .send_encoded(now, payload, format, target, deadline);
+                let op = self.client.send_batch(now, &batch, target, deadline);
                 self.pending(ticket, op, Reply::Send(reply));
             }
             Command::OpenSender {

@@ -428,12 +428,11 @@ impl<R: Runtime> Hub<R> {
             return Ok(());
         }
         let (batch, target) = batch.into_parts();
-        let (payload, format) = batch.encode();
         let deadline = self.deadline(None);
-        self.request(|ticket, reply| Command::SendEncoded {
+        let batch = Box::new(batch);
+        self.request(|ticket, reply| Command::SendBatch {
             ticket,
-            payload,
-            format,
+            batch,
             target,
             deadline,
             reply,

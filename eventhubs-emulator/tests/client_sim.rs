@@ -744,6 +744,43 @@ fn short_lived_tokens_are_refreshed_before_links_lose_them() {
 }
 
 #[test]
+fn each_batch_is_encoded_into_the_allocation_the_last_accepted_one_gave_back() {
+    let mut w = world(12, EmulatorConfig::default(), Network::calm());
+    let c = w.add_client(sim::options(12, HOUR));
+    let batch = |b: u8| -> Vec<EventData> {
+        (0..50)
+            .map(|i| EventData::new(vec![b.wrapping_mul(50).wrapping_add(i); 1024]))
+            .collect()
+    };
+    assert_eq!(w.peers[c].client.kept_payload_bytes(), 0);
+    send(&mut w, c, batch(0), Some("0")).unwrap();
+    let kept = w.peers[c].client.kept_payload_bytes();
+    assert!(
+        kept > 50 * 1024,
+        "the accepted batch's buffer is kept: {kept}"
+    );
+    for b in 1..5 {
+        send(&mut w, c, batch(b), Some("0")).unwrap();
+        // One buffer, taken and given back: a batch that took a new one
+        // would leave two kept.
+        assert_eq!(w.peers[c].client.kept_payload_bytes(), kept, "batch {b}");
+    }
+    let (_, got) = receive(
+        &mut w,
+        c,
+        ReceiverOptions::new("0").position(EventPosition::Earliest),
+        250,
+    );
+    let bodies: Vec<Vec<u8>> = got.iter().map(|e| e.body().to_vec()).collect();
+    let sent: Vec<Vec<u8>> = (0..5).flat_map(batch).map(|e| e.body.to_vec()).collect();
+    assert_eq!(bodies.len(), 250);
+    assert!(
+        bodies == sent,
+        "every event as sent, none from an earlier batch's bytes"
+    );
+}
+
+#[test]
 fn a_wrong_key_fails_operations_with_unauthorized_not_a_timeout() {
     let mut w = world(6, EmulatorConfig::default(), Network::calm());
     let provider =

@@ -128,14 +128,21 @@ impl EventBatch {
 
     /// The transfer payload and its message format.
     pub fn encode(&self) -> (Bytes, u32) {
+        self.encode_into(Vec::new())
+    }
+
+    /// [`encode`](Self::encode) into `buf`'s allocation (its contents are
+    /// dropped): it grows only when it holds less than [`size`](Self::size).
+    pub fn encode_into(&self, mut buf: Vec<u8>) -> (Bytes, u32) {
         let b = Batch {
             envelope: &self.envelope,
             events: &self.events,
         };
-        let mut v = Vec::with_capacity(self.size);
-        b.encode_as(Form::Compact, &mut v);
-        debug_assert_eq!(v.len(), self.size);
-        (Bytes::from(v), BATCH_MESSAGE_FORMAT)
+        buf.clear();
+        buf.reserve_exact(self.size);
+        b.encode_as(Form::Compact, &mut buf);
+        debug_assert_eq!(buf.len(), self.size);
+        (Bytes::from(buf), BATCH_MESSAGE_FORMAT)
     }
 }
 

@@ -119,6 +119,9 @@ pub struct Client {
     /// answered.
     pub(super) detaching: std::collections::BTreeSet<ReceiverId>,
     pub(super) events: VecDeque<ClientEvent>,
+    /// Allocations of accepted transfers, kept to encode the next batches
+    /// in ([`super::senders::SparePayloads`]).
+    pub(super) spare_payloads: super::senders::SparePayloads,
 }
 
 impl std::fmt::Debug for Client {
@@ -165,12 +168,19 @@ impl Client {
             mgmt_queue: VecDeque::new(),
             detaching: std::collections::BTreeSet::new(),
             events: VecDeque::new(),
+            spare_payloads: super::senders::SparePayloads::default(),
         })
     }
 
     /// The options.
     pub fn options(&self) -> &ClientOptions {
         &self.options
+    }
+
+    /// Bytes of allocation kept from accepted transfers to encode the next
+    /// batches in: at most two buffers of at most 1 MiB each.
+    pub fn kept_payload_bytes(&self) -> usize {
+        self.spare_payloads.bytes()
     }
 
     /// Our AMQP container id.
