@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{start_emulator_with, BoxError};
+use crate::{pin_to, start_emulator_with, BoxError};
 
 /// The hub of the send, single and receive workloads.
 pub const HUB: &str = "bench";
@@ -60,7 +60,9 @@ usage: ms-rust-sdk-interop bench --emulator PATH [OPTIONS]
   --ms-sdk-outcome-delay MS  the emulator's hold of Microsoft's SDK's outcomes (default 20)
   --worker-threads N         tokio worker threads of each client (default: one per core)
   --stall-timeout-ms MS      a send not acknowledged by then is a stall, counted (default 2000)
-  --emulator-log FILE        the emulator's stderr (default: discarded)";
+  --emulator-log FILE        the emulator's stderr (default: discarded)
+  --cpus none|same|split     where the processes run: anywhere (default); the emulator and
+                             each client on CPU 0; the emulator on CPU 0, each client on CPU 1";
 
 /// What `bench` was asked for.
 #[derive(Clone, Debug)]
@@ -79,6 +81,8 @@ pub struct BenchOptions {
     pub outcome_delay_ms: u64,
     pub worker_threads: Option<usize>,
     pub stall_timeout: Duration,
+    /// The CPUs of the emulator and of each client (`--cpus`).
+    pub cpus: (Option<usize>, Option<usize>),
 }
 
 pub const WORKLOADS: &[&str] = &["send", "send-rr", "single", "receive", "memory"];
@@ -110,6 +114,7 @@ pub fn parse_bench(mut args: impl Iterator<Item = String>) -> Result<BenchOption
         outcome_delay_ms: 20,
         worker_threads: None,
         stall_timeout: Duration::from_secs(2),
+        cpus: (None, None),
     };
     let mut emulator = None;
     while let Some(flag) = args.next() {
@@ -133,6 +138,14 @@ pub fn parse_bench(mut args: impl Iterator<Item = String>) -> Result<BenchOption
             "--ms-sdk-outcome-delay" => o.outcome_delay_ms = num(&flag, value()?)?,
             "--worker-threads" => o.worker_threads = Some(num(&flag, value()?)?),
             "--stall-timeout-ms" => o.stall_timeout = Duration::from_millis(num(&flag, value()?)?),
+            "--cpus" => {
+                o.cpus = match value()?.as_str() {
+                    "none" => (None, None),
+                    "same" => (Some(0), Some(0)),
+                    "split" => (Some(0), Some(1)),
+                    v => return Err(format!("--cpus: {v:?} is not none, same or split")),
+                }
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown option {other}")),
         }
@@ -325,13 +338,15 @@ struct ChildRun {
 }
 
 /// Runs a worker child and reaps it with `wait4` for its resource usage.
-fn run_child(o: &WorkerOptions, timeout: Duration) -> Result<ChildRun, String> {
+fn run_child(o: &WorkerOptions, timeout: Duration, cpu: Option<usize>) -> Result<ChildRun, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut child = Command::new(exe)
-        .arg("worker")
+    let mut cmd = Command::new(exe);
+    cmd.arg("worker")
         .args(o.args())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::inherit());
+    pin_to(&mut cmd, cpu);
+    let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start a worker: {e}"))?;
     let pid = child.id() as libc::pid_t;
@@ -431,16 +446,24 @@ pub fn bench(o: BenchOptions) -> Result<(), String> {
         &delay,
     ];
     println!(
-        "bench: {} x {} bytes per send run (batches of {}), {} per receive run, {} single events, runs {}, the emulator holding Microsoft's SDK's outcomes {} ms",
-        o.events, o.event_size, o.batch_size, o.receive_events, o.single_events, o.runs, o.outcome_delay_ms
+        "bench: {} x {} bytes per send run (batches of {}), {} per receive run, {} single events, runs {}, the emulator holding Microsoft's SDK's outcomes {} ms, {}",
+        o.events, o.event_size, o.batch_size, o.receive_events, o.single_events, o.runs, o.outcome_delay_ms,
+        match o.cpus {
+            (Some(e), Some(c)) => format!("the emulator on CPU {e}, each client on CPU {c}"),
+            _ => "processes on any CPU".to_string(),
+        }
     );
     let mut failures = 0;
     for workload in &o.workloads {
         // One emulator per workload, so no workload pays for another's
         // events; both clients share it.
         let emulator_path = o.emulator.to_str().ok_or("emulator path is not UTF-8")?;
-        let (_emulator, endpoint) =
-            start_emulator_with(emulator_path, o.emulator_log.as_deref(), &emulator_args)?;
+        let (_emulator, endpoint) = start_emulator_with(
+            emulator_path,
+            o.emulator_log.as_deref(),
+            &emulator_args,
+            o.cpus.0,
+        )?;
         let worker = |client: &str, workload: &str, events: u64| WorkerOptions {
             client: client.into(),
             workload: workload.into(),
@@ -461,10 +484,10 @@ pub fn bench(o: BenchOptions) -> Result<(), String> {
         let timeout = Duration::from_secs(120 + events / 1000);
         // Seeding, untimed, by our client.
         match workload.as_str() {
-            "receive" => run_child(&worker("ours", "seed-receive", events), timeout)
+            "receive" => run_child(&worker("ours", "seed-receive", events), timeout, o.cpus.1)
                 .map_err(|e| format!("seeding: {e}"))
                 .map(drop)?,
-            "memory" => run_child(&worker("ours", "seed-wide", events), timeout)
+            "memory" => run_child(&worker("ours", "seed-wide", events), timeout, o.cpus.1)
                 .map_err(|e| format!("seeding: {e}"))
                 .map(drop)?,
             _ => {}
@@ -488,7 +511,7 @@ pub fn bench(o: BenchOptions) -> Result<(), String> {
                     let client = figures[idx].0.clone();
                     let mut w = worker(&client, workload, events);
                     w.position = position.to_string();
-                    match run_child(&w, timeout) {
+                    match run_child(&w, timeout, o.cpus.1) {
                         Ok(r) => {
                             print_run(workload, position, &client, run, events, &r);
                             figures[idx].1.runs.push(r);

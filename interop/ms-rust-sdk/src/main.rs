@@ -359,7 +359,28 @@ impl Drop for Emulator {
 }
 
 fn start_emulator(path: &str, log: Option<&str>) -> Result<(Emulator, String), String> {
-    start_emulator_with(path, log, &[])
+    start_emulator_with(path, log, &[], None)
+}
+
+/// Runs `cmd`'s process on `cpu` only, when one is given.
+pub(crate) fn pin_to(cmd: &mut std::process::Command, cpu: Option<usize>) {
+    use std::os::unix::process::CommandExt;
+    let Some(cpu) = cpu else {
+        return;
+    };
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // makes the sched_setaffinity system call on a set built on its stack,
+    // which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Starts the emulator at `path` on an ephemeral port with `args` besides.
@@ -367,16 +388,19 @@ pub(crate) fn start_emulator_with(
     path: &str,
     log: Option<&str>,
     args: &[&str],
+    cpu: Option<usize>,
 ) -> Result<(Emulator, String), String> {
     let stderr = match log {
         Some(f) => Stdio::from(std::fs::File::create(f).map_err(|e| format!("{f}: {e}"))?),
         None => Stdio::null(),
     };
-    let mut child = std::process::Command::new(path)
-        .args(["--listen", "127.0.0.1:0"])
+    let mut cmd = std::process::Command::new(path);
+    cmd.args(["--listen", "127.0.0.1:0"])
         .args(args)
         .stdout(Stdio::piped())
-        .stderr(stderr)
+        .stderr(stderr);
+    pin_to(&mut cmd, cpu);
+    let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start {path}: {e}"))?;
     let stdout = child.stdout.take().expect("piped stdout");

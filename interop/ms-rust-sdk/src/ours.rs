@@ -131,7 +131,12 @@ async fn single(o: &WorkerOptions) -> Result<Report, BoxError> {
     let start = Instant::now();
     for i in 0..o.events {
         let sent_at = Instant::now();
-        match tokio::time::timeout(o.stall_timeout, hub.send_with(EventData::new(o.body(i)), routing.clone())).await {
+        match tokio::time::timeout(
+            o.stall_timeout,
+            hub.send_with(EventData::new(o.body(i)), routing.clone()),
+        )
+        .await
+        {
             Ok(r) => {
                 r?;
                 rtt.push(sent_at.elapsed());
