@@ -745,8 +745,16 @@ fn short_lived_tokens_are_refreshed_before_links_lose_them() {
 
 #[test]
 fn each_batch_is_encoded_into_the_allocation_the_last_accepted_one_gave_back() {
+    for idempotent in [false, true] {
+        batches_reuse_the_allocations_accepted_ones_gave_back(idempotent);
+    }
+}
+
+fn batches_reuse_the_allocations_accepted_ones_gave_back(idempotent: bool) {
     let mut w = world(12, EmulatorConfig::default(), Network::calm());
-    let c = w.add_client(sim::options(12, HOUR));
+    let mut options = sim::options(12, HOUR);
+    options.options.idempotent_publishing = idempotent;
+    let c = w.add_client(options);
     let batch = |b: u8| -> Vec<EventData> {
         (0..50)
             .map(|i| EventData::new(vec![b.wrapping_mul(50).wrapping_add(i); 1024]))
@@ -757,13 +765,17 @@ fn each_batch_is_encoded_into_the_allocation_the_last_accepted_one_gave_back() {
     let kept = w.peers[c].client.kept_payload_bytes();
     assert!(
         kept > 50 * 1024,
-        "the accepted batch's buffer is kept: {kept}"
+        "the accepted batch's buffer is kept: {kept} (idempotent {idempotent})"
     );
     for b in 1..5 {
         send(&mut w, c, batch(b), Some("0")).unwrap();
         // One buffer, taken and given back: a batch that took a new one
         // would leave two kept.
-        assert_eq!(w.peers[c].client.kept_payload_bytes(), kept, "batch {b}");
+        assert_eq!(
+            w.peers[c].client.kept_payload_bytes(),
+            kept,
+            "batch {b} (idempotent {idempotent})"
+        );
     }
     let (_, got) = receive(
         &mut w,
@@ -776,7 +788,7 @@ fn each_batch_is_encoded_into_the_allocation_the_last_accepted_one_gave_back() {
     assert_eq!(bodies.len(), 250);
     assert!(
         bodies == sent,
-        "every event as sent, none from an earlier batch's bytes"
+        "every event as sent, none from an earlier batch's bytes (idempotent {idempotent})"
     );
 }
 

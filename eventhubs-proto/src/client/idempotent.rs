@@ -38,6 +38,7 @@ use bytes::Bytes;
 
 use super::error::ClientError;
 use super::event::{partition_key_annotations, EventData};
+use super::senders::SparePayloads;
 use crate::codec::message::{batch_section_len, Batch, Message, BATCH_MESSAGE_FORMAT};
 use crate::codec::messaging::{AnnotationKey, Annotations};
 use crate::codec::performatives::{AmqpError, Fields};
@@ -389,7 +390,11 @@ impl Idempotence {
     /// so the state moved on; refused, so its numbers are free again) or
     /// its link was lost, and the new link's report is the state. `Err`
     /// before the service's state is known (the transfer is given back).
-    pub(super) fn stamp(&mut self, pending: Pending) -> Result<(Bytes, u32, Stamp), Pending> {
+    pub(super) fn stamp(
+        &mut self,
+        pending: Pending,
+        spare: &mut SparePayloads,
+    ) -> Result<(Bytes, u32, Stamp), Pending> {
         let Some(state) = self.state else {
             return Err(pending);
         };
@@ -397,6 +402,7 @@ impl Idempotence {
             state.producer_group_id,
             state.owner_level,
             state.last_published_sequence_number,
+            spare,
         );
         self.numbered = Some(stamp.last);
         Ok((bytes, format, stamp))
@@ -505,7 +511,23 @@ impl Pending {
     /// Numbers the events `last + 1`, `last + 2`, ...; the envelope gets the
     /// first event's annotations. Returns the payload, its message format
     /// and the numbers.
-    fn stamp(mut self, id: i64, epoch: i16, last: i32) -> (Bytes, u32, Stamp) {
+    fn stamp(
+        mut self,
+        id: i64,
+        epoch: i16,
+        last: i32,
+        spare: &mut SparePayloads,
+    ) -> (Bytes, u32, Stamp) {
+        // Sized before numbering, while the producer annotations hold their
+        // widest placeholders: every batch of the same events then asks the
+        // spare buffers for the same room, however its numbers encode.
+        let room = self.envelope.as_ref().map(|envelope| {
+            Batch {
+                envelope,
+                events: &self.messages,
+            }
+            .encoded_len_as(Form::Compact)
+        });
         let count = u32::try_from(self.messages.len()).unwrap_or(u32::MAX);
         let first = next_sequence_number(last);
         for (i, m) in self.messages.iter_mut().enumerate() {
@@ -539,7 +561,9 @@ impl Pending {
                     envelope,
                     events: &self.messages,
                 };
-                let mut v = Vec::with_capacity(b.encoded_len_as(Form::Compact));
+                let room = room.unwrap_or_default();
+                let mut v = spare.take(room);
+                v.reserve_exact(room);
                 b.encode_as(Form::Compact, &mut v);
                 (Bytes::from(v), BATCH_MESSAGE_FORMAT, stamp)
             }
@@ -763,7 +787,7 @@ mod tests {
         let pending = split_pending(&[ev(1, None), ev(1, None), ev(1, None)], 1 << 20, false)
             .unwrap()
             .remove(0);
-        let (_, _, stamp) = i.stamp(pending).unwrap();
+        let (_, _, stamp) = i.stamp(pending, &mut SparePayloads::default()).unwrap();
         assert_eq!(stamp, Stamp { first: 0, last: 2 });
         let p = i.link_properties().unwrap();
         assert_eq!(
@@ -805,7 +829,7 @@ mod tests {
         let mut expected = next_sequence_number(i32::MAX - 10);
         for p in pendings {
             let count = p.len();
-            let (bytes, format, stamp) = i.stamp(p).unwrap();
+            let (bytes, format, stamp) = i.stamp(p, &mut SparePayloads::default()).unwrap();
             assert!(bytes.len() <= max, "{} > {max}", bytes.len());
             assert_eq!(format, BATCH_MESSAGE_FORMAT);
             let outer = Message::decode_all(&bytes).unwrap();
@@ -823,7 +847,7 @@ mod tests {
         let p = split_pending(&[ev(10, Some("k"))], max, false)
             .unwrap()
             .remove(0);
-        let (bytes, format, _) = i.stamp(p).unwrap();
+        let (bytes, format, _) = i.stamp(p, &mut SparePayloads::default()).unwrap();
         assert_eq!(format, 0);
         let m = Message::decode_all(&bytes).unwrap();
         assert_eq!(producer_annotations(&m).2, expected);
@@ -847,7 +871,12 @@ mod tests {
         assert_eq!(pendings.len(), 1);
         let mut i = Idempotence::new("0".into(), PartitionPublishingOptions::new());
         i.attached(Some(&reply(3, 0, 9)), None).unwrap();
-        let (out, format, stamp) = i.stamp(pendings.into_iter().next().unwrap()).unwrap();
+        let (out, format, stamp) = i
+            .stamp(
+                pendings.into_iter().next().unwrap(),
+                &mut SparePayloads::default(),
+            )
+            .unwrap();
         assert_eq!(
             stamp,
             Stamp {

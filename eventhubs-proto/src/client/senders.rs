@@ -91,8 +91,9 @@ impl SendOp {
 /// back to the kernel on the free and faults them in again, zeroed, on the
 /// next batch's copy. Measured on a 2-core virtual machine, sending 100,000
 /// events of 1 KiB in batches of 100: 7,400 page faults without the kept
-/// buffers, 370 with them, and a sixth less CPU. At most [`SparePayloads::MAX`] buffers of at most
-/// [`SparePayloads::MAX_CAPACITY`] bytes are kept.
+/// buffers, 370 with them, and a sixth less CPU. Plain and idempotent
+/// batches take from it alike. At most [`SparePayloads::MAX`] buffers of at
+/// most [`SparePayloads::MAX_CAPACITY`] bytes are kept.
 #[derive(Default)]
 pub(super) struct SparePayloads(Vec<Vec<u8>>);
 
@@ -114,7 +115,7 @@ impl SparePayloads {
     /// over [`MAX_CAPACITY`](Self::MAX_CAPACITY) and fewer than
     /// [`MAX`](Self::MAX) are kept.
     pub(super) fn give_back(&mut self, payload: Bytes) {
-        if self.0.len() >= Self::MAX || payload.len() > Self::MAX_CAPACITY {
+        if self.0.len() >= Self::MAX {
             return;
         }
         if let Ok(mut b) = payload.try_into_mut() {
@@ -508,7 +509,7 @@ impl Client {
                 break;
             };
             if let (Some(p), Some(idem)) = (unit.pending.take(), s.idem.as_mut()) {
-                match idem.stamp(p) {
+                match idem.stamp(p, &mut self.spare_payloads) {
                     Ok((payload, format, stamp)) => {
                         unit.payload = payload;
                         unit.format = format;
